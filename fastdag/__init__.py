@@ -1,0 +1,24 @@
+"""fastdag: fast Python task graphs on one machine, and on many through Redis.
+
+    import fastdag as fd
+
+    @fd.task
+    def add(x, y):
+        return x + y
+
+    add(add(1, 2), 3).compute()   # 6
+"""
+
+from .api import acompute, compute, compute_async, get_default_executor, set_default_executor
+from .errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
+from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
+from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",
+    "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
+    "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
+    "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
+]

@@ -1,0 +1,84 @@
+"""Module-level entry points: compute, compute_async, acompute, the default executor."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from typing import Any
+
+from .executors.base import Executor, RunFuture, wait_for
+from .graph import Node
+
+_default: Executor | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_executor() -> Executor:
+    """The process-wide executor, a LocalExecutor created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            from .executors.local import LocalExecutor
+            _default = LocalExecutor()
+        return _default
+
+
+def set_default_executor(executor: Executor | None) -> Executor | None:
+    """Replace the default executor; return the previous one (not shut down)."""
+    global _default
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(f"expected an fd executor, got {type(executor).__name__}")
+    with _default_lock:
+        previous, _default = _default, executor
+    return previous
+
+
+@atexit.register
+def _shutdown_default() -> None:
+    executor = set_default_executor(None)
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+def _split(args: tuple) -> tuple[list[Node], list[int]]:
+    nodes, positions = [], []
+    for pos, value in enumerate(args):
+        if type(value) is Node:
+            nodes.append(value)
+            positions.append(pos)
+    return nodes, positions
+
+
+def compute_async(*args: Any, executor: Executor | None = None, **options: Any) -> RunFuture:
+    """Start computing the Nodes among ``args``; a Future of the tuple of results."""
+    nodes, _ = _split(args)
+    if len(nodes) != len(args):
+        raise TypeError("compute_async() takes fd.Node arguments only")
+    if not nodes:
+        raise TypeError("compute_async() needs at least one Node")
+    ex = executor or get_default_executor()
+    return ex.submit(nodes, **options)
+
+
+def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tuple:
+    """Compute several Nodes as one graph (shared parts run once); a tuple of results.
+
+    Arguments that are not Nodes are returned as they are, as in dask.compute.
+    """
+    nodes, positions = _split(args)
+    if not nodes:
+        return tuple(args)
+    ex = executor or get_default_executor()
+    values = wait_for(ex.submit(nodes, **options))
+    out = list(args)
+    for pos, value in zip(positions, values):
+        out[pos] = value
+    return tuple(out)
+
+
+async def acompute(*nodes: Node, executor: Executor | None = None, **options: Any) -> Any:
+    """``await fd.acompute(node)``: one node gives its value, several a tuple."""
+    future = compute_async(*nodes, executor=executor, **options)
+    result = await asyncio.wrap_future(future)
+    return result[0] if len(nodes) == 1 else result

@@ -1,0 +1,50 @@
+"""The exceptions fastdag raises to its users.
+
+Every failure of a run reaches the caller of ``compute()`` as one of these,
+naming the task that failed, so that a user never has to read a scheduler's
+stack to learn which of their functions went wrong.
+"""
+
+from __future__ import annotations
+
+
+class FastdagError(Exception):
+    """Base class of every fastdag error."""
+
+
+class TaskError(FastdagError):
+    """A task raised. ``task`` names it; ``__cause__`` is the original exception.
+
+    The message carries the traceback as the worker saw it, because the
+    worker may be another process or host whose frames the caller cannot see.
+    """
+
+    def __init__(self, message: str, task: str = "", remote_traceback: str = ""):
+        super().__init__(message)
+        self.task = task
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.task, self.remote_traceback))
+
+
+class WorkerCrashedError(TaskError):
+    """The process running a task died (signal, ``os._exit``, out of memory)."""
+
+
+class SerializationError(TaskError, TypeError):
+    """A task's argument or result cannot be pickled, so it cannot cross processes."""
+
+
+class CancelledError(FastdagError):
+    """The run was cancelled before it finished."""
+
+
+def task_failure(task: str, exc: BaseException, remote_tb: str) -> TaskError:
+    """Wrap ``exc`` raised by ``task`` into the TaskError that ``compute()`` raises."""
+    message = f"task {task!r} raised {type(exc).__name__}: {exc}"
+    if remote_tb:
+        message += "\n\nTraceback in the worker:\n" + remote_tb.rstrip()
+    err = TaskError(message, task=task, remote_traceback=remote_tb)
+    err.__cause__ = exc
+    return err

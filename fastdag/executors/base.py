@@ -1,0 +1,112 @@
+"""What every executor shares: the Future it returns and the compute() wrapper."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..graph import DAG, Node
+from ..metrics import RunReport
+
+_run_counter = itertools.count(1)
+
+
+def new_run_id() -> str:
+    """A run id unique on this host: pid, counter."""
+    return f"{os.getpid()}-{next(_run_counter)}"
+
+
+class RunFuture(concurrent.futures.Future):
+    """A Future for one run; ``cancel()`` also stops the run's tasks.
+
+    The future stays PENDING until it has a result, so ``cancel()`` works at
+    any time before then, as users of ``concurrent.futures`` expect of a
+    queued job.
+    """
+
+    def __init__(self, run_id: str, single: bool, on_cancel: Callable[[], None] | None = None):
+        super().__init__()
+        self.run_id = run_id
+        self.single = single
+        self.report: RunReport | None = None
+        self._on_cancel = on_cancel
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled and self._on_cancel is not None:
+            self._on_cancel()
+        return cancelled
+
+    def finish(self, outputs: list[Any]) -> None:
+        """Resolve with the outputs (one value when a single Node was submitted)."""
+        if not self.done():
+            try:
+                self.set_result(outputs[0] if self.single else tuple(outputs))
+            except concurrent.futures.InvalidStateError:
+                pass
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done():
+            try:
+                self.set_exception(exc)
+            except concurrent.futures.InvalidStateError:
+                pass
+
+
+def as_dag(obj: DAG | Node | Iterable[Node]) -> tuple[DAG, bool]:
+    """The DAG to run and whether a single Node (not a tuple) was asked for."""
+    if isinstance(obj, DAG):
+        return obj, False
+    if type(obj) is Node:
+        return DAG([obj]), True
+    if isinstance(obj, (list, tuple)):
+        return DAG(list(obj)), False
+    raise TypeError(f"submit() takes a Node, a DAG or a list of Nodes, not {type(obj).__name__}")
+
+
+class Executor(ABC):
+    """submit / compute / shutdown and the context-manager protocol."""
+
+    name = "executor"
+
+    @abstractmethod
+    def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
+        """Start running; return a Future of the value (a tuple for a DAG or list)."""
+
+    def compute(self, *nodes: Node, **options: Any) -> Any:
+        """Run and wait: one node gives its value, several give a tuple."""
+        if not nodes:
+            raise TypeError("compute() needs at least one Node")
+        future = self.submit(list(nodes), **options)
+        result = wait_for(future)
+        return result[0] if len(nodes) == 1 else result
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Release workers and stored data. Idempotent."""
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+
+def wait_for(future: RunFuture) -> Any:
+    """``future.result()``, cancelling the run if the wait is interrupted (Ctrl-C)."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,599 @@
+"""LocalExecutor: persistent worker processes, shared-memory data, one scheduler thread.
+
+Data flow::
+
+    caller threads                 scheduler thread                  worker processes
+    --------------                 ----------------                  ----------------
+    submit(dag) --plan--> inbox --wake--> RunState per run  --batch-->  Worker.batch()
+        |                                  |   ^                          |  runs tasks,
+        |   Plan pickled once into a       |   +----report / error-------+  continues
+        |   /dev/shm segment; workers      |                              |  locally
+        |   map it zero-copy               |                              v
+    Future <------ outputs mapped --------+          /dev/shm: fastdag-<token>-<worker>-<n>
+                   copy-on-write                      (results other workers need)
+
+Workers are started once (``subprocess`` running ``python -m
+fastdag.executors.worker``, i.e. a fresh interpreter as with the *spawn*
+method, never a fork of this threaded process) and live until
+``shutdown()``. Each is connected by a duplex pipe; the scheduler thread
+waits on all pipes, all worker process handles and a wake-up pipe for the
+inbox.
+
+Scheduling policy, in the order the scheduler applies it:
+
+1. A task is *ready* once all its dependencies have been reported done.
+   Tasks made ready by a worker's final report go to that worker's own
+   queue (``RunState.local``): the fan-in runs where its last input landed.
+   Tasks made ready by a mid-batch report (a fan-out the worker split) go to
+   the shared queue (``RunState.ready``) for whoever is idle.
+2. An idle worker takes, from the next run in round-robin order (so small
+   runs are not starved by large ones), its own queue first, then the shared
+   queue, then other workers' queues. It takes a batch of
+   ``plan.batch_size`` tasks: many when tasks are tiny, one when they are
+   known to be slow.
+3. Inside a batch the worker continues with consumers it can feed itself
+   (see ``worker.py``), reporting ``claimed`` tasks so they are not given
+   out twice.
+
+State per run (``RunState``): ``remaining`` dependencies not yet reported
+per task; ``refcount`` consumers not yet done (+1 when the caller wants the
+value), which frees a stored result when it reaches zero; ``done``;
+``claims`` (task -> worker running it as a continuation); ``stored`` (task ->
+StoredRef); the ready queues; ``crashes`` per task, for retries after a
+worker died.
+
+Failure handling: a task error or a crash beyond its retries fails the run
+(``TaskError`` / ``WorkerCrashedError``), and so does ``future.cancel()``.
+A failed run is *closed*: its stored results are unlinked, its queues
+dropped, and workers busy on it are told to stop; one still busy after
+``cancel_grace`` seconds is killed and replaced. A dead worker is replaced
+and the segments it created but never reported are swept from /dev/shm.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import mmap
+import os
+import pickle
+import queue
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import cloudpickle
+
+from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
+from ..graph import DAG, Node
+from ..metrics import HOST, RunRecord, RunReport
+from ..plan import Plan, batch_size, build_plan
+from ..serialize import describe_unpicklable, dumps
+from ..store.base import StoredRef
+from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore
+from .base import Executor, RunFuture, as_dag
+from .worker import SLOT
+
+
+_WORKER_BOOT = "import sys; from fastdag.executors.worker import main_from_argv; main_from_argv(sys.argv[1:])"
+
+
+@dataclass
+class WorkerHandle:
+    wid: int
+    generation: int
+    process: subprocess.Popen
+    conn: Connection
+    sentinel: int
+    prefix: str
+    alive: bool = True
+    busy_run: int | None = None
+    batch: list[int] = field(default_factory=list)
+    kill_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{HOST}:{self.process.pid}"
+
+
+@dataclass
+class RunState:
+    id: int
+    plan: Plan
+    future: RunFuture
+    plan_ref: StoredRef
+    remaining: list[int]
+    refcount: list[int]
+    done: bytearray
+    start: float
+    settings: dict[str, Any]
+    ready: collections.deque = field(default_factory=collections.deque)
+    local: dict[int, collections.deque] = field(default_factory=dict)
+    claims: dict[int, int] = field(default_factory=dict)
+    stored: dict[int, StoredRef] = field(default_factory=dict)
+    crashes: dict[int, int] = field(default_factory=dict)
+    seen_by: set[int] = field(default_factory=set)
+    records: list[tuple[str, list[tuple]]] = field(default_factory=list)
+    ndone: int = 0
+    bytes_stored: int = 0
+    mean_task_s: float | None = None
+    closed: bool = False
+
+    def ready_count(self) -> int:
+        return len(self.ready) + sum(len(q) for q in self.local.values())
+
+
+class LocalExecutor(Executor):
+    """A pool of worker processes sharing results through /dev/shm.
+
+    ``workers`` defaults to the number of cores; ``blas_threads`` to
+    cores // workers (at least 1), so that workers x BLAS threads does not
+    oversubscribe the machine. Workers start on first use.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, blas_threads: int | None = None,
+                 inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0):
+        cores = os.cpu_count() or 1
+        self.workers = workers or cores
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.blas_threads = blas_threads or max(1, cores // self.workers)
+        self.inline_threshold = inline_threshold
+        self.cancel_grace = cancel_grace
+        self.token = f"{os.getpid()}{secrets.token_hex(2)}"
+        self.prefix = f"fastdag-{self.token}"
+        self.store = SharedMemoryStore(self.prefix + "-c", inline_threshold)
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._handles: list[WorkerHandle] = []
+        self._runs: dict[int, RunState] = {}
+        self._run_ids = iter(range(1, sys.maxsize))
+        self._rr = 0
+        self._status: mmap.mmap | None = None
+        self._status_path = os.path.join(SHM_DIR, self.prefix + "-status")
+        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
+        atexit.register(_shutdown_ref, weakref.ref(self))
+
+    def settings(self) -> dict[str, Any]:
+        return {"workers": self.workers, "blas_threads": self.blas_threads,
+                "inline_threshold": self.inline_threshold}
+
+    # -- caller side --------------------------------------------------------
+    def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
+        if self._closed:
+            raise RuntimeError("this LocalExecutor has been shut down")
+        dag, single = as_dag(dag_or_nodes)
+        plan = build_plan(dag)
+        run_id = next(self._run_ids)
+        plan_ref = self._store_plan(plan)
+        future = RunFuture(f"{self.token}-{run_id}", single,
+                           on_cancel=lambda: self._post(("cancel", run_id)))
+        state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
+                         remaining=[len(d) for d in plan.deps], refcount=plan.refcounts(),
+                         done=bytearray(len(plan)), start=time.time(), settings=self.settings())
+        self._ensure_started()
+        self._post(("run", state))
+        return future
+
+    def _store_plan(self, plan: Plan) -> StoredRef:
+        try:
+            payload = dumps(plan)
+        except Exception as exc:  # noqa: BLE001 - find the task to blame
+            raise _unpicklable_argument(plan, exc) from exc
+        return self.store.put_payload("plan", payload)
+
+    def _post(self, item: tuple) -> None:
+        self._inbox.put(item)
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            self._cleanup_files()
+            return
+        self._post(("stop", wait))
+        thread.join()
+        self._cleanup_files()
+
+    def _cleanup_files(self) -> None:
+        self.store.sweep(self.prefix)
+        self._finalizer.detach()
+
+    # -- start-up -----------------------------------------------------------
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            if self._closed:
+                raise RuntimeError("this LocalExecutor has been shut down")
+            fd = os.open(self._status_path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.ftruncate(fd, SLOT.size * self.workers)
+            self._status = mmap.mmap(fd, 0)
+            os.close(fd)
+            self._handles = [self._start_worker(w, 0) for w in range(self.workers)]
+            self._thread = threading.Thread(target=self._loop, name="fastdag-scheduler",
+                                            daemon=True)
+            self._thread.start()
+
+    def _start_worker(self, wid: int, generation: int) -> WorkerHandle:
+        SLOT.pack_into(self._status, wid * SLOT.size, 0, -1)
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(self.blas_threads)
+        prefix = f"{self.prefix}-{wid}.{generation}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_BOOT, str(theirs.fileno()), str(wid),
+             self._status_path, prefix, str(self.blas_threads)],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+        theirs.close()
+        conn = Connection(ours.detach())
+        conn.send_bytes(pickle.dumps(("init", sys.path)))
+        return WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
+                            sentinel=os.pidfd_open(proc.pid), prefix=prefix)
+
+    # -- the scheduler thread ----------------------------------------------
+    def _loop(self) -> None:
+        stopping = False
+        while True:
+            by_obj: dict[Any, tuple[str, WorkerHandle]] = {}
+            for h in self._handles:
+                if h.alive:
+                    by_obj[h.conn] = ("conn", h)
+                    by_obj[h.sentinel] = ("dead", h)
+            timeout = self._next_deadline()
+            for obj in wait([self._wake_r, *by_obj], timeout):
+                if obj is self._wake_r:
+                    stopping = self._drain_inbox() or stopping
+                    continue
+                what, h = by_obj[obj]
+                if not h.alive:
+                    continue
+                if what == "conn":
+                    try:
+                        msg = pickle.loads(h.conn.recv_bytes())
+                    except (EOFError, OSError):
+                        self._worker_died(h, stopping)
+                        continue
+                    self._handle(h, msg)
+                else:
+                    self._worker_died(h, stopping)
+            self._kill_overdue()
+            if stopping:
+                self._stop_workers()
+                return
+            self._dispatch()
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [h.kill_at for h in self._handles if h.alive and h.kill_at]
+        return max(0.0, min(deadlines) - time.time()) if deadlines else None
+
+    def _drain_inbox(self) -> bool:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        stop = False
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return stop
+            kind = item[0]
+            if kind == "run":
+                state: RunState = item[1]
+                if state.future.cancelled():
+                    self.store.delete(state.plan_ref)
+                    continue
+                self._runs[state.id] = state
+                for i, deps in enumerate(state.plan.deps):
+                    if not deps:
+                        state.ready.append(i)
+            elif kind == "cancel":
+                run = self._runs.get(item[1])
+                if run is not None:
+                    self._close_run(run, CancelledError("the run was cancelled"))
+            elif kind == "stop":
+                if item[1] and any(not r.closed for r in self._runs.values()):
+                    self._inbox.put(item)  # let the runs finish first, then stop
+                    return stop
+                for run in list(self._runs.values()):
+                    self._close_run(run, CancelledError("the executor was shut down"))
+                stop = True
+
+    # -- messages from workers ----------------------------------------------
+    def _handle(self, h: WorkerHandle, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "report":
+            _, run_id, completed, stored, claimed, records, final = msg
+            failure = None
+        else:  # "error"
+            _, run_id, failure, completed, stored = msg
+            claimed, records, final = [], [], True
+        if final:
+            h.busy_run = None
+            h.batch = []
+            h.kill_at = None
+        run = self._runs.get(run_id)
+        if run is None or run.closed:
+            for ref in stored.values():
+                self.store.delete(ref)
+            if run is not None:
+                self._maybe_forget(run)
+            return
+        run.stored.update(stored)
+        run.bytes_stored += sum(ref.nbytes for ref in stored.values())
+        if records:
+            run.records.append((h.name, records))
+            busy = sum(r[2] - r[1] for r in records) / len(records)
+            run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
+        self._complete(run, h, completed, claimed, final)
+        if failure is not None:
+            self._close_run(run, _failure_error(run.plan, cloudpickle.loads(failure)))
+        elif run.ndone == len(run.plan):
+            self._finish_run(run)
+
+    def _complete(self, run: RunState, h: WorkerHandle, completed: list[int],
+                  claimed: list[int], final: bool) -> None:
+        plan = run.plan
+        done, remaining, refcount, claims = run.done, run.remaining, run.refcount, run.claims
+        for t in completed:
+            done[t] = 1
+            claims.pop(t, None)
+        run.ndone += len(completed)
+        for t in claimed:
+            claims[t] = h.wid
+        dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
+        for t in completed:
+            for d in plan.deps[t]:
+                refcount[d] -= 1
+                if not refcount[d]:
+                    self._free(run, d)
+            for c in plan.dependents[t]:
+                remaining[c] -= 1
+                if not remaining[c] and not done[c] and c not in claims:
+                    dest.append(c)
+
+    def _free(self, run: RunState, i: int) -> None:
+        ref = run.stored.pop(i, None)
+        if ref is not None:
+            self.store.delete(ref)
+
+    # -- run completion -------------------------------------------------------
+    def _finish_run(self, run: RunState) -> None:
+        try:
+            outputs = [self.store.get(run.stored[o]) for o in run.plan.outputs]
+        except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
+            self._close_run(run, exc)
+            return
+        plan = run.plan
+        raw = [(worker, r) for worker, recs in run.records for r in recs]
+        run.future.report = RunReport(
+            run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
+                          settings=run.settings, start=run.start,
+                          makespan=time.time() - run.start, tasks=len(plan),
+                          bytes_moved=run.bytes_stored),
+            _raw=raw, _names=[plan.name(i) for i in range(len(plan))],
+            _functions=[t.name for t in plan.tasks])
+        self._close_run(run, None)
+        run.future.finish(outputs)
+
+    def _close_run(self, run: RunState, error: BaseException | None) -> None:
+        """End a run: free its data, stop its workers' batches, fail its future."""
+        if run.closed:
+            return
+        run.closed = True
+        if error is not None:
+            run.future.fail(error)
+        for ref in run.stored.values():
+            self.store.delete(ref)
+        run.stored.clear()
+        run.ready.clear()
+        run.local.clear()
+        deadline = time.time() + self.cancel_grace
+        for h in self._handles:
+            if h.alive and h.busy_run == run.id:
+                self._send(h, ("cancel", run.id))
+                h.kill_at = deadline
+        self._maybe_forget(run)
+
+    def _maybe_forget(self, run: RunState) -> None:
+        """Drop a closed run once no worker is still busy with it."""
+        if any(h.alive and h.busy_run == run.id for h in self._handles):
+            return
+        for h in self._handles:
+            if h.alive and h.wid in run.seen_by:
+                self._send(h, ("end", run.id))
+        self.store.delete(run.plan_ref)
+        self._runs.pop(run.id, None)
+
+    # -- dispatch -------------------------------------------------------------
+    def _dispatch(self) -> None:
+        idle = [h for h in self._handles if h.alive and h.busy_run is None]
+        if not idle or not self._runs:
+            return
+        alive = sum(1 for h in self._handles if h.alive)
+        for h in idle:
+            runs = [r for r in self._runs.values() if not r.closed and r.ready_count()]
+            if not runs:
+                return
+            own = [r for r in runs if r.local.get(h.wid)]
+            run = own[0] if own else runs[self._rr % len(runs)]
+            self._rr += 1
+            tasks = self._take(run, h, batch_size(run.ready_count(), alive, run.mean_task_s))
+            self._send_batch(run, h, tasks)
+
+    def _take(self, run: RunState, h: WorkerHandle, n: int) -> list[int]:
+        queues = [run.local.get(h.wid), run.ready,
+                  *(q for w, q in run.local.items() if w != h.wid)]
+        tasks: list[int] = []
+        for q in queues:
+            while q and len(tasks) < n:
+                tasks.append(q.popleft())
+        return tasks
+
+    def _send_batch(self, run: RunState, h: WorkerHandle, tasks: list[int]) -> None:
+        deps = run.plan.deps
+        stored = run.stored
+        refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
+        plan_ref = None if h.wid in run.seen_by else run.plan_ref
+        run.seen_by.add(h.wid)
+        h.busy_run = run.id
+        h.batch = tasks
+        self._send(h, ("batch", run.id, plan_ref, tasks, refs))
+
+    def _send(self, h: WorkerHandle, msg: tuple) -> None:
+        try:
+            h.conn.send_bytes(pickle.dumps(msg, protocol=5))
+        except OSError:
+            pass  # the sentinel reports the death
+
+    # -- worker death -----------------------------------------------------------
+    def _worker_died(self, h: WorkerHandle, stopping: bool) -> None:
+        h.alive = False
+        try:
+            code = h.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            h.process.kill()
+            code = h.process.wait()
+        run_id, task = SLOT.unpack_from(self._status, h.wid * SLOT.size)
+        run = self._runs.get(h.busy_run) if h.busy_run is not None else None
+        if run is not None and not run.closed:
+            culprit = task if run_id == run.id and task >= 0 else (h.batch[0] if h.batch else -1)
+            self._recover(run, h, culprit, code)
+        elif run is not None:
+            h.busy_run = None
+            self._maybe_forget(run)
+        h.conn.close()
+        os.close(h.sentinel)
+        live = {ref.key for r in self._runs.values() for ref in r.stored.values()}
+        for path in _segments(h.prefix):
+            if os.path.basename(path) not in live:
+                _unlink(path)
+        if not stopping and not self._closed:
+            self._handles[h.wid] = self._start_worker(h.wid, h.generation + 1)
+
+    def _recover(self, run: RunState, h: WorkerHandle, culprit: int, code: int) -> None:
+        plan = run.plan
+        h.busy_run = None
+        if culprit >= 0:
+            run.crashes[culprit] = run.crashes.get(culprit, 0) + 1
+            if run.crashes[culprit] > plan.tasks[culprit].retries:
+                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                self._close_run(run, WorkerCrashedError(
+                    f"worker {h.name} died ({how}) while running task {plan.name(culprit)!r}",
+                    task=plan.name(culprit)))
+                return
+        # Give the lost work back: its batch, and the continuations it had claimed.
+        for t in h.batch:
+            if not run.done[t]:
+                run.ready.append(t)
+        for t, w in list(run.claims.items()):
+            if w == h.wid:
+                del run.claims[t]
+                if not run.done[t] and not run.remaining[t] and t not in h.batch:
+                    run.ready.append(t)
+        h.batch = []
+
+    def _kill_overdue(self) -> None:
+        now = time.time()
+        for h in self._handles:
+            if h.alive and h.kill_at is not None and h.kill_at <= now:
+                h.kill_at = None
+                h.process.kill()
+
+    def _stop_workers(self) -> None:
+        for h in self._handles:
+            if h.alive:
+                self._send(h, ("stop",))
+        for h in self._handles:
+            if not h.alive:
+                continue
+            try:
+                h.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                h.process.kill()
+                h.process.wait()
+            h.alive = False
+            h.conn.close()
+            os.close(h.sentinel)
+        if self._status is not None:
+            self._status.close()
+        _unlink(self._status_path)
+
+
+def _failure_error(plan: Plan, failure) -> TaskError:
+    if isinstance(failure.exc, TaskError):
+        return failure.exc
+    return task_failure(plan.name(failure.index), failure.exc, failure.traceback)
+
+
+def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:
+    for i in range(len(plan)):
+        for part, what in ((plan.tasks[i], "function"), (plan.args[i], "arguments"),
+                           (plan.kwargs[i], "keyword arguments")):
+            try:
+                cloudpickle.dumps(part)
+            except Exception as inner:  # noqa: BLE001
+                culprit = _find_unpicklable(part)
+                return SerializationError(
+                    f"the {what} of task {plan.name(i)!r} cannot be sent to a worker process: "
+                    f"{describe_unpicklable(culprit, inner)}", task=plan.name(i))
+    return SerializationError(f"the graph cannot be pickled: {exc}")
+
+
+def _find_unpicklable(value: Any) -> Any:
+    items = value.values() if isinstance(value, dict) else value \
+        if isinstance(value, (list, tuple, set, frozenset)) else ()
+    for item in items:
+        try:
+            cloudpickle.dumps(item)
+        except Exception:  # noqa: BLE001
+            return _find_unpicklable(item)
+    return value
+
+
+def _segments(prefix: str) -> list[str]:
+    import glob
+    return glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "-*"))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _shutdown_ref(ref: weakref.ref) -> None:
+    executor = ref()
+    if executor is not None:
+        executor.shutdown(wait=False)
+
+
+def _emergency_cleanup(prefix: str) -> None:
+    for path in _segments(prefix):
+        _unlink(path)
+    _unlink(os.path.join(SHM_DIR, prefix + "-status"))

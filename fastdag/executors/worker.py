@@ -1,0 +1,276 @@
+"""The worker process of ``LocalExecutor``: runs batches of tasks, keeps data local.
+
+A worker lives as long as its executor. It holds, per run, the Plan (read
+once from shared memory) and the results it produced. For each batch it is
+sent, it runs the tasks depth first and *continues* with any consumer whose
+inputs it now holds (``runner.ready_consumers``): a chain, or a whole
+reduction subtree, runs here without a message. When one task makes several
+consumers ready, it keeps the first and reports at once, so the scheduler can
+hand the others to idle workers (WUKONG's fan-out rule).
+
+Data stays where it was made (delayed I/O): a result goes to the store only
+if a consumer that did not run here still needs it, or the caller wants it,
+or several consumers will read it (each then maps its own copy-on-write view,
+so one consumer writing into its input cannot affect another).
+
+Messages (pickled tuples over a duplex pipe):
+
+  scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs)
+                        ("cancel", run)   stop the current batch of ``run``
+                        ("end", run)      drop everything kept for ``run``
+                        ("stop",)
+  worker -> scheduler   ("report", run, completed, stored, claimed, records, final)
+                        ("error", run, failure, completed, stored)
+
+``claimed`` lists tasks this worker has queued locally, so the scheduler does
+not hand them to anyone else. Before each task the worker writes (run, task)
+into its status slot, a few bytes of shared memory the scheduler reads if the
+process dies, to name the task that killed it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import signal
+import struct
+import time
+from typing import Any
+
+import cloudpickle
+
+from ..errors import SerializationError
+from ..plan import Plan
+from ..runner import Failure, describe_failure, execute, nbytes
+from ..serialize import describe_unpicklable
+from ..store.base import StoredRef
+from ..store.shm import SharedMemoryStore
+
+SLOT = struct.Struct("qq")
+POLL_INTERVAL = 0.01
+
+
+class RunData:
+    """What a worker keeps for one run."""
+
+    __slots__ = ("plan", "values", "refs", "done", "uses_left")
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.values: dict[int, Any] = {}          # results made here, not stored
+        self.refs: dict[int, StoredRef] = {}      # results in the store
+        self.done = bytearray(len(plan))         # ran here
+        self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
+
+    def holds(self, i: int) -> bool:
+        return i in self.values or i in self.refs
+
+    def get(self, i: int, store: SharedMemoryStore) -> Any:
+        try:
+            return self.values[i]
+        except KeyError:
+            return store.get(self.refs[i])
+
+
+class Cancelled(Exception):
+    """The scheduler asked to stop the current batch."""
+
+
+class Worker:
+    def __init__(self, conn, wid: int, status_path: str, prefix: str):
+        self.conn = conn
+        self.wid = wid
+        self.store = SharedMemoryStore(prefix)
+        self.runs: dict[int, RunData] = {}
+        fd = os.open(status_path, os.O_RDWR)
+        self.status = mmap.mmap(fd, 0)
+        os.close(fd)
+        self.slot = wid * SLOT.size
+        self.cancelled: set[int] = set()
+
+    def send(self, msg: tuple) -> None:
+        self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+
+    def serve(self) -> None:
+        while True:
+            try:
+                msg = pickle.loads(self.conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if msg[0] == "batch":
+                self.batch(*msg[1:])
+            elif not self.control(msg):
+                return
+
+    def control(self, msg: tuple) -> bool:
+        """Handle a message that is not a batch; False means stop."""
+        kind = msg[0]
+        if kind == "cancel":
+            self.cancelled.add(msg[1])
+        elif kind == "end":
+            self.runs.pop(msg[1], None)
+            self.cancelled.discard(msg[1])
+        elif kind == "stop":
+            return False
+        return True
+
+    def poll_control(self, run: int) -> None:
+        while self.conn.poll():
+            msg = pickle.loads(self.conn.recv_bytes())
+            if not self.control(msg):
+                raise SystemExit(0)
+        if run in self.cancelled:
+            raise Cancelled
+
+    # -- one batch ----------------------------------------------------------
+    def batch(self, run: int, plan_ref: StoredRef | None, tasks: list[int],
+              refs: dict[int, StoredRef]) -> None:
+        data = self.runs.get(run)
+        if data is None:
+            try:
+                data = self.runs[run] = RunData(self.store.get(plan_ref))
+            except Exception as exc:  # noqa: BLE001 - reported, not swallowed
+                self.send(("error", run, _pack_failure(describe_failure(tasks[0], exc, 1)), [], {}))
+                return
+        data.refs.update(refs)
+        stored: dict[int, StoredRef] = {}
+        completed: list[int] = []
+        records: list[tuple] = []
+        try:
+            self._run(run, data, tasks[::-1], completed, stored, records)
+        except Cancelled:
+            self.send(("report", run, [], stored, [], [], True))
+            return
+        except _TaskFailed as failed:
+            self.send(("error", run, _pack_failure(failed.failure), completed, stored))
+            return
+        self._flush(run, data, completed, stored, records, [], True)
+
+    def _run(self, run: int, data: RunData, stack: list[int], completed: list[int],
+             stored: dict[int, StoredRef], records: list[tuple]) -> None:
+        plan = data.plan
+        deps_of = plan.deps
+        dependents = plan.dependents
+        wanted = plan.wanted
+        store = self.store
+        values = data.values
+        done = data.done
+        uses_left = data.uses_left
+        status, slot = self.status, self.slot
+        clock = time.time
+        last_poll = clock()
+        ready_at = last_poll
+        while stack:
+            i = stack.pop()
+            SLOT.pack_into(status, slot, run, i)
+            start = clock()
+            if start - last_poll > POLL_INTERVAL:
+                self.poll_control(run)
+                last_poll = start
+            deps = deps_of[i]
+            inputs = {d: data.get(d, store) for d in deps} if deps else {}
+            fetched = clock()
+            try:
+                value, attempts = execute(plan, i, inputs)
+            except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+                raise _TaskFailed(describe_failure(i, exc, plan.tasks[i].retries + 1)) from None
+            ran = clock()
+            consumers = dependents[i]
+            if wanted[i] or len(consumers) > 1:
+                data.refs[i] = stored[i] = self._put(plan, i, value)
+            else:
+                values[i] = value
+            end = clock()
+            done[i] = 1
+            completed.append(i)
+            in_bytes = 0
+            for d in deps:
+                in_bytes += nbytes(inputs[d])
+                uses_left[d] -= 1
+                if not uses_left[d] and not wanted[d]:
+                    values.pop(d, None)
+            del inputs
+            records.append((i, start, end, fetched - start, end - ran, in_bytes,
+                            nbytes(value), attempts, ready_at))
+            del value
+            ready_at = end
+            # Continue with consumers whose inputs are all here.
+            nxt = []
+            for c in consumers:
+                if not done[c]:
+                    for d in deps_of[c]:
+                        if d not in values and d not in data.refs:
+                            break
+                    else:
+                        nxt.append(c)
+            if nxt:
+                stack.append(nxt[0])
+                if len(nxt) > 1:
+                    # Fan-out: keep one branch, let the scheduler spread the rest.
+                    self._flush(run, data, completed, stored, records, stack, False)
+                    completed.clear()
+                    records.clear()
+                    stored.clear()
+
+    def _flush(self, run: int, data: RunData, completed: list[int], stored: dict,
+               records: list[tuple], claimed: list[int], final: bool) -> None:
+        """Store what others still need and report progress to the scheduler."""
+        plan = data.plan
+        done = data.done
+        claimed_set = set(claimed)
+        try:
+            for i in completed:
+                if i in data.values:
+                    for c in plan.dependents[i]:
+                        if not done[c] and c not in claimed_set:
+                            data.refs[i] = stored[i] = self._put(plan, i, data.values.pop(i))
+                            break
+        except _TaskFailed as failed:
+            self.send(("error", run, _pack_failure(failed.failure), completed, dict(stored)))
+            return
+        self.send(("report", run, completed, dict(stored), list(claimed), records, final))
+
+    def _put(self, plan: Plan, i: int, value: Any) -> StoredRef:
+        try:
+            return self.store.put(str(i), value)
+        except Exception as exc:  # noqa: BLE001
+            err = SerializationError(
+                f"the result of task {plan.name(i)!r} cannot be sent back: "
+                f"{describe_unpicklable(value, exc)}", task=plan.name(i))
+            err.__cause__ = exc
+            raise _TaskFailed(describe_failure(i, err, 1)) from None
+
+
+class _TaskFailed(Exception):
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+def _pack_failure(failure: Failure) -> bytes:
+    try:
+        return cloudpickle.dumps(failure)
+    except Exception:  # noqa: BLE001 - the exception itself will not pickle
+        failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
+        return cloudpickle.dumps(failure)
+
+
+def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> None:
+    """Entry point of a worker process."""
+    # Ctrl-C goes to the whole process group; the client decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(blas_threads)
+    Worker(conn, wid, status_path, prefix).serve()
+
+
+def main_from_argv(argv: list[str]) -> None:
+    """Worker entry point: argv is FD WID STATUS PREFIX BLAS, as LocalExecutor passes them."""
+    import sys
+    from multiprocessing.connection import Connection
+    fd, wid, status_path, prefix, blas = argv
+    conn = Connection(int(fd))
+    _, sys_path = pickle.loads(conn.recv_bytes())
+    sys.path[:] = sys_path  # import user modules exactly as the caller does
+    main(conn, int(wid), status_path, prefix, int(blas))
+

@@ -1,0 +1,414 @@
+"""Lazy task graphs: ``@task`` functions, the ``Node`` a call returns, and ``DAG``.
+
+Calling a task runs nothing: it returns a ``Node`` that remembers the function
+and its arguments. Arguments may be Nodes, or containers (list, tuple, dict,
+set, frozenset, namedtuple) holding Nodes at any depth; those Nodes are the
+node's dependencies. Everything else is captured by value at call time.
+
+Nodes are built by the million in big graphs, so a Node is a slotted object
+whose constructor does only what it must: one scan of the arguments to find
+dependencies. Identity is the key (``is``): no hashing of arguments, no
+tokenizing. Graph walks are iterative, so a chain of 100,000 nodes does not
+touch the recursion limit.
+
+This module holds no execution code; ``plan.py`` turns a DAG into work.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import itertools
+import operator
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+_next_key = itertools.count().__next__
+
+
+class Task:
+    """A function made lazy by ``@fd.task``; calling it returns a :class:`Node`.
+
+    ``retries`` re-runs a task that raised or whose worker died. ``nout``
+    declares how many items the result has, so ``a, b = f(x)`` can unpack
+    it into separate Nodes. ``requires`` lists what a worker must provide
+    (pip requirement strings), checked before the task runs remotely.
+    """
+
+    def __init__(self, func: Callable, name: str | None = None, retries: int = 0,
+                 nout: int | None = None, requires: Sequence[str] = ()):
+        if not callable(func):
+            raise TypeError(f"fd.task needs a callable, got {type(func).__name__}")
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+        if nout is not None and (not isinstance(nout, int) or nout < 0):
+            raise ValueError(f"nout must be a non-negative int or None, got {nout!r}")
+        self.func = func
+        self.name = name or getattr(func, "__name__", type(func).__name__)
+        self.retries = retries
+        self.nout = nout
+        self.requires = tuple(requires)
+        self._arity = _positional_arity(func)
+        self._signature: inspect.Signature | None = None
+        functools.update_wrapper(self, func, updated=())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Node:
+        # Fail at call time, as the plain function would, on a wrong arity.
+        if kwargs or self._arity is None or len(args) != self._arity:
+            self._check_call(args, kwargs)
+        return Node(self, args, kwargs)
+
+    def _check_call(self, args: tuple, kwargs: dict) -> None:
+        if self._signature is None:
+            try:
+                self._signature = inspect.signature(self.func)
+            except (TypeError, ValueError):  # builtins without a signature
+                return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}(): {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"<fd.task {self.name}>"
+
+    def __reduce__(self):
+        # By reference when the module attribute is this very Task, so workers
+        # import it instead of receiving the code; by value otherwise
+        # (__main__, closures, notebooks), which cloudpickle handles.
+        module = getattr(self.func, "__module__", None)
+        qualname = getattr(self.func, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            try:
+                if _lookup(module, qualname) is self:
+                    return (_lookup, (module, qualname))
+            except (ImportError, AttributeError):
+                pass
+        return (_rebuild_task, (self.func, self.name, self.retries, self.nout, self.requires))
+
+
+def _lookup(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebuild_task(func, name, retries, nout, requires) -> Task:
+    return Task(func, name=name, retries=retries, nout=nout, requires=requires)
+
+
+def _positional_arity(func: Callable) -> int | None:
+    """The exact positional count a plain function accepts, or None if not simple.
+
+    Lets ``Task.__call__`` validate the common call with one integer compare
+    instead of ``Signature.bind`` (microseconds that add up in big graphs).
+    """
+    code = getattr(func, "__code__", None)
+    if code is None or inspect.ismethod(func):
+        return None
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
+        return None
+    if getattr(func, "__defaults__", None):
+        return None
+    return code.co_argcount
+
+
+def task(func: Callable | None = None, *, name: str | None = None, retries: int = 0,
+         nout: int | None = None, requires: Sequence[str] = ()) -> Any:
+    """Make ``func`` lazy: ``@fd.task`` or ``@fd.task(name=..., retries=..., nout=...)``."""
+    if func is None:
+        return lambda f: Task(f, name=name, retries=retries, nout=nout, requires=requires)
+    return Task(func, name=name, retries=retries, nout=nout, requires=requires)
+
+
+def _getitem(obj: Any, key: Any) -> Any:
+    return obj[key]
+
+
+_getitem_task = Task(_getitem, name="getitem")
+
+
+class Node:
+    """One call of a task, not yet run. Compute it with ``.compute()``.
+
+    ``deps`` are the distinct Nodes among the arguments, in order of first
+    appearance. ``mode`` tells the runner how to substitute their values:
+    0 = no Node arguments, 1 = Nodes only directly in args/kwargs,
+    2 = Nodes nested in containers, 3 = the positional args are exactly
+    ``deps`` (the common ``f(a, b)`` of two Nodes: nothing to substitute).
+    """
+
+    __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "__weakref__")
+
+    def __init__(self, task: Task, args: tuple, kwargs: dict):
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.key = _next_key()
+        deps: list[Node] = []
+        mode = 0
+        for value in itertools.chain(args, kwargs.values()) if kwargs else args:
+            cls = type(value)
+            if cls is Node:
+                if mode == 0:
+                    mode = 1
+                if value not in deps:
+                    deps.append(value)
+            elif isinstance(value, _CONTAINERS) and _collect_nested(value, deps):
+                mode = 2
+        self.deps = tuple(deps)
+        if mode == 1 and not kwargs and len(deps) == len(args):
+            mode = 3  # every argument is a distinct Node: the args are the deps
+        self.mode = mode
+
+    # -- naming ---------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """A readable unique name: the task's name and this node's number."""
+        return f"{self.task.name}-{self.key}"
+
+    def __repr__(self) -> str:
+        return f"Node({self.name})"
+
+    # -- lazy item access, as dask.delayed -----------------------------------
+    def __getitem__(self, key: Any) -> Node:
+        return Node(_getitem_task, (self, key), {})
+
+    def __iter__(self) -> Iterator[Node]:
+        nout = self.task.nout
+        if nout is None:
+            raise TypeError(
+                f"{self.name} has no declared length: use @fd.task(nout=N) to unpack "
+                "its result, or index it with node[i]")
+        return (self[i] for i in range(nout))
+
+    def __len__(self) -> int:
+        if self.task.nout is None:
+            raise TypeError(f"{self.name} has no declared length (use @fd.task(nout=N))")
+        return self.task.nout
+
+    def __bool__(self) -> bool:
+        return True
+
+    # -- execution shortcuts -------------------------------------------------
+    @property
+    def dag(self) -> DAG:
+        """The graph of everything this node needs."""
+        return DAG([self])
+
+    def compute(self, executor: Any = None, **options: Any) -> Any:
+        """Run the graph ending here and return this node's value."""
+        from .api import compute
+        return compute(self, executor=executor, **options)[0]
+
+    def compute_async(self, executor: Any = None, **options: Any):
+        """Start the graph ending here; return a ``concurrent.futures.Future``."""
+        from .api import compute_async
+        return compute_async(self, executor=executor, **options)
+
+    def __reduce__(self):
+        raise TypeError(
+            f"{self.name} is a lazy fd.Node and cannot be pickled; pass it as an "
+            "argument of another task, or compute() it first")
+
+
+def _collect_nested(container: Any, deps: list[Node]) -> bool:
+    """Append Nodes found at any depth in ``container`` to ``deps``; True if any."""
+    found = False
+    stack = [container]
+    while stack:
+        obj = stack.pop()
+        items = obj.values() if isinstance(obj, dict) else obj
+        for value in items:
+            if type(value) is Node:
+                found = True
+                if value not in deps:
+                    deps.append(value)
+            elif isinstance(value, _CONTAINERS):
+                stack.append(value)
+        if isinstance(obj, dict):
+            for k in obj:
+                if type(k) is Node:
+                    raise TypeError("a Node cannot be a dict key; use it as a value")
+    return found
+
+
+def map_nested(template: Any, cls: type, fn: Callable[[Any], Any]) -> Any:
+    """Rebuild ``template`` with every instance of ``cls`` replaced by ``fn(obj)``.
+
+    Containers (list, tuple, namedtuple, dict, set, frozenset) are copied at
+    every depth; other values are returned as they are.
+    """
+    if type(template) is cls:
+        return fn(template)
+    if isinstance(template, dict):
+        items = {k: map_nested(v, cls, fn) for k, v in template.items()}
+        return items if type(template) is dict else type(template)(items)
+    if isinstance(template, _CONTAINERS):
+        items = [map_nested(v, cls, fn) for v in template]
+        if type(template) is list:
+            return items
+        if hasattr(template, "_fields"):  # namedtuple
+            return type(template)(*items)
+        return type(template)(items)
+    return template
+
+
+class DAG:
+    """An immutable task graph: the outputs asked for and all they depend on.
+
+    ``nodes`` is in topological order (every node after its dependencies):
+    the order in which the nodes were created.
+    """
+
+    def __init__(self, outputs: Node | Iterable[Node]):
+        outs = [outputs] if isinstance(outputs, Node) else list(outputs)
+        for out in outs:
+            if type(out) is not Node:
+                raise TypeError(f"a DAG is built from fd.Node objects, got {type(out).__name__}")
+        if not outs:
+            raise ValueError("a DAG needs at least one output node")
+        self.outputs: tuple[Node, ...] = tuple(outs)
+        self.nodes: list[Node] = _topological_order(outs)
+        self.index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __contains__(self, node: object) -> bool:
+        return id(node) in self.index and self.nodes[self.index[id(node)]] is node
+
+    def __repr__(self) -> str:
+        return f"<fd.DAG {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+
+    @functools.cached_property
+    def dependents(self) -> list[list[int]]:
+        """For each node index, the indices of the nodes that consume it."""
+        index = self.index
+        out: list[list[int]] = [[] for _ in self.nodes]
+        for i, node in enumerate(self.nodes):
+            for dep in node.deps:
+                out[index[id(dep)]].append(i)
+        return out
+
+    @property
+    def roots(self) -> list[Node]:
+        """Nodes with no Node arguments: where execution starts."""
+        return [n for n in self.nodes if not n.deps]
+
+    @property
+    def sinks(self) -> list[Node]:
+        """Nodes nothing in the graph consumes."""
+        deps = self.dependents
+        return [n for i, n in enumerate(self.nodes) if not deps[i]]
+
+    @property
+    def edges(self) -> list[tuple[Node, Node]]:
+        """(producer, consumer) pairs."""
+        return [(d, n) for n in self.nodes for d in n.deps]
+
+    def levels(self) -> list[int]:
+        """Each node's longest distance (in edges) from a root."""
+        index = self.index
+        level = [0] * len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            if node.deps:
+                level[i] = 1 + max(level[index[id(d)]] for d in node.deps)
+        return level
+
+    @property
+    def depth(self) -> int:
+        """Number of nodes on the longest path."""
+        return 1 + max(self.levels())
+
+    def critical_path(self, durations: dict[int, float] | None = None) -> list[Node]:
+        """The heaviest root-to-sink path: by node count, or by ``durations[node.key]``."""
+        index = self.index
+        best = [0.0] * len(self.nodes)
+        came: list[int] = [-1] * len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            weight = 1.0 if durations is None else durations.get(node.key, 0.0)
+            prev = -1
+            for d in node.deps:
+                j = index[id(d)]
+                if prev < 0 or best[j] > best[prev]:
+                    prev = j
+            best[i] = weight + (best[prev] if prev >= 0 else 0.0)
+            came[i] = prev
+        i = max(range(len(best)), key=best.__getitem__)
+        path = []
+        while i >= 0:
+            path.append(self.nodes[i])
+            i = came[i]
+        return path[::-1]
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT, outputs drawn with a double border."""
+        outs = {id(n) for n in self.outputs}
+        lines = ["digraph fastdag {", "  rankdir=BT;", "  node [shape=box, fontsize=10];"]
+        for n in self.nodes:
+            shape = ", peripheries=2" if id(n) in outs else ""
+            lines.append(f'  n{n.key} [label="{_dot_escape(n.name)}"{shape}];')
+        for d, n in self.edges:
+            lines.append(f"  n{d.key} -> n{n.key};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def visualize(self, path: str = "dag.png") -> str:
+        """Draw the graph to PNG or SVG: Graphviz if installed, else matplotlib."""
+        fmt = path.rsplit(".", 1)[-1].lower()
+        if fmt not in ("png", "svg", "pdf"):
+            raise ValueError(f"visualize writes .png, .svg or .pdf, not {path!r}")
+        dot = shutil.which("dot")
+        if dot:
+            subprocess.run([dot, f"-T{fmt}", "-o", path], input=self.to_dot().encode(),
+                           check=True, capture_output=True)
+            return path
+        from .report import draw_dag
+        draw_dag(self, path)
+        return path
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _topological_order(outputs: list[Node]) -> list[Node]:
+    """Every node the outputs need, sorted by creation number.
+
+    A node is always created after its arguments, so creation order is a
+    topological order; one walk plus a sort of integers beats a depth-first
+    post-order in Python, and it keeps tasks the user built together
+    (one loop, one branch) next to each other, which batching relies on.
+    """
+    seen = {id(o) for o in outputs}
+    stack = list(outputs)
+    nodes = []
+    append, pop, add = nodes.append, stack.pop, seen.add
+    while stack:
+        node = pop()
+        append(node)
+        for dep in node.deps:
+            if id(dep) not in seen:
+                add(id(dep))
+                stack.append(dep)
+    nodes.sort(key=_by_key)
+    return nodes
+
+
+_by_key = operator.attrgetter("key")
+
+
+# Aliases for code written against the original prototype.
+DAGTask = task
+DAGTaskNode = Node
+
+__all__ = ["Task", "Node", "DAG", "task", "map_nested", "DAGTask", "DAGTaskNode"]

@@ -1,0 +1,187 @@
+"""The planner: a DAG becomes a flat, picklable ``Plan`` that every executor runs.
+
+A Plan numbers the nodes in the DAG's topological (depth-first) order and
+keeps, per node: the task, its argument template (Nodes replaced by ``Ref``
+placeholders), the indices it depends on, the indices that consume it, and
+whether the caller wants its value. Lists of small ints and tuples pickle in
+one pass and unpickle without recursion, whatever the graph's depth, so the
+whole Plan is shipped to a worker once per run and later messages name tasks
+by index only.
+
+Clustering (after WUKONG) is decided from the Plan while the graph runs,
+not frozen beforehand, because task costs are unknown until tasks run:
+
+* Batching: the scheduler hands a worker a contiguous slice of the ready
+  tasks (see ``batch_size``), not one task per message.
+* Chains and subtrees: a worker that finishes a task continues at once with a
+  consumer whose inputs it all holds (``runner.run_batch``); a linear chain
+  or a whole reduction subtree then runs inside one worker with no message.
+* Fan-out: of several consumers made ready at once the worker keeps one and
+  hands the rest back to the scheduler, so other workers share the branches.
+* Fan-in: a task made ready by a report is sent first to the worker that
+  delivered its last input, where that input already lives.
+* Delayed I/O: a result whose consumers all ran in the worker that produced
+  it never reaches the object store.
+* Lifetimes: ``refcounts`` (consumers + 1 if wanted by the caller) tell the
+  scheduler when a stored result can be freed.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+
+from .graph import DAG, Node, Task, map_nested
+
+
+class Ref:
+    """Placeholder in an argument template for the value of node ``i``."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int):
+        self.i = i
+
+    def __reduce__(self):
+        return (Ref, (self.i,))
+
+    def __repr__(self) -> str:
+        return f"Ref({self.i})"
+
+
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, Ref})
+
+
+@dataclass
+class Plan:
+    """Everything a worker needs to run any task of one DAG, by index."""
+
+    tasks: list[Task]
+    args: list[tuple | None]
+    kwargs: list[dict | None]
+    modes: list[int]
+    deps: list[tuple[int, ...]]
+    dependents: list[tuple[int, ...]]
+    outputs: list[int]
+    keys: list[int]
+    wanted: bytearray = field(default_factory=bytearray)
+    # Per task: True if its arguments are plain data that ``pickle`` handles
+    # on its own (ints, strings, Refs...). Only the others need cloudpickle,
+    # whose per-object hook costs about a microsecond: see ``__reduce__``.
+    simple: bytearray = field(default_factory=bytearray)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def name(self, i: int) -> str:
+        """The readable name of task ``i``, as Node.name gives it."""
+        return f"{self.tasks[i].name}-{self.keys[i]}"
+
+    def refcounts(self) -> list[int]:
+        """Per task: how many consumers, plus one if the caller wants it."""
+        wanted = self.wanted
+        return [len(c) + wanted[i] for i, c in enumerate(self.dependents)]
+
+    def __reduce__(self):
+        # The structure (ints and tuples) and the simple arguments go through
+        # the C pickler in one call; the functions and the remaining
+        # arguments are left to whatever pickler is pickling the Plan
+        # (cloudpickle, with large buffers out of band).
+        table: list[Task] = []
+        ids: dict[int, int] = {}
+        tids = []
+        for t in self.tasks:
+            k = ids.get(id(t))
+            if k is None:
+                k = ids[id(t)] = len(table)
+                table.append(t)
+            tids.append(k)
+        simple = self.simple
+        plain_args = [a if simple[i] else None for i, a in enumerate(self.args)]
+        rich = {i: (self.args[i], self.kwargs[i]) for i in range(len(simple)) if not simple[i]}
+        structure = pickle.dumps((tids, plain_args, self.modes, self.deps, self.dependents,
+                                  self.outputs, self.keys, self.wanted, simple), protocol=5)
+        return (_restore_plan, (structure, table, rich))
+
+
+def _restore_plan(structure: bytes, table: list[Task], rich: dict) -> Plan:
+    tids, args, modes, deps, dependents, outputs, keys, wanted, simple = pickle.loads(structure)
+    kwargs: list[dict | None] = [None] * len(tids)
+    for i, (a, kw) in rich.items():
+        args[i] = a
+        kwargs[i] = kw
+    return Plan(tasks=[table[k] for k in tids], args=args, kwargs=kwargs, modes=modes,
+                deps=deps, dependents=dependents, outputs=outputs, keys=keys, wanted=wanted,
+                simple=simple)
+
+
+def build_plan(dag: DAG) -> Plan:
+    """Number the DAG's nodes and turn their arguments into templates."""
+    nodes = dag.nodes
+    index = dag.index
+    n = len(nodes)
+    args: list[tuple | None] = [None] * n
+    kwargs: list[dict | None] = [None] * n
+    deps: list[tuple[int, ...]] = [()] * n
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    simple = bytearray(n)
+    atomic = _ATOMIC
+
+    def to_ref(node: Node) -> Ref:
+        return Ref(index[id(node)])
+
+    for i, node in enumerate(nodes):
+        mode = node.mode
+        if mode:
+            mine = tuple([index[id(d)] for d in node.deps])
+            deps[i] = mine
+            for d in mine:
+                dependents[d].append(i)
+            if mode == 3:
+                simple[i] = 1
+                continue
+        kw = node.kwargs or None
+        if mode == 0:
+            a = node.args
+        elif mode == 1:
+            a = tuple([Ref(index[id(v)]) if type(v) is Node else v for v in node.args])
+            if kw:
+                kw = {k: Ref(index[id(v)]) if type(v) is Node else v for k, v in kw.items()}
+        else:
+            a = map_nested(node.args, Node, to_ref)
+            kw = map_nested(kw, Node, to_ref) if kw else None
+        args[i] = a
+        kwargs[i] = kw
+        if kw is None:
+            for v in a:
+                if type(v) not in atomic:
+                    break
+            else:
+                simple[i] = 1
+
+    outputs = [index[id(o)] for o in dag.outputs]
+    wanted = bytearray(n)
+    for o in outputs:
+        wanted[o] = 1
+    return Plan(tasks=[node.task for node in nodes], args=args, kwargs=kwargs,
+                modes=[node.mode for node in nodes], deps=deps,
+                dependents=[tuple(c) for c in dependents], outputs=outputs,
+                keys=[node.key for node in nodes], wanted=wanted, simple=simple)
+
+
+def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:
+    """How many ready tasks to hand one worker in one message.
+
+    A share of the ready tasks small enough that every worker gets some
+    (a quarter of an even split, so late finishers can be balanced), but,
+    once tasks of this function are known to be slow, no more than about
+    ``TARGET_BATCH_SECONDS`` of work: batching pays for tiny tasks only.
+    """
+    share = max(1, math.ceil(ready / (workers * 2)))
+    if mean_task_seconds is not None and mean_task_seconds > 0:
+        share = min(share, max(1, int(TARGET_BATCH_SECONDS / mean_task_seconds)))
+    return share
+
+
+TARGET_BATCH_SECONDS = 0.05

@@ -1,0 +1,88 @@
+"""Turning values into bytes and back, keeping large buffers out of band.
+
+``dumps`` returns a small pickled header plus the raw buffers of anything
+exposing the buffer protocol (numpy arrays, bytes, Pillow image data):
+pickle protocol 5 lets the store place those buffers in shared memory and
+``loads`` rebuild the object around them without a copy. cloudpickle does
+the pickling, so functions and classes from ``__main__``, notebooks and
+closures travel by value. pyarrow Tables and RecordBatches travel as an
+Arrow IPC stream, which Arrow reads back zero-copy.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+PICKLE = 0
+ARROW_TABLE = 1
+ARROW_BATCH = 2
+
+
+@dataclass
+class Payload:
+    """A serialized value: header bytes, out-of-band buffers, and how to read them."""
+
+    header: bytes
+    buffers: list[memoryview]
+    kind: int = PICKLE
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.header) + sum(b.nbytes for b in self.buffers)
+
+
+def dumps(obj: Any) -> Payload:
+    """Serialize ``obj``; raises pickle errors as they come (callers name the task)."""
+    kind = _arrow_kind(obj)
+    if kind:
+        return Payload(b"", [memoryview(_arrow_ipc(obj))], kind)
+    buffers: list[memoryview] = []
+
+    def keep(buf: pickle.PickleBuffer) -> None:
+        buffers.append(buf.raw())
+
+    header = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep)
+    return Payload(header, buffers, PICKLE)
+
+
+def loads(header: bytes, buffers: list, kind: int = PICKLE) -> Any:
+    """Rebuild a value from ``dumps`` output; buffers are used in place."""
+    if kind == PICKLE:
+        return pickle.loads(header, buffers=buffers)
+    import pyarrow as pa
+    reader = pa.ipc.open_stream(pa.py_buffer(buffers[0]))
+    if kind == ARROW_TABLE:
+        return reader.read_all()
+    return reader.read_next_batch()
+
+
+def _arrow_kind(obj: Any) -> int:
+    module = type(obj).__module__
+    if not module.startswith("pyarrow"):
+        return 0
+    import pyarrow as pa
+    if isinstance(obj, pa.Table):
+        return ARROW_TABLE
+    if isinstance(obj, pa.RecordBatch):
+        return ARROW_BATCH
+    return 0
+
+
+def _arrow_ipc(obj: Any):
+    import pyarrow as pa
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, obj.schema) as writer:
+        if isinstance(obj, pa.Table):
+            writer.write_table(obj)
+        else:
+            writer.write_batch(obj)
+    return sink.getvalue()
+
+
+def describe_unpicklable(value: Any, exc: BaseException) -> str:
+    """Name the type that could not be pickled, for an error message."""
+    return f"{type(value).__module__}.{type(value).__qualname__} cannot be pickled ({exc})"

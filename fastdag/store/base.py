@@ -1,0 +1,61 @@
+"""The store interface and the reference that travels in control messages."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StoredRef:
+    """Where a stored value is and how to rebuild it.
+
+    ``inline`` holds the buffers themselves for small values, which then need
+    no store round trip at all; otherwise ``key`` names the stored object and
+    ``layout`` gives each out-of-band buffer's (offset, length) within it.
+    """
+
+    key: str
+    header: bytes
+    kind: int = 0
+    size: int = 0
+    layout: list[tuple[int, int]] = field(default_factory=list)
+    inline: list[bytes] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.header) + sum(n for _, n in self.layout) + \
+            sum(len(b) for b in self.inline or ())
+
+
+class ObjectStore(ABC):
+    """put/get/delete/contains/nbytes, and their async twins."""
+
+    @abstractmethod
+    def put(self, key: str, value: Any) -> StoredRef: ...
+
+    @abstractmethod
+    def get(self, ref: StoredRef) -> Any: ...
+
+    @abstractmethod
+    def delete(self, ref: StoredRef) -> None: ...
+
+    @abstractmethod
+    def contains(self, ref: StoredRef) -> bool: ...
+
+    def nbytes(self, ref: StoredRef) -> int:
+        return ref.nbytes
+
+    async def aput(self, key: str, value: Any) -> StoredRef:
+        return await asyncio.to_thread(self.put, key, value)
+
+    async def aget(self, ref: StoredRef) -> Any:
+        return await asyncio.to_thread(self.get, ref)
+
+    async def adelete(self, ref: StoredRef) -> None:
+        await asyncio.to_thread(self.delete, ref)
+
+    async def acontains(self, ref: StoredRef) -> bool:
+        return await asyncio.to_thread(self.contains, ref)
