@@ -16,9 +16,17 @@ from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Distributed mode needs the optional redis client: import it on first use.
+    if name == "RedisExecutor":
+        from .distributed import RedisExecutor
+        return RedisExecutor
+    raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
+
 __all__ = [
     "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
-    "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
+    "RedisExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

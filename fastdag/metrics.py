@@ -78,3 +78,25 @@ def _task_record(run_id: str, worker: str, raw: tuple, names: list[str],
                       input_bytes=in_b, output_bytes=out_b, fetch_s=fetch_s, store_s=store_s,
                       queued_s=max(0.0, start - ready) if ready else 0.0,
                       retries=attempts - 1)
+
+
+_last: RunReport | None = None
+
+
+def last_run() -> RunReport | None:
+    """The report of the most recent run that finished in this process."""
+    return _last
+
+
+def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
+    """Called by every executor for every run: remember its report when done."""
+    name = options.get("name") or ""
+
+    def done(fut: Any) -> None:
+        global _last
+        report = getattr(fut, "report", None)
+        if report is not None:
+            report.run.workflow = name
+            _last = report
+
+    future.add_done_callback(done)

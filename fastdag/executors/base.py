@@ -34,6 +34,8 @@ class RunFuture(concurrent.futures.Future):
         self.run_id = run_id
         self.single = single
         self.report: RunReport | None = None
+        self.tasks_total = 0     # progress, updated by the executor
+        self.tasks_done = 0
         self._on_cancel = on_cancel
 
     def cancel(self) -> bool:
@@ -91,6 +93,23 @@ class Executor(ABC):
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    def worker_pids(self) -> list[int]:
+        """Processes that run tasks (for memory metrics)."""
+        return [os.getpid()]
+
+    def _track(self, future: RunFuture, options: dict[str, Any]) -> RunFuture:
+        """Hand a started run to the metrics layer (sinks, fd.last_run, progress).
+
+        ``options``: ``metrics`` (a path or sink; default the executor's
+        ``metrics`` attribute), ``name`` (the workflow name), ``progress``.
+        """
+        from .. import metrics
+        unknown = set(options) - {"metrics", "name", "progress"}
+        if unknown:
+            raise TypeError(f"unknown compute option(s): {', '.join(sorted(unknown))}")
+        metrics.track(future, self, options)
+        return future
 
     def __enter__(self):
         return self

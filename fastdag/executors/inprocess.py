@@ -55,6 +55,7 @@ class InProcessRun:
         """Keep ``value``, release inputs no longer needed; return newly ready tasks."""
         plan = self.plan
         self.values[i] = value
+        self.future.tasks_done += 1
         ready = []
         for d in plan.deps[i]:
             self.uses_left[d] -= 1

@@ -172,6 +172,9 @@ class LocalExecutor(Executor):
         return {"workers": self.workers, "blas_threads": self.blas_threads,
                 "inline_threshold": self.inline_threshold}
 
+    def worker_pids(self) -> list[int]:
+        return [h.process.pid for h in self._handles if h.alive]
+
     # -- caller side --------------------------------------------------------
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         if self._closed:
@@ -185,6 +188,8 @@ class LocalExecutor(Executor):
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
                          remaining=[len(d) for d in plan.deps], refcount=plan.refcounts(),
                          done=bytearray(len(plan)), start=time.time(), settings=self.settings())
+        future.tasks_total = len(plan)
+        self._track(future, options)
         self._ensure_started()
         self._post(("run", state))
         return future
@@ -363,6 +368,7 @@ class LocalExecutor(Executor):
             done[t] = 1
             claims.pop(t, None)
         run.ndone += len(completed)
+        run.future.tasks_done = run.ndone
         for t in claimed:
             claims[t] = h.wid
         dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready

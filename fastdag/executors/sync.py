@@ -29,7 +29,7 @@ class SyncExecutor(Executor):
                 value = run.run_one(i, time.time())
             except TaskError as exc:
                 run.fail(exc)
-                return run.future
+                return self._track(run.future, options)
             run.complete(i, value)
         run.finish()
-        return run.future
+        return self._track(run.future, options)

@@ -42,6 +42,7 @@ class ThreadExecutor(Executor):
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
         run = InProcessRun(dag, single, self.name, self.settings())
+        run.future.tasks_total = len(run.plan)
         pool = self._get_pool()
         pending = [len(run.plan)]
 
@@ -71,7 +72,7 @@ class ThreadExecutor(Executor):
         for i in range(len(run.plan)):
             if not run.plan.deps[i]:
                 pool.submit(step, i, now)
-        return run.future
+        return self._track(run.future, options)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

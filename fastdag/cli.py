@@ -1,0 +1,47 @@
+"""The ``fastdag`` command: demo, run, worker, report, plot-bench.
+
+Each subcommand lives with the code it drives; this module only parses the
+command line and imports the one it needs, so ``fastdag --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastdag", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from .workloads import cli as workloads_cli
+    workloads_cli.add_demo_parser(sub)
+    workloads_cli.add_run_parser(sub)
+
+    from . import report
+    report.add_report_parser(sub)
+    report.add_plot_bench_parser(sub)
+
+    try:
+        from .distributed import cli as worker_cli
+    except ImportError:  # distributed mode not installed
+        worker_cli = None
+    if worker_cli is not None:
+        worker_cli.add_worker_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The classic DAG workloads (filled in by the workloads issue)."""
