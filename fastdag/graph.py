@@ -208,8 +208,8 @@ class Node:
 
     def compute_async(self, executor: Any = None, **options: Any):
         """Start the graph ending here; return a ``concurrent.futures.Future``."""
-        from .api import compute_async
-        return compute_async(self, executor=executor, **options)
+        from .api import get_default_executor
+        return (executor or get_default_executor()).submit(self, **options)
 
     def __reduce__(self):
         raise TypeError(

@@ -121,7 +121,13 @@ class Executor(ABC):
 def wait_for(future: RunFuture) -> Any:
     """``future.result()``, cancelling the run if the wait is interrupted (Ctrl-C)."""
     try:
-        return future.result()
+        while True:
+            try:
+                # A bounded wait, so a simulated Ctrl-C (_thread.interrupt_main)
+                # is seen too, not only a real SIGINT.
+                return future.result(timeout=0.25)
+            except concurrent.futures.TimeoutError:
+                continue
     except KeyboardInterrupt:
         future.cancel()
         raise

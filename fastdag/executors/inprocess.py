@@ -43,7 +43,7 @@ class InProcessRun:
             value, attempts = execute(plan, i, self.values)
         except Exception as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
-            raise task_failure(plan.name(i), exc, failure.traceback) from None
+            raise task_failure(plan.name(i), exc, failure.traceback) from exc
         end = time.time()
         in_bytes = sum(nbytes(self.values[d]) for d in plan.deps[i])
         worker = f"{HOST}:{os.getpid()}:{threading.current_thread().name}"

@@ -492,6 +492,8 @@ class LocalExecutor(Executor):
         elif run is not None:
             h.busy_run = None
             self._maybe_forget(run)
+        for r in self._runs.values():
+            r.seen_by.discard(h.wid)  # its replacement has not seen any plan
         h.conn.close()
         os.close(h.sentinel)
         live = {ref.key for r in self._runs.values() for ref in r.stored.values()}

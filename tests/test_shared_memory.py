@@ -1,0 +1,159 @@
+"""The shared-memory data plane: zero-copy reads, copy-on-write isolation, cleanup."""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import fastdag as fd
+from conftest import fastdag_segments
+from fastdag.store import MemoryStore, SharedMemoryStore
+
+
+def mapped(array: np.ndarray) -> bool:
+    """True if the array's memory is an mmap (a shared-memory segment)."""
+    base = array
+    while base is not None:
+        if isinstance(base, mmap.mmap):
+            return True
+        if isinstance(base, memoryview):
+            base = base.obj
+        else:
+            base = getattr(base, "base", None)
+    return False
+
+
+@fd.task
+def make(n, seed):
+    return np.random.default_rng(seed).random(n)
+
+
+@fd.task
+def double(a):
+    return a * 2
+
+
+@fd.task
+def is_mapped(a):
+    return mapped(a)
+
+
+@fd.task
+def scribble(a):
+    a[:] = -1.0  # writes into its input
+    return float(a.sum())
+
+
+@fd.task
+def checksum(a, _after=None):
+    return float(a.sum())
+
+
+N = 4_000_000  # 32 MB
+
+
+def test_consumers_map_the_producer_output(local_executor):
+    src = make(N, 1)  # two consumers: stored once, each maps it
+    flags = fd.compute(is_mapped(src), is_mapped(src), checksum(src), executor=local_executor)
+    assert flags[:2] == (True, True)
+
+
+def test_chain_keeps_data_in_the_worker(local_executor):
+    # A single consumer in the same worker gets the object itself: no store trip.
+    assert is_mapped(double(make(N, 1))).compute(executor=local_executor) is False
+
+
+def test_large_constant_travels_once_through_shared_memory(local_executor):
+    array = np.arange(N, dtype=np.float64)
+    assert is_mapped(array).compute(executor=local_executor) is True
+
+
+def test_writes_into_an_input_stay_private(local_executor):
+    src = make(N, 2)
+    expected = float(make(N, 2).compute(executor=fd.SyncExecutor()).sum())
+    writer = scribble(src)
+    sibling = checksum(src, writer)  # runs after the writer
+    value, wrote, seen = fd.compute(src, writer, sibling, executor=local_executor)
+    assert wrote == -N
+    assert seen == pytest.approx(expected)
+    assert float(value.sum()) == pytest.approx(expected)
+
+
+def test_results_handed_back_are_writeable(local_executor):
+    value = double(make(N, 3)).compute(executor=local_executor)
+    assert value.flags.writeable
+    value[0] = 42.0
+    assert value[0] == 42.0
+
+
+def test_chain_of_tasks_over_a_large_array(local_executor):
+    node = make(N, 4)
+    for _ in range(4):
+        node = double(node)
+    out = node.compute(executor=local_executor)
+    np.testing.assert_allclose(out, np.random.default_rng(4).random(N) * 16)
+
+
+def test_arrow_tables_round_trip(local_executor):
+    @fd.task
+    def table(n):
+        return pa.table({"x": np.arange(n), "y": np.arange(n) * 0.5})
+
+    @fd.task
+    def total(t):
+        import pyarrow.compute as pc
+        return t.num_rows, float(pc.sum(t["y"]).as_py())
+
+    t = table(100_000)
+    rows, s = total(t).compute(executor=local_executor)
+    assert rows == 100_000 and s == pytest.approx(0.5 * sum(range(100_000)))
+    back = t.compute(executor=local_executor)
+    assert isinstance(back, pa.Table) and back.num_rows == 100_000
+
+
+def test_no_segments_left_after_runs(local_executor):
+    before = fastdag_segments()
+    for seed in range(3):
+        double(make(N, seed)).compute(executor=local_executor)
+    leftover = {s for s in fastdag_segments() - before if not s.endswith("-status")}
+    assert leftover == set()
+
+
+def test_store_inline_small_values_and_aligned_buffers(tmp_path):
+    store = SharedMemoryStore("fastdag-test", directory=str(tmp_path))
+    small = store.put("a", np.arange(10))
+    assert small.inline is not None and not os.listdir(tmp_path)
+    big_value = {"a": np.arange(100_000, dtype=np.int64), "b": b"x" * 100_001,
+                 "c": np.ones(70_000, dtype=np.uint8)}
+    ref = store.put("b", big_value)
+    assert ref.inline is None and all(off % 64 == 0 for off, _ in ref.layout)
+    back = store.get(ref)
+    np.testing.assert_array_equal(back["a"], big_value["a"])
+    assert back["b"] == big_value["b"] and back["c"].sum() == 70_000
+    assert store.contains(ref)
+    store.delete(ref)
+    assert not store.contains(ref)
+    with pytest.raises(KeyError):
+        store.get(ref)
+    np.testing.assert_array_equal(store.get(small), np.arange(10))
+
+
+def test_store_sweep_and_prefix_rule(tmp_path):
+    with pytest.raises(ValueError):
+        SharedMemoryStore("other-prefix")
+    store = SharedMemoryStore("fastdag-sweep", directory=str(tmp_path))
+    for i in range(3):
+        store.put(str(i), np.zeros(100_000))
+    assert store.sweep() == 3 and not os.listdir(tmp_path)
+
+
+def test_memory_store():
+    store = MemoryStore()
+    ref = store.put("k", [1, 2])
+    assert store.get(ref) == [1, 2] and store.contains(ref) and len(store) == 1
+    store.delete(ref)
+    assert not store.contains(ref)
