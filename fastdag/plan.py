@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .graph import DAG, Node, Task, map_nested
@@ -78,6 +79,14 @@ class Plan:
         """The readable name of task ``i``, as Node.name gives it."""
         return f"{self.tasks[i].name}-{self.keys[i]}"
 
+    def names(self) -> _Names:
+        """All task names, as a lazy sequence (metrics read few of them)."""
+        return _Names(self)
+
+    def functions(self) -> list[str]:
+        """The function name of every task."""
+        return [t.name for t in self.tasks]
+
     def refcounts(self) -> list[int]:
         """Per task: how many consumers, plus one if the caller wants it."""
         wanted = self.wanted
@@ -103,6 +112,21 @@ class Plan:
         structure = pickle.dumps((tids, plain_args, self.modes, self.deps, self.dependents,
                                   self.outputs, self.keys, self.wanted, simple), protocol=5)
         return (_restore_plan, (structure, table, rich))
+
+
+class _Names(Sequence):
+    """``plan.name(i)`` for every i, computed when read."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self.plan.name(j) for j in range(*i.indices(len(self)))]
+        return self.plan.name(i)
 
 
 def _restore_plan(structure: bytes, table: list[Task], rich: dict) -> Plan:
@@ -170,18 +194,20 @@ def build_plan(dag: DAG) -> Plan:
                 keys=[node.key for node in nodes], wanted=wanted, simple=simple)
 
 
-def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:
-    """How many ready tasks to hand one worker in one message.
+def batch_size(ready: int, idle_workers: int, mean_task_seconds: float | None) -> int:
+    """How many ready tasks to hand one idle worker in one message.
 
-    A share of the ready tasks small enough that every worker gets some
-    (a quarter of an even split, so late finishers can be balanced), but,
-    once tasks of this function are known to be slow, no more than about
-    ``TARGET_BATCH_SECONDS`` of work: batching pays for tiny tasks only.
+    An even share of the ready tasks among the idle workers: with the
+    continuation rule, a share of a reduction's leaves becomes a whole
+    subtree run without a message. Once tasks are known to take long, a batch
+    holds no more than about ``TARGET_BATCH_SECONDS`` of work, so that
+    workers finishing early can still be given the rest: batching pays for
+    tiny tasks only.
     """
-    share = max(1, math.ceil(ready / (workers * 2)))
+    share = max(1, math.ceil(ready / max(1, idle_workers)))
     if mean_task_seconds is not None and mean_task_seconds > 0:
         share = min(share, max(1, int(TARGET_BATCH_SECONDS / mean_task_seconds)))
     return share
 
 
-TARGET_BATCH_SECONDS = 0.05
+TARGET_BATCH_SECONDS = 0.02

@@ -72,8 +72,8 @@ class InProcessRun:
             run=RunRecord(run_id=self.future.run_id, workflow="", executor=self.executor,
                           settings=self.settings, start=self.start,
                           makespan=time.time() - self.start, tasks=len(self.plan)),
-            _raw=self.records, _names=[self.plan.name(i) for i in range(len(self.plan))],
-            _functions=[t.name for t in self.plan.tasks])
+            _raw=self.records, _names=self.plan.names(), _functions=self.plan.functions(),
+            _deps=self.plan.deps)
         self.future.finish([self.values[o] for o in self.plan.outputs])
 
     def fail(self, exc: TaskError) -> None:

@@ -401,8 +401,7 @@ class LocalExecutor(Executor):
                           settings=run.settings, start=run.start,
                           makespan=time.time() - run.start, tasks=len(plan),
                           bytes_moved=run.bytes_stored),
-            _raw=raw, _names=[plan.name(i) for i in range(len(plan))],
-            _functions=[t.name for t in plan.tasks])
+            _raw=raw, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
         self._close_run(run, None)
         run.future.finish(outputs)
 
@@ -440,16 +439,15 @@ class LocalExecutor(Executor):
         idle = [h for h in self._handles if h.alive and h.busy_run is None]
         if not idle or not self._runs:
             return
-        alive = sum(1 for h in self._handles if h.alive)
-        for h in idle:
+        for left, h in enumerate(idle):
             runs = [r for r in self._runs.values() if not r.closed and r.ready_count()]
             if not runs:
                 return
             own = [r for r in runs if r.local.get(h.wid)]
             run = own[0] if own else runs[self._rr % len(runs)]
             self._rr += 1
-            tasks = self._take(run, h, batch_size(run.ready_count(), alive, run.mean_task_s))
-            self._send_batch(run, h, tasks)
+            share = batch_size(run.ready_count(), len(idle) - left, run.mean_task_s)
+            self._send_batch(run, h, self._take(run, h, share))
 
     def _take(self, run: RunState, h: WorkerHandle, n: int) -> list[int]:
         queues = [run.local.get(h.wid), run.ready,

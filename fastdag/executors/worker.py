@@ -51,26 +51,42 @@ SLOT = struct.Struct("qq")
 POLL_INTERVAL = 0.01
 
 
+class Held(dict):
+    """Results this worker holds for a run, by task index.
+
+    The dict holds the results made here and not stored; a missing key is
+    loaded from ``refs`` (the store) on each lookup, so every consumer gets
+    its own copy-on-write view. ``fetch_s`` adds up the time spent loading.
+    """
+
+    __slots__ = ("refs", "store", "fetch_s")
+
+    def __init__(self, store: SharedMemoryStore):
+        super().__init__()
+        self.refs: dict[int, StoredRef] = {}
+        self.store = store
+        self.fetch_s = 0.0
+
+    def __missing__(self, i: int) -> Any:
+        start = time.time()
+        try:
+            return self.store.get(self.refs[i])
+        finally:
+            self.fetch_s += time.time() - start
+
+
 class RunData:
     """What a worker keeps for one run."""
 
-    __slots__ = ("plan", "values", "refs", "done", "uses_left")
+    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes")
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, store: SharedMemoryStore):
         self.plan = plan
-        self.values: dict[int, Any] = {}          # results made here, not stored
-        self.refs: dict[int, StoredRef] = {}      # results in the store
+        self.values = Held(store)
+        self.refs = self.values.refs
         self.done = bytearray(len(plan))         # ran here
         self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
-
-    def holds(self, i: int) -> bool:
-        return i in self.values or i in self.refs
-
-    def get(self, i: int, store: SharedMemoryStore) -> Any:
-        try:
-            return self.values[i]
-        except KeyError:
-            return store.get(self.refs[i])
+        self.sizes: dict[int, int] = {}          # output bytes of results known here
 
 
 class Cancelled(Exception):
@@ -129,11 +145,13 @@ class Worker:
         data = self.runs.get(run)
         if data is None:
             try:
-                data = self.runs[run] = RunData(self.store.get(plan_ref))
+                data = self.runs[run] = RunData(self.store.get(plan_ref), self.store)
             except Exception as exc:  # noqa: BLE001 - reported, not swallowed
                 self.send(("error", run, _pack_failure(describe_failure(tasks[0], exc, 1)), [], {}))
                 return
         data.refs.update(refs)
+        for d, ref in refs.items():
+            data.sizes[d] = ref.nbytes
         stored: dict[int, StoredRef] = {}
         completed: list[int] = []
         records: list[tuple] = []
@@ -153,54 +171,52 @@ class Worker:
         deps_of = plan.deps
         dependents = plan.dependents
         wanted = plan.wanted
-        store = self.store
         values = data.values
+        refs = data.refs
+        sizes = data.sizes
         done = data.done
         uses_left = data.uses_left
         status, slot = self.status, self.slot
-        clock = time.time
-        last_poll = clock()
-        ready_at = last_poll
+        pack, clock = SLOT.pack_into, time.time
+        last_poll = ready_at = clock()
         while stack:
             i = stack.pop()
-            SLOT.pack_into(status, slot, run, i)
+            pack(status, slot, run, i)
             start = clock()
             if start - last_poll > POLL_INTERVAL:
                 self.poll_control(run)
                 last_poll = start
-            deps = deps_of[i]
-            inputs = {d: data.get(d, store) for d in deps} if deps else {}
-            fetched = clock()
+            values.fetch_s = 0.0
             try:
-                value, attempts = execute(plan, i, inputs)
+                value, attempts = execute(plan, i, values)
             except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, plan.tasks[i].retries + 1)) from None
             ran = clock()
             consumers = dependents[i]
+            out_bytes = sizes[i] = nbytes(value)
             if wanted[i] or len(consumers) > 1:
-                data.refs[i] = stored[i] = self._put(plan, i, value)
+                refs[i] = stored[i] = self._put(plan, i, value)
             else:
                 values[i] = value
+            del value
             end = clock()
             done[i] = 1
             completed.append(i)
             in_bytes = 0
-            for d in deps:
-                in_bytes += nbytes(inputs[d])
+            for d in deps_of[i]:
+                in_bytes += sizes.get(d, 0)
                 uses_left[d] -= 1
                 if not uses_left[d] and not wanted[d]:
                     values.pop(d, None)
-            del inputs
-            records.append((i, start, end, fetched - start, end - ran, in_bytes,
-                            nbytes(value), attempts, ready_at))
-            del value
+            records.append((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
+                            attempts, ready_at))
             ready_at = end
             # Continue with consumers whose inputs are all here.
             nxt = []
             for c in consumers:
                 if not done[c]:
                     for d in deps_of[c]:
-                        if d not in values and d not in data.refs:
+                        if d not in values and d not in refs:
                             break
                     else:
                         nxt.append(c)
@@ -221,7 +237,7 @@ class Worker:
         claimed_set = set(claimed)
         try:
             for i in completed:
-                if i in data.values:
+                if dict.__contains__(data.values, i):
                     for c in plan.dependents[i]:
                         if not done[c] and c not in claimed_set:
                             data.refs[i] = stored[i] = self._put(plan, i, data.values.pop(i))
