@@ -27,6 +27,7 @@ class InProcessRun:
         self.plan: Plan = build_plan(dag)
         self.future = RunFuture(new_run_id(), single)
         self.values: list[Any] = [None] * len(self.plan)
+        self.sizes = [0] * len(self.plan)
         self.remaining = [len(d) for d in self.plan.deps]
         self.uses_left = self.plan.refcounts()
         self.records: list[tuple[str, tuple]] = []
@@ -45,9 +46,13 @@ class InProcessRun:
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             raise task_failure(plan.name(i), exc, failure.traceback) from exc
         end = time.time()
-        in_bytes = sum(nbytes(self.values[d]) for d in plan.deps[i])
+        sizes = self.sizes
+        in_bytes = 0
+        for d in plan.deps[i]:
+            in_bytes += sizes[d]
+        out_bytes = sizes[i] = nbytes(value)
         worker = f"{HOST}:{os.getpid()}:{threading.current_thread().name}"
-        self.records.append((worker, (i, start, end, 0.0, 0.0, in_bytes, nbytes(value),
+        self.records.append((worker, (i, start, end, 0.0, 0.0, in_bytes, out_bytes,
                                       attempts, ready_at)))
         return value
 
