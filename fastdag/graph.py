@@ -16,7 +16,9 @@ This module holds no execution code; ``plan.py`` turns a DAG into work.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import importlib
 import inspect
 import itertools
@@ -161,9 +163,11 @@ class Node:
                     deps.append(value)
             elif isinstance(value, _CONTAINERS) and _collect_nested(value, deps):
                 mode = 2
-        self.deps = tuple(deps)
         if mode == 1 and not kwargs and len(deps) == len(args):
             mode = 3  # every argument is a distinct Node: the args are the deps
+            self.deps = args  # the same tuple: one object fewer for the GC to track
+        else:
+            self.deps = tuple(deps)
         self.mode = mode
 
     # -- naming ---------------------------------------------------------------
@@ -274,8 +278,9 @@ class DAG:
         if not outs:
             raise ValueError("a DAG needs at least one output node")
         self.outputs: tuple[Node, ...] = tuple(outs)
-        self.nodes: list[Node] = _topological_order(outs)
-        self.index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
+        with gc_paused():
+            self.nodes: list[Node] = _topological_order(outs)
+            self.index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -375,6 +380,23 @@ class DAG:
         from .report import draw_dag
         draw_dag(self, path)
         return path
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around bulk work that makes no cycles.
+
+    Walking or numbering a million nodes allocates millions of tuples and
+    dict entries; every 700 allocations CPython would scan the young ones,
+    which roughly doubles the time of such passes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _dot_escape(text: str) -> str:

@@ -33,7 +33,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .graph import DAG, Node, Task, map_nested
+from .graph import DAG, Node, Task, gc_paused, map_nested
 
 
 class Ref:
@@ -109,8 +109,10 @@ class Plan:
         simple = self.simple
         plain_args = [a if simple[i] else None for i, a in enumerate(self.args)]
         rich = {i: (self.args[i], self.kwargs[i]) for i in range(len(simple)) if not simple[i]}
-        structure = pickle.dumps((tids, plain_args, self.modes, self.deps, self.dependents,
-                                  self.outputs, self.keys, self.wanted, simple), protocol=5)
+        with gc_paused():
+            structure = pickle.dumps((tids, plain_args, self.modes, self.deps, self.dependents,
+                                      self.outputs, self.keys, self.wanted, simple),
+                                     protocol=5)
         return (_restore_plan, (structure, table, rich))
 
 
@@ -130,7 +132,9 @@ class _Names(Sequence):
 
 
 def _restore_plan(structure: bytes, table: list[Task], rich: dict) -> Plan:
-    tids, args, modes, deps, dependents, outputs, keys, wanted, simple = pickle.loads(structure)
+    with gc_paused():
+        tids, args, modes, deps, dependents, outputs, keys, wanted, simple = \
+            pickle.loads(structure)
     kwargs: list[dict | None] = [None] * len(tids)
     for i, (a, kw) in rich.items():
         args[i] = a
@@ -142,6 +146,11 @@ def _restore_plan(structure: bytes, table: list[Task], rich: dict) -> Plan:
 
 def build_plan(dag: DAG) -> Plan:
     """Number the DAG's nodes and turn their arguments into templates."""
+    with gc_paused():
+        return _build_plan(dag)
+
+
+def _build_plan(dag: DAG) -> Plan:
     nodes = dag.nodes
     index = dag.index
     n = len(nodes)

@@ -73,7 +73,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
-from ..graph import DAG, Node
+from ..graph import DAG, Node, gc_paused
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..serialize import describe_unpicklable, dumps
@@ -182,7 +182,8 @@ class LocalExecutor(Executor):
         dag, single = as_dag(dag_or_nodes)
         plan = build_plan(dag)
         run_id = next(self._run_ids)
-        plan_ref = self._store_plan(plan)
+        with gc_paused():
+            plan_ref = self._store_plan(plan)
         future = RunFuture(f"{self.token}-{run_id}", single,
                            on_cancel=lambda: self._post(("cancel", run_id)))
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
@@ -277,11 +278,12 @@ class LocalExecutor(Executor):
                     continue
                 if what == "conn":
                     try:
-                        msg = pickle.loads(h.conn.recv_bytes())
+                        data = h.conn.recv_bytes()
                     except (EOFError, OSError):
                         self._worker_died(h, stopping)
                         continue
-                    self._handle(h, msg)
+                    with gc_paused():  # a report may carry a million records
+                        self._handle(h, pickle.loads(data))
                 else:
                     self._worker_died(h, stopping)
             self._kill_overdue()
