@@ -157,3 +157,27 @@ def test_memory_store():
     assert store.get(ref) == [1, 2] and store.contains(ref) and len(store) == 1
     store.delete(ref)
     assert not store.contains(ref)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 2 MiB tmpfs, as /dev/shm is in a default Docker container (only smaller)."""
+    import subprocess
+    where = tmp_path / "shm"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_store_spills_to_files_when_shared_memory_is_full(tiny_tmpfs, tmp_path):
+    spill = tmp_path / "spill"
+    store = SharedMemoryStore("fastdag-spill", directory=str(tiny_tmpfs), spill_dir=str(spill))
+    value = np.arange(1_000_000, dtype=np.float64)  # 8 MB > 2 MiB
+    with pytest.warns(RuntimeWarning, match="shm-size"):
+        ref = store.put("x", value)
+    assert os.listdir(tiny_tmpfs) == [] and len(os.listdir(spill)) == 1
+    np.testing.assert_array_equal(store.get(ref), value)
+    assert store.sweep() == 1 and os.listdir(spill) == []

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import glob
 import mmap
 import os
 import pickle
@@ -64,6 +65,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,11 +80,12 @@ from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
-from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore
+from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SPILL_DIR, SharedMemoryStore, shm_free_bytes
 from .base import Executor, RunFuture, as_dag
 from .worker import SLOT
 
 
+SMALL_SHM = 256 * 2**20
 _WORKER_BOOT = "import sys; from fastdag.executors.worker import main_from_argv; main_from_argv(sys.argv[1:])"
 
 
@@ -233,6 +236,12 @@ class LocalExecutor(Executor):
                 return
             if self._closed:
                 raise RuntimeError("this LocalExecutor has been shut down")
+            free = shm_free_bytes()
+            if free < SMALL_SHM:
+                warnings.warn(
+                    f"{SHM_DIR} has only {free / 2**20:.0f} MiB free: results that do not fit "
+                    "will spill to slower files. In Docker, start the container with a larger "
+                    "--shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=4)
             fd = os.open(self._status_path, os.O_CREAT | os.O_RDWR, 0o600)
             os.ftruncate(fd, SLOT.size * self.workers)
             self._status = mmap.mmap(fd, 0)
@@ -498,7 +507,7 @@ class LocalExecutor(Executor):
         os.close(h.sentinel)
         live = {ref.key for r in self._runs.values() for ref in r.stored.values()}
         for path in _segments(h.prefix):
-            if os.path.basename(path) not in live:
+            if os.path.basename(path) not in live and path not in live:
                 _unlink(path)
         if not stopping and not self._closed:
             self._handles[h.wid] = self._start_worker(h.wid, h.generation + 1)
@@ -584,8 +593,10 @@ def _find_unpicklable(value: Any) -> Any:
 
 
 def _segments(prefix: str) -> list[str]:
-    import glob
-    return glob.glob(os.path.join(SHM_DIR, glob.escape(prefix) + "-*"))
+    """Segments named ``<prefix>-*`` in /dev/shm and in the spill directory."""
+    pattern = glob.escape(prefix) + "-*"
+    return [path for directory in (SHM_DIR, SPILL_DIR)
+            for path in glob.glob(os.path.join(directory, pattern))]
 
 
 def _unlink(path: str) -> None:

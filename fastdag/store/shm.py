@@ -19,14 +19,24 @@ last consumer is done; ``sweep`` removes whatever a crashed writer left.
 
 Values smaller than ``inline_threshold`` bytes never touch /dev/shm: their
 buffers ride inside the ref.
+
+/dev/shm can be small: Docker gives containers 64 MB unless run with
+``--shm-size``. A value that does not fit is written to a file-backed
+segment under ``spill_dir`` instead (same layout, same names, mapped the same
+way; slower only if the page cache is short of memory), with one warning
+that says how to enlarge /dev/shm. Writing to a full tmpfs fails with ENOSPC
+on ``pwrite``, never with the SIGBUS a full mapping would raise.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import itertools
 import mmap
 import os
+import tempfile
+import warnings
 from typing import Any
 
 from ..serialize import Payload, dumps, loads
@@ -35,18 +45,21 @@ from .base import ObjectStore, StoredRef
 SHM_DIR = "/dev/shm"
 ALIGN = 64
 INLINE_THRESHOLD = 64 * 1024
+SPILL_DIR = os.path.join(tempfile.gettempdir(), "fastdag-spill")
+_warned = False
 
 
 class SharedMemoryStore(ObjectStore):
     """Values in /dev/shm files named ``<prefix>-<n>``; small ones inline."""
 
     def __init__(self, prefix: str, inline_threshold: int = INLINE_THRESHOLD,
-                 directory: str = SHM_DIR):
+                 directory: str = SHM_DIR, spill_dir: str = SPILL_DIR):
         if not prefix.startswith("fastdag-"):
             raise ValueError("segment names start with 'fastdag-' so leaks are easy to spot")
         self.prefix = prefix
         self.inline_threshold = inline_threshold
         self.directory = directory
+        self.spill_dir = spill_dir
         self._counter = itertools.count()
 
     # -- writing ------------------------------------------------------------
@@ -64,19 +77,19 @@ class SharedMemoryStore(ObjectStore):
         for buf in payload.buffers:
             layout.append((offset, buf.nbytes))
             offset += -(-buf.nbytes // ALIGN) * ALIGN
-        path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        size = max(offset, 1)
+        key = name
         try:
-            os.ftruncate(fd, max(offset, 1))
-            for (start, _), buf in zip(layout, payload.buffers):
-                _pwrite_all(fd, buf, start)
-        except BaseException:
-            os.close(fd)
-            _unlink(path)
-            raise
-        os.close(fd)
-        return StoredRef(key=name, header=payload.header, kind=payload.kind,
-                         size=max(offset, 1), layout=layout)
+            _write_segment(os.path.join(self.directory, name), size, layout, payload.buffers)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
+                raise
+            _warn_small_shm(self.directory, size)
+            os.makedirs(self.spill_dir, exist_ok=True)
+            key = os.path.join(self.spill_dir, name)  # absolute: get() and delete() follow it
+            _write_segment(key, size, layout, payload.buffers)
+        return StoredRef(key=key, header=payload.header, kind=payload.kind, size=size,
+                         layout=layout)
 
     # -- reading ------------------------------------------------------------
     def get(self, ref: StoredRef) -> Any:
@@ -105,12 +118,38 @@ class SharedMemoryStore(ObjectStore):
         return ref.inline is not None or os.path.exists(os.path.join(self.directory, ref.key))
 
     def sweep(self, prefix: str | None = None) -> int:
-        """Unlink every segment whose name starts with ``prefix``; count them."""
+        """Unlink every segment (in /dev/shm or spilled) named ``<prefix>-*``; count them."""
+        pattern = glob.escape(prefix or self.prefix) + "-*"
         count = 0
-        for path in glob.glob(os.path.join(self.directory, glob.escape(prefix or self.prefix) + "-*")):
-            if _unlink(path):
-                count += 1
+        for directory in (self.directory, self.spill_dir):
+            for path in glob.glob(os.path.join(directory, pattern)):
+                if _unlink(path):
+                    count += 1
         return count
+
+
+def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers: list) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)  # claim the space now: ENOSPC here, not SIGBUS later
+        for (start, _), buf in zip(layout, buffers):
+            _pwrite_all(fd, buf, start)
+    except BaseException:
+        os.close(fd)
+        _unlink(path)
+        raise
+    os.close(fd)
+
+
+def _warn_small_shm(directory: str, size: int) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"{directory} has no room for a {size / 2**20:.0f} MiB result "
+            f"({shm_free_bytes(directory) / 2**20:.0f} MiB free); fastdag spills such "
+            "results to files instead, which is slower. In Docker, run the container with "
+            "a larger --shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=3)
 
 
 def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
