@@ -25,6 +25,7 @@ import itertools
 import operator
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -78,18 +79,32 @@ class Task:
     def __repr__(self) -> str:
         return f"<fd.task {self.name}>"
 
+    def importable(self) -> bool:
+        """Whether plain ``pickle`` can send this Task (its module names it or its function).
+
+        Such tasks travel as a module path and are imported by the worker;
+        the others (``__main__``, closures, notebooks) need cloudpickle.
+        """
+        return self._pickle_by() != "value"
+
+    def _pickle_by(self) -> str:
+        by = self.__dict__.get("_by")
+        if by is None:
+            module = getattr(self.func, "__module__", None)
+            qualname = getattr(self.func, "__qualname__", "")
+            by = "value"
+            if module and module != "__main__" and "<locals>" not in qualname:
+                try:
+                    target = _lookup(module, qualname)
+                except (ImportError, AttributeError):
+                    target = None
+                by = "task" if target is self else "func" if target is self.func else "value"
+            self.__dict__["_by"] = by
+        return by
+
     def __reduce__(self):
-        # By reference when the module attribute is this very Task, so workers
-        # import it instead of receiving the code; by value otherwise
-        # (__main__, closures, notebooks), which cloudpickle handles.
-        module = getattr(self.func, "__module__", None)
-        qualname = getattr(self.func, "__qualname__", "")
-        if module and module != "__main__" and "<locals>" not in qualname:
-            try:
-                if _lookup(module, qualname) is self:
-                    return (_lookup, (module, qualname))
-            except (ImportError, AttributeError):
-                pass
+        if self._pickle_by() == "task":
+            return (_lookup, (self.func.__module__, self.func.__qualname__))
         return (_rebuild_task, (self.func, self.name, self.retries, self.nout, self.requires))
 
 
@@ -145,13 +160,16 @@ class Node:
     ``deps`` (the common ``f(a, b)`` of two Nodes: nothing to substitute).
     """
 
-    __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "__weakref__")
+    __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "_mark", "_index",
+                 "__weakref__")
 
     def __init__(self, task: Task, args: tuple, kwargs: dict):
         self.task = task
         self.args = args
         self.kwargs = kwargs
         self.key = _next_key()
+        self._mark = 0   # walk stamp, see _topological_order
+        self._index = 0  # position in the plan being built, see plan.build_plan
         deps: list[Node] = []
         mode = 0
         for value in itertools.chain(args, kwargs.values()) if kwargs else args:
@@ -280,7 +298,11 @@ class DAG:
         self.outputs: tuple[Node, ...] = tuple(outs)
         with gc_paused():
             self.nodes: list[Node] = _topological_order(outs)
-            self.index: dict[int, int] = {id(n): i for i, n in enumerate(self.nodes)}
+
+    @functools.cached_property
+    def index(self) -> dict[int, int]:
+        """Position of each node in ``nodes``, keyed by ``id(node)``."""
+        return {id(n): i for i, n in enumerate(self.nodes)}
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -403,6 +425,13 @@ def _dot_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# Graph walks stamp the nodes they visit (``Node._mark``) rather than keep a
+# set of ids: an attribute store is several times cheaper than hashing an id.
+# Stamps are shared by every graph a node belongs to, so walks take this lock.
+walk_lock = threading.Lock()
+_walk_stamps = itertools.count(1).__next__
+
+
 def _topological_order(outputs: list[Node]) -> list[Node]:
     """Every node the outputs need, sorted by creation number.
 
@@ -411,17 +440,20 @@ def _topological_order(outputs: list[Node]) -> list[Node]:
     post-order in Python, and it keeps tasks the user built together
     (one loop, one branch) next to each other, which batching relies on.
     """
-    seen = {id(o) for o in outputs}
-    stack = list(outputs)
-    nodes = []
-    append, pop, add = nodes.append, stack.pop, seen.add
-    while stack:
-        node = pop()
-        append(node)
-        for dep in node.deps:
-            if id(dep) not in seen:
-                add(id(dep))
-                stack.append(dep)
+    with walk_lock:
+        stamp = _walk_stamps()
+        for out in outputs:
+            out._mark = stamp
+        stack = list(outputs)
+        nodes = []
+        append, pop, push = nodes.append, stack.pop, stack.append
+        while stack:
+            node = pop()
+            append(node)
+            for dep in node.deps:
+                if dep._mark != stamp:
+                    dep._mark = stamp
+                    push(dep)
     nodes.sort(key=_by_key)
     return nodes
 

@@ -33,7 +33,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .graph import DAG, Node, Task, gc_paused, map_nested
+from .graph import DAG, Node, Task, gc_paused, map_nested, walk_lock
 
 
 class Ref:
@@ -63,7 +63,7 @@ class Plan:
     kwargs: list[dict | None]
     modes: list[int]
     deps: list[tuple[int, ...]]
-    dependents: list[tuple[int, ...]]
+    dependents: list[list[int]]
     outputs: list[int]
     keys: list[int]
     wanted: bytearray = field(default_factory=bytearray)
@@ -97,22 +97,24 @@ class Plan:
         # the C pickler in one call; the functions and the remaining
         # arguments are left to whatever pickler is pickling the Plan
         # (cloudpickle, with large buffers out of band).
-        table: list[Task] = []
-        ids: dict[int, int] = {}
-        tids = []
-        for t in self.tasks:
-            k = ids.get(id(t))
-            if k is None:
-                k = ids[id(t)] = len(table)
-                table.append(t)
-            tids.append(k)
+        tasks = self.tasks
+        unique = set(tasks)
+        if all(t.importable() for t in unique):
+            plain_tasks, table = tasks, None  # the C pickler memoizes repeats
+        else:
+            table = list(unique)
+            ids = {id(t): k for k, t in enumerate(table)}
+            plain_tasks = [ids[id(t)] for t in tasks]
         simple = self.simple
-        plain_args = [a if simple[i] else None for i, a in enumerate(self.args)]
-        rich = {i: (self.args[i], self.kwargs[i]) for i in range(len(simple)) if not simple[i]}
+        if simple.count(0) == 0:  # every task's arguments are plain: the usual case
+            plain_args, rich = self.args, {}
+        else:
+            plain_args = [a if simple[i] else None for i, a in enumerate(self.args)]
+            rich = {i: (self.args[i], self.kwargs[i]) for i in range(len(simple)) if not simple[i]}
         with gc_paused():
-            structure = pickle.dumps((tids, plain_args, self.modes, self.deps, self.dependents,
-                                      self.outputs, self.keys, self.wanted, simple),
-                                     protocol=5)
+            structure = pickle.dumps((plain_tasks, plain_args, self.modes, self.deps,
+                                      self.dependents, self.outputs, self.keys, self.wanted,
+                                      simple), protocol=5)
         return (_restore_plan, (structure, table, rich))
 
 
@@ -131,29 +133,33 @@ class _Names(Sequence):
         return self.plan.name(i)
 
 
-def _restore_plan(structure: bytes, table: list[Task], rich: dict) -> Plan:
+def _restore_plan(structure: bytes, table: list[Task] | None, rich: dict) -> Plan:
     with gc_paused():
-        tids, args, modes, deps, dependents, outputs, keys, wanted, simple = \
+        tasks, args, modes, deps, dependents, outputs, keys, wanted, simple = \
             pickle.loads(structure)
-    kwargs: list[dict | None] = [None] * len(tids)
+    if table is not None:
+        tasks = [table[k] for k in tasks]
+    kwargs: list[dict | None] = [None] * len(tasks)
     for i, (a, kw) in rich.items():
         args[i] = a
         kwargs[i] = kw
-    return Plan(tasks=[table[k] for k in tids], args=args, kwargs=kwargs, modes=modes,
+    return Plan(tasks=tasks, args=args, kwargs=kwargs, modes=modes,
                 deps=deps, dependents=dependents, outputs=outputs, keys=keys, wanted=wanted,
                 simple=simple)
 
 
 def build_plan(dag: DAG) -> Plan:
     """Number the DAG's nodes and turn their arguments into templates."""
-    with gc_paused():
+    with gc_paused(), walk_lock:
         return _build_plan(dag)
 
 
 def _build_plan(dag: DAG) -> Plan:
+    # Runs under walk_lock: Node._index is a scratch slot shared by all graphs.
     nodes = dag.nodes
-    index = dag.index
     n = len(nodes)
+    for i, node in enumerate(nodes):
+        node._index = i
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     deps: list[tuple[int, ...]] = [()] * n
@@ -162,15 +168,22 @@ def _build_plan(dag: DAG) -> Plan:
     atomic = _ATOMIC
 
     def to_ref(node: Node) -> Ref:
-        return Ref(index[id(node)])
+        return Ref(node._index)
 
     for i, node in enumerate(nodes):
         mode = node.mode
         if mode:
-            mine = tuple([index[id(d)] for d in node.deps])
+            node_deps = node.deps
+            if len(node_deps) == 2:  # the commonest shape, without a comprehension
+                a, b = node_deps
+                mine = (a._index, b._index)
+                dependents[mine[0]].append(i)
+                dependents[mine[1]].append(i)
+            else:
+                mine = tuple([d._index for d in node_deps])
+                for d in mine:
+                    dependents[d].append(i)
             deps[i] = mine
-            for d in mine:
-                dependents[d].append(i)
             if mode == 3:
                 simple[i] = 1
                 continue
@@ -178,9 +191,9 @@ def _build_plan(dag: DAG) -> Plan:
         if mode == 0:
             a = node.args
         elif mode == 1:
-            a = tuple([Ref(index[id(v)]) if type(v) is Node else v for v in node.args])
+            a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
             if kw:
-                kw = {k: Ref(index[id(v)]) if type(v) is Node else v for k, v in kw.items()}
+                kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
         else:
             a = map_nested(node.args, Node, to_ref)
             kw = map_nested(kw, Node, to_ref) if kw else None
@@ -193,14 +206,14 @@ def _build_plan(dag: DAG) -> Plan:
             else:
                 simple[i] = 1
 
-    outputs = [index[id(o)] for o in dag.outputs]
+    outputs = [o._index for o in dag.outputs]
     wanted = bytearray(n)
     for o in outputs:
         wanted[o] = 1
     return Plan(tasks=[node.task for node in nodes], args=args, kwargs=kwargs,
-                modes=[node.mode for node in nodes], deps=deps,
-                dependents=[tuple(c) for c in dependents], outputs=outputs,
-                keys=[node.key for node in nodes], wanted=wanted, simple=simple)
+                modes=[node.mode for node in nodes], deps=deps, dependents=dependents,
+                outputs=outputs, keys=[node.key for node in nodes], wanted=wanted,
+                simple=simple)
 
 
 def batch_size(ready: int, idle_workers: int, mean_task_seconds: float | None) -> int:
