@@ -11,6 +11,7 @@ Arrow IPC stream, which Arrow reads back zero-copy.
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from typing import Any
@@ -45,8 +46,30 @@ def dumps(obj: Any) -> Payload:
     def keep(buf: pickle.PickleBuffer) -> None:
         buffers.append(buf.raw())
 
-    header = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep)
-    return Payload(header, buffers, PICKLE)
+    out = io.BytesIO()
+    _Pickler(out, protocol=5, buffer_callback=keep).dump(obj)
+    return Payload(out.getvalue(), buffers, PICKLE)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, plus: large non-contiguous numpy arrays go out of band too.
+
+    numpy pickles a strided view (a block of a bigger matrix, a tile of an
+    image) in-band, into the header that control messages carry. One
+    contiguous copy here sends it through shared memory like any other array.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy":
+            flags = obj.flags
+            if not (flags.c_contiguous or flags.f_contiguous) and obj.nbytes >= OUT_OF_BAND_MIN \
+                    and not obj.dtype.hasobject:
+                import numpy as np
+                return np.ascontiguousarray(obj).__reduce_ex__(5)
+        return super().reducer_override(obj)
+
+
+OUT_OF_BAND_MIN = 64 * 1024
 
 
 def loads(header: bytes, buffers: list, kind: int = PICKLE) -> Any:
