@@ -36,8 +36,10 @@ Scheduling policy, in the order the scheduler applies it:
    out twice.
 
 State per run (``RunState``): ``remaining`` dependencies not yet reported
-per task; ``refcount`` consumers not yet done (+1 when the caller wants the
-value), which frees a stored result when it reaches zero; ``done``;
+per task; ``done``; ``refcount``, for each stored result, its consumers that
+have not run yet (+1 when the caller wants the value), counted when the
+result is stored and decreased by the reads workers report; at zero the
+result is unlinked;
 ``claims`` (task -> worker running it as a continuation); ``stored`` (task ->
 StoredRef); the ready queues; ``crashes`` per task, for retries after a
 worker died.
@@ -114,7 +116,6 @@ class RunState:
     future: RunFuture
     plan_ref: StoredRef
     remaining: list[int]
-    refcount: list[int]
     done: bytearray
     start: float
     settings: dict[str, Any]
@@ -122,6 +123,7 @@ class RunState:
     local: dict[int, collections.deque] = field(default_factory=dict)
     claims: dict[int, int] = field(default_factory=dict)
     stored: dict[int, StoredRef] = field(default_factory=dict)
+    refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
     seen_by: set[int] = field(default_factory=set)
     records: list[tuple[str, list[tuple]]] = field(default_factory=list)
@@ -190,7 +192,7 @@ class LocalExecutor(Executor):
         future = RunFuture(f"{self.token}-{run_id}", single,
                            on_cancel=lambda: self._post(("cancel", run_id)))
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
-                         remaining=[len(d) for d in plan.deps], refcount=plan.refcounts(),
+                         remaining=[len(d) for d in plan.deps],
                          done=bytearray(len(plan)), start=time.time(), settings=self.settings())
         future.tasks_total = len(plan)
         self._track(future, options)
@@ -341,13 +343,12 @@ class LocalExecutor(Executor):
 
     # -- messages from workers ----------------------------------------------
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "report":
-            _, run_id, completed, stored, claimed, records, final = msg
+        if msg[0] == "report":
+            _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
             failure = None
-        else:  # "error"
-            _, run_id, failure, completed, stored = msg
-            claimed, records, final = [], [], True
+        else:  # "error": the run fails; only its stored results matter now
+            _, run_id, failure, stored = msg
+            completed, boundary, consumed, claimed, records, final = (), (), (), (), (), True
         if final:
             h.busy_run = None
             h.batch = []
@@ -359,41 +360,58 @@ class LocalExecutor(Executor):
             if run is not None:
                 self._maybe_forget(run)
             return
-        run.stored.update(stored)
-        run.bytes_stored += sum(ref.nbytes for ref in stored.values())
         if records:
             run.records.append((h.name, records))
-            busy = sum(r[2] - r[1] for r in records) / len(records)
+            busy = (records[-1][2] - records[0][1]) / len(records)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
-        self._complete(run, h, completed, claimed, final)
+        self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
             self._close_run(run, _failure_error(run.plan, cloudpickle.loads(failure)))
         elif run.ndone == len(run.plan):
             self._finish_run(run)
 
-    def _complete(self, run: RunState, h: WorkerHandle, completed: list[int],
-                  claimed: list[int], final: bool) -> None:
+    def _complete(self, run: RunState, h: WorkerHandle, completed, boundary: list[int],
+                  consumed: list[int], stored: dict[int, StoredRef], claimed: list[int],
+                  final: bool) -> None:
+        """Apply a report: completions, new stored results, reads, claims, readiness."""
         plan = run.plan
         done, remaining, refcount, claims = run.done, run.remaining, run.refcount, run.claims
         for t in completed:
             done[t] = 1
-            claims.pop(t, None)
         run.ndone += len(completed)
         run.future.tasks_done = run.ndone
+        if claims:
+            for t in [t for t in claims if done[t]]:
+                del claims[t]
         for t in claimed:
             claims[t] = h.wid
-        dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
-        for t in completed:
-            for d in plan.deps[t]:
+        # Reads of results stored earlier; results stored by this report
+        # start counting below, from the consumers that have not run yet.
+        for d in consumed:
+            if d in refcount:
                 refcount[d] -= 1
                 if not refcount[d]:
                     self._free(run, d)
-            for c in plan.dependents[t]:
+        wanted, dependents = plan.wanted, plan.dependents
+        for d, ref in stored.items():
+            run.stored[d] = ref
+            run.bytes_stored += ref.nbytes
+            left = wanted[d]
+            for c in dependents[d]:
+                if not done[c]:
+                    left += 1
+            refcount[d] = left
+            if not left:
+                self._free(run, d)
+        dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
+        for t in boundary:
+            for c in dependents[t]:
                 remaining[c] -= 1
                 if not remaining[c] and not done[c] and c not in claims:
                     dest.append(c)
 
     def _free(self, run: RunState, i: int) -> None:
+        run.refcount.pop(i, None)
         ref = run.stored.pop(i, None)
         if ref is not None:
             self.store.delete(ref)

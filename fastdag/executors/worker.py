@@ -19,10 +19,14 @@ Messages (pickled tuples over a duplex pipe):
                         ("cancel", run)   stop the current batch of ``run``
                         ("end", run)      drop everything kept for ``run``
                         ("stop",)
-  worker -> scheduler   ("report", run, completed, stored, claimed, records, final)
-                        ("error", run, failure, completed, stored)
+  worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
+                         claimed, records, final)
+                        ("error", run, failure, stored)
 
-``claimed`` lists tasks this worker has queued locally, so the scheduler does
+``completed`` is an array of task indices; ``boundary`` the completed tasks
+with a consumer not run here; ``consumed`` the stored results that tasks read
+from the store (one entry per read, for the scheduler's reference counts);
+``claimed`` the tasks this worker has queued locally, so the scheduler does
 not hand them to anyone else. Before each task the worker writes (run, task)
 into its status slot, a few bytes of shared memory the scheduler reads if the
 process dies, to name the task that killed it.
@@ -34,6 +38,7 @@ import mmap
 import os
 import pickle
 import signal
+from array import array
 import struct
 import time
 from typing import Any
@@ -88,6 +93,25 @@ class RunData:
         self.done = bytearray(len(plan))         # ran here
         self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
         self.sizes: dict[int, int] = {}          # output bytes of results known here
+
+
+class Progress:
+    """What a batch has done since its last report."""
+
+    __slots__ = ("completed", "stored", "records", "consumed")
+
+    def __init__(self) -> None:
+        self.completed: list[int] = []
+        self.stored: dict[int, StoredRef] = {}
+        self.records: list[tuple] = []
+        self.consumed: list[int] = []
+
+    def clear(self) -> None:
+        """Empty in place (the batch loop holds these lists) once they are sent."""
+        self.completed.clear()
+        self.stored.clear()
+        self.records.clear()
+        self.consumed.clear()
 
 
 class Cancelled(Exception):
@@ -148,38 +172,36 @@ class Worker:
             try:
                 data = self.runs[run] = RunData(self.store.get(plan_ref), self.store)
             except Exception as exc:  # noqa: BLE001 - reported, not swallowed
-                self.send(("error", run, _pack_failure(describe_failure(tasks[0], exc, 1)), [], {}))
+                self.send(("error", run, _pack_failure(describe_failure(tasks[0], exc, 1)), {}))
                 return
         data.refs.update(refs)
         for d, ref in refs.items():
             data.sizes[d] = ref.nbytes
-        stored: dict[int, StoredRef] = {}
-        completed: list[int] = []
-        records: list[tuple] = []
+        progress = Progress()
         try:
             # A batch allocates a few objects per task and makes no cycles of
             # its own; pausing the collector keeps big batches linear.
             with gc_paused():
-                self._run(run, data, tasks[::-1], completed, stored, records)
+                self._run(run, data, tasks[::-1], progress)
+                self._flush(run, data, progress, [], True)
         except Cancelled:
-            self.send(("report", run, [], stored, [], [], True))
-            return
+            self.send(("report", run, array("i"), [], [], progress.stored, [], [], True))
         except _TaskFailed as failed:
-            self.send(("error", run, _pack_failure(failed.failure), completed, stored))
-            return
-        self._flush(run, data, completed, stored, records, [], True)
+            self.send(("error", run, _pack_failure(failed.failure), progress.stored))
 
-    def _run(self, run: int, data: RunData, stack: list[int], completed: list[int],
-             stored: dict[int, StoredRef], records: list[tuple]) -> None:
+    def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
         plan = data.plan
         deps_of = plan.deps
         dependents = plan.dependents
         wanted = plan.wanted
         values = data.values
+        has_value = values.__contains__
         refs = data.refs
         sizes = data.sizes
         done = data.done
         uses_left = data.uses_left
+        completed, stored, records, consumed = \
+            progress.completed, progress.stored, progress.records, progress.consumed
         status, slot = self.status, self.slot
         pack, clock = SLOT.pack_into, time.time
         last_poll = ready_at = clock()
@@ -209,6 +231,8 @@ class Worker:
             in_bytes = 0
             for d in deps_of[i]:
                 in_bytes += sizes.get(d, 0)
+                if not has_value(d):
+                    consumed.append(d)  # read from the store: the scheduler counts it
                 uses_left[d] -= 1
                 if not uses_left[d] and not wanted[d]:
                     values.pop(d, None)
@@ -220,7 +244,7 @@ class Worker:
             for c in consumers:
                 if not done[c]:
                     for d in deps_of[c]:
-                        if d not in values and d not in refs:
+                        if not has_value(d) and d not in refs:
                             break
                     else:
                         nxt.append(c)
@@ -228,28 +252,35 @@ class Worker:
                 stack.append(nxt[0])
                 if len(nxt) > 1:
                     # Fan-out: keep one branch, let the scheduler spread the rest.
-                    self._flush(run, data, completed, stored, records, stack, False)
-                    completed.clear()
-                    records.clear()
-                    stored.clear()
+                    self._flush(run, data, progress, stack, False)
 
-    def _flush(self, run: int, data: RunData, completed: list[int], stored: dict,
-               records: list[tuple], claimed: list[int], final: bool) -> None:
-        """Store what others still need and report progress to the scheduler."""
+    def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
+               final: bool) -> None:
+        """Store what others still need and report progress to the scheduler.
+
+        ``boundary`` lists the completed tasks with a consumer that has not
+        run here: only their consumers' counters need the scheduler's
+        attention, so a report of a whole subtree costs it little.
+        """
         plan = data.plan
         done = data.done
+        dependents = plan.dependents
+        values = data.values
         claimed_set = set(claimed)
-        try:
-            for i in completed:
-                if dict.__contains__(data.values, i):
-                    for c in plan.dependents[i]:
-                        if not done[c] and c not in claimed_set:
-                            data.refs[i] = stored[i] = self._put(plan, i, data.values.pop(i))
-                            break
-        except _TaskFailed as failed:
-            self.send(("error", run, _pack_failure(failed.failure), completed, dict(stored)))
-            return
-        self.send(("report", run, completed, dict(stored), list(claimed), records, final))
+        boundary = []
+        for i in progress.completed:
+            pending = False
+            for c in dependents[i]:
+                if not done[c]:
+                    pending = True
+                    if c not in claimed_set and dict.__contains__(values, i):
+                        data.refs[i] = progress.stored[i] = self._put(plan, i, values.pop(i))
+                        break
+            if pending:
+                boundary.append(i)
+        self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
+                   progress.stored, list(claimed), progress.records, final))
+        progress.clear()
 
     def _put(self, plan: Plan, i: int, value: Any) -> StoredRef:
         try:
