@@ -47,10 +47,15 @@ def call_task(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any]) -> 
     return func(*args, **kwargs) if kwargs else func(*args)
 
 
-def execute(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any]) -> tuple[Any, int]:
-    """Run task ``i`` with its retries; return (value, attempts) or raise the last error."""
+def execute(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any],
+            failed: int = 0) -> tuple[Any, int]:
+    """Run task ``i`` with its retries; return (value, attempts) or raise the last error.
+
+    ``failed`` counts attempts the caller already made (a fast path that
+    called the function directly), so the retry budget is not reset.
+    """
     retries = plan.tasks[i].retries
-    attempt = 0
+    attempt = failed
     while True:
         attempt += 1
         try:
@@ -60,10 +65,13 @@ def execute(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any]) -> tu
                 raise
 
 
+INTERNAL_FILES = {__file__}  # executors add theirs: frames users need not read
+
+
 def describe_failure(i: int, exc: BaseException, attempts: int) -> Failure:
-    """Capture ``exc`` with its traceback text, dropping this module's frames."""
+    """Capture ``exc`` with its traceback text, dropping fastdag's own outer frames."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in INTERNAL_FILES:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     return Failure(index=i, exc=exc, traceback=text, attempts=attempts)
