@@ -40,6 +40,7 @@ import pickle
 import signal
 from array import array
 import struct
+import sys
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ from ..errors import SerializationError
 from ..graph import gc_paused
 from ..plan import Plan
 from ..runner import INTERNAL_FILES, Failure, describe_failure, execute, nbytes
-from ..serialize import describe_unpicklable
+from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.shm import SharedMemoryStore
 
@@ -233,16 +234,8 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
-            consumers = dependents[i]
-            out_bytes = sizes[i] = nbytes(value)
-            if wanted[i] or len(consumers) > 1:
-                refs[i] = stored[i] = self._put(plan, i, value)
-            else:
-                values[i] = value
-            del value
-            end = clock()
-            done[i] = 1
-            completed.append(i)
+            # Let go of the inputs first: a task that returns its input
+            # (modified in place) then holds the only reference to it.
             in_bytes = 0
             for d in deps:
                 in_bytes += sizes.get(d, 0)
@@ -251,6 +244,16 @@ class Worker:
                 uses_left[d] -= 1
                 if not uses_left[d] and not wanted[d]:
                     values.pop(d, None)
+            consumers = dependents[i]
+            out_bytes = sizes[i] = nbytes(value)
+            if wanted[i] or len(consumers) > 1:
+                refs[i] = stored[i] = self._put(plan, i, value, handover=True)
+            else:
+                values[i] = value
+            del value
+            end = clock()
+            done[i] = 1
+            completed.append(i)
             records.append((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
@@ -289,7 +292,8 @@ class Worker:
                 if not done[c]:
                     pending = True
                     if c not in claimed_set and dict.__contains__(values, i):
-                        data.refs[i] = progress.stored[i] = self._put(plan, i, values.pop(i))
+                        data.refs[i] = progress.stored[i] = self._put(
+                            plan, i, values.pop(i), handover=True)
                         break
             if pending:
                 boundary.append(i)
@@ -297,9 +301,17 @@ class Worker:
                    progress.stored, list(claimed), progress.records, final))
         progress.clear()
 
-    def _put(self, plan: Plan, i: int, value: Any) -> StoredRef:
+    def _put(self, plan: Plan, i: int, value: Any, handover: bool = False) -> StoredRef:
+        """Store task ``i``'s result; ``handover``: the caller drops it afterwards.
+
+        A large array that nothing else refers to (its refcount shows only the
+        caller's variable, this argument and getrefcount's own) is *moved*:
+        its pages are released while being copied into the segment.
+        """
+        consume = handover and type(value).__name__ == "ndarray" and value.base is None \
+            and sys.getrefcount(value) <= 3
         try:
-            return self.store.put(str(i), value)
+            return self.store.put_payload(str(i), dumps(value), consume=consume)
         except Exception as exc:  # noqa: BLE001
             err = SerializationError(
                 f"the result of task {plan.name(i)!r} cannot be sent back: "

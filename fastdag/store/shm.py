@@ -31,6 +31,7 @@ on ``pwrite``, never with the SIGBUS a full mapping would raise.
 from __future__ import annotations
 
 import errno
+import functools
 import glob
 import itertools
 import mmap
@@ -66,7 +67,13 @@ class SharedMemoryStore(ObjectStore):
     def put(self, key: str, value: Any) -> StoredRef:
         return self.put_payload(key, dumps(value))
 
-    def put_payload(self, key: str, payload: Payload) -> StoredRef:
+    def put_payload(self, key: str, payload: Payload, consume: bool = False) -> StoredRef:
+        """Store a serialized value.
+
+        ``consume=True`` says the caller drops the value once it is stored:
+        the source pages are then released as they are copied, so a value of
+        several GB is never held twice (heap and segment) at the peak.
+        """
         size = sum(b.nbytes for b in payload.buffers)
         if size < self.inline_threshold:
             return StoredRef(key=key, header=payload.header, kind=payload.kind,
@@ -80,14 +87,15 @@ class SharedMemoryStore(ObjectStore):
         size = max(offset, 1)
         key = name
         try:
-            _write_segment(os.path.join(self.directory, name), size, layout, payload.buffers)
+            _write_segment(os.path.join(self.directory, name), size, layout, payload.buffers,
+                           consume)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
                 raise
             _warn_small_shm(self.directory, size)
             os.makedirs(self.spill_dir, exist_ok=True)
             key = os.path.join(self.spill_dir, name)  # absolute: get() and delete() follow it
-            _write_segment(key, size, layout, payload.buffers)
+            _write_segment(key, size, layout, payload.buffers, consume)
         return StoredRef(key=key, header=payload.header, kind=payload.kind, size=size,
                          layout=layout)
 
@@ -128,12 +136,13 @@ class SharedMemoryStore(ObjectStore):
         return count
 
 
-def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers: list) -> None:
+def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers: list,
+                   consume: bool = False) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         os.posix_fallocate(fd, 0, size)  # claim the space now: ENOSPC here, not SIGBUS later
         for (start, _), buf in zip(layout, buffers):
-            _pwrite_all(fd, buf, start)
+            _pwrite_all(fd, buf, start, consume)
     except BaseException:
         os.close(fd)
         _unlink(path)
@@ -152,12 +161,47 @@ def _warn_small_shm(directory: str, size: int) -> None:
             "a larger --shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=3)
 
 
-def _pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
+CHUNK = 64 * 2**20
+
+
+def _pwrite_all(fd: int, buf: memoryview, offset: int, consume: bool = False) -> None:
     view = buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf
     done = 0
     total = view.nbytes
+    address = _address(view) if consume and total >= 2 * CHUNK else None
     while done < total:
-        done += os.pwrite(fd, view[done:done + (1 << 30)], offset + done)
+        written = os.pwrite(fd, view[done:done + CHUNK], offset + done)
+        if address is not None:
+            _release(address + done, written)
+        done += written
+
+
+def _address(view: memoryview) -> int | None:
+    try:
+        import numpy as np
+        return int(np.frombuffer(view, dtype=np.uint8).ctypes.data)
+    except (ImportError, ValueError, TypeError):
+        return None
+
+
+_PAGE = mmap.PAGESIZE
+_MADV_DONTNEED = 4
+
+
+def _release(address: int, length: int) -> None:
+    """Give the whole pages of [address, address + length) back to the kernel."""
+    start = -(-address // _PAGE) * _PAGE
+    end = (address + length) // _PAGE * _PAGE
+    if end > start:
+        _libc().madvise(start, end - start, _MADV_DONTNEED)
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
 
 
 def _unlink(path: str) -> bool:
