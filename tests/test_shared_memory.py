@@ -181,3 +181,43 @@ def test_store_spills_to_files_when_shared_memory_is_full(tiny_tmpfs, tmp_path):
     assert os.listdir(tiny_tmpfs) == [] and len(os.listdir(spill)) == 1
     np.testing.assert_array_equal(store.get(ref), value)
     assert store.sweep() == 1 and os.listdir(spill) == []
+
+
+_KEPT: list = []
+
+
+@fd.task
+def big_and_kept(n):
+    array = np.full(n, 7.0)
+    _KEPT.append(array)  # another reference: the worker must copy, not move, it
+    return array
+
+
+@fd.task
+def kept_sum(_):
+    return float(_KEPT[-1].sum())
+
+
+@fd.task
+def big_ones(n):
+    return np.ones(n)
+
+
+def test_large_result_is_moved_and_shared_values_are_not(local_executor):
+    n = 20_000_000  # 160 MB: above the size moved page by page
+    moved = big_ones(n).compute(executor=local_executor)
+    assert moved.sum() == n
+    value = big_and_kept(n)
+    result, kept = fd.compute(value, kept_sum(value), executor=local_executor)
+    assert result.sum() == 7.0 * n and kept == 7.0 * n
+
+
+def test_store_consume_releases_the_source(tmp_path):
+    store = SharedMemoryStore("fastdag-move", directory=str(tmp_path))
+    from fastdag.serialize import dumps
+    source = np.full(40_000_000, 3.0)  # 320 MB
+    ref = store.put_payload("m", dumps(source), consume=True)
+    np.testing.assert_array_equal(store.get(ref)[:5], 3.0)
+    assert float(store.get(ref).sum()) == 3.0 * source.size
+    assert source[1024:1_000_000].sum() == 0.0  # its whole pages were given back
+    store.delete(ref)
