@@ -25,17 +25,21 @@ def local_executor():
     ex.shutdown()
 
 
+def executor_of_kind(kind: str, local: fd.LocalExecutor):
+    """Yield a fresh executor of ``kind``, or ``local`` for "local"; clean up after."""
+    if kind == "sync":
+        yield fd.SyncExecutor()
+    elif kind == "threads":
+        with fd.ThreadExecutor(workers=4) as ex:
+            yield ex
+    else:
+        yield local
+
+
 @pytest.fixture(params=["sync", "threads", "local"])
 def executor(request, local_executor):
     """Each of the three local executors in turn."""
-    if request.param == "sync":
-        yield fd.SyncExecutor()
-    elif request.param == "threads":
-        ex = fd.ThreadExecutor(workers=4)
-        yield ex
-        ex.shutdown()
-    else:
-        yield local_executor
+    yield from executor_of_kind(request.param, local_executor)
 
 
 def free_port() -> int:

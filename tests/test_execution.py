@@ -9,21 +9,7 @@ import numpy as np
 import pytest
 
 import fastdag as fd
-
-
-@fd.task
-def add(x, y):
-    return x + y
-
-
-@fd.task
-def inc(x):
-    return x + 1
-
-
-@fd.task
-def total(xs):
-    return sum(xs)
+from tasks import add, inc, total
 
 
 @fd.task

@@ -12,12 +12,8 @@ import psutil
 import pytest
 
 import fastdag as fd
-from conftest import fastdag_segments
-
-
-@fd.task
-def inc(x):
-    return x + 1
+from conftest import executor_of_kind, fastdag_segments
+from tasks import add, inc
 
 
 @fd.task
@@ -29,11 +25,6 @@ def boom(x):
 def sleepy(seconds):
     time.sleep(seconds)
     return seconds
-
-
-@fd.task
-def add(x, y):
-    return x + y
 
 
 @fd.task
@@ -56,13 +47,7 @@ def pool():
 
 @pytest.fixture(params=["sync", "threads", "local"])
 def any_executor(request, pool):
-    if request.param == "sync":
-        yield fd.SyncExecutor()
-    elif request.param == "threads":
-        with fd.ThreadExecutor(workers=2) as ex:
-            yield ex
-    else:
-        yield pool
+    yield from executor_of_kind(request.param, pool)
 
 
 def test_task_error_names_task_and_keeps_cause_and_traceback(any_executor):

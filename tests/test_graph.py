@@ -7,16 +7,7 @@ import collections
 import pytest
 
 import fastdag as fd
-
-
-@fd.task
-def add(x, y):
-    return x + y
-
-
-@fd.task
-def inc(x):
-    return x + 1
+from tasks import add, inc
 
 
 @fd.task
