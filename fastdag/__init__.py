@@ -13,6 +13,8 @@ from .api import acompute, compute, compute_async, get_default_executor, set_def
 from .errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
 from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
 from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
+from .metrics import RunRecord, RunReport, TaskRecord, last_run
+from .sinks import MemorySink, ParquetSink, RedisSink
 
 __version__ = "0.1.0"
 
@@ -28,5 +30,6 @@ __all__ = [
     "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
+    "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
     "RedisExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

@@ -1,15 +1,25 @@
-"""Per-task and per-run metrics, as plain dataclasses.
+"""Per-task and per-run metrics, as plain dataclasses and as Arrow tables.
 
 Workers record one small tuple per task (``RAW_FIELDS``); turning them into
-``TaskRecord`` objects is deferred until someone reads them, so collecting
-metrics costs a tuple and a few clock reads per task.
+``TaskRecord`` objects or a pyarrow Table is deferred until someone reads
+them or a sink is configured, so collecting metrics costs a tuple and a few
+clock reads per task. ``track`` is the single hook every executor calls for
+every run: it names the run, records the workers' peak memory, shows
+progress on a terminal, writes the report to a sink, and makes it available
+as ``fastdag.last_run()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import threading
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Order of the raw tuple a worker records for each task.
 RAW_FIELDS = ("index", "start", "end", "fetch_s", "store_s", "input_bytes",
@@ -20,7 +30,14 @@ HOST = socket.gethostname()
 
 @dataclass
 class TaskRecord:
-    """One task's run: where, when, how long, how much data."""
+    """One task's run: where, when, how long, how much data.
+
+    Times are ``time.time()`` seconds; ``exec_s`` excludes the time spent
+    fetching inputs and storing the output, ``queued_s`` is the wait between
+    the task becoming ready and a worker starting it. ``index`` and ``deps``
+    (indices of the tasks it consumed, in the same run) let a report rebuild
+    the graph, and so the critical path, from persisted metrics alone.
+    """
 
     run_id: str
     task_key: str
@@ -35,11 +52,13 @@ class TaskRecord:
     store_s: float
     queued_s: float
     retries: int
+    index: int = -1
+    deps: tuple[int, ...] = ()
 
 
 @dataclass
 class RunRecord:
-    """One run of a DAG as a whole."""
+    """One run of a DAG as a whole. ``peak_memory``: bytes, summed RSS of the workers."""
 
     run_id: str
     workflow: str
@@ -54,31 +73,107 @@ class RunRecord:
 
 @dataclass
 class RunReport:
-    """What a run measured: the run record and its task records (built on demand)."""
+    """What a run measured: the run record and its task records (built on demand).
+
+    Executors fill ``_raw`` (``(worker, raw tuple)`` pairs), ``_names`` and
+    ``_functions`` (per task index) and, when they pass it, ``_deps`` (the
+    plan's dependency indices). A report loaded from a sink has ``_tasks``
+    set directly instead.
+    """
 
     run: RunRecord
     _raw: list[tuple[str, tuple]] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
     _functions: list[str] = field(default_factory=list, repr=False)
     _tasks: list[TaskRecord] | None = field(default=None, repr=False)
+    _deps: list[tuple[int, ...]] = field(default_factory=list, repr=False)
 
     @property
     def tasks(self) -> list[TaskRecord]:
+        """One TaskRecord per task run, in the order workers reported them."""
         if self._tasks is None:
-            self._tasks = [_task_record(self.run.run_id, worker, raw, self._names, self._functions)
+            deps = self._deps
+            self._tasks = [_task_record(self.run.run_id, worker, raw, self._names,
+                                        self._functions, deps)
                            for worker, raw in self._raw]
         return self._tasks
 
+    @property
+    def has_deps(self) -> bool:
+        """Whether dependency edges were recorded (needed for the critical path)."""
+        if self._tasks is None:
+            return bool(self._deps)
+        return any(t.deps for t in self._tasks)
+
+    def to_arrow(self) -> pa.Table:
+        """The task records as a pyarrow Table (schema: ``TASK_SCHEMA``)."""
+        from .tables import tasks_table
+        return tasks_table(self)
+
+    def critical_path(self) -> list[TaskRecord]:
+        """The chain of tasks that decided the makespan, first task first.
+
+        Starting from the task that ended last, step to the input that
+        arrived last (the one that held it back), until a task without
+        inputs. Empty when dependencies were not recorded.
+        """
+        tasks = self.tasks
+        if not tasks or not self.has_deps:
+            return []
+        by_index = {t.index: t for t in tasks}
+        current: TaskRecord | None = max(tasks, key=lambda t: t.end)
+        path = []
+        while current is not None:
+            path.append(current)
+            inputs = [by_index[d] for d in current.deps if d in by_index]
+            current = max(inputs, key=lambda t: t.end) if inputs else None
+        return path[::-1]
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers: makespan, tasks, workers, bytes, utilisation."""
+        tasks = self.tasks
+        workers = {t.worker for t in tasks}
+        busy = sum(t.end - t.start for t in tasks)
+        span = self.run.makespan
+        return {
+            "run_id": self.run.run_id,
+            "workflow": self.run.workflow,
+            "executor": self.run.executor,
+            "makespan_s": span,
+            "tasks": len(tasks),
+            "workers": len(workers),
+            "busy_s": busy,
+            "utilisation": busy / (len(workers) * span) if workers and span > 0 else 0.0,
+            "input_bytes": sum(t.input_bytes for t in tasks),
+            "output_bytes": sum(t.output_bytes for t in tasks),
+            "bytes_moved": self.run.bytes_moved,
+            "peak_memory": self.run.peak_memory,
+            "retries": sum(t.retries for t in tasks),
+        }
+
 
 def _task_record(run_id: str, worker: str, raw: tuple, names: list[str],
-                 functions: list[str]) -> TaskRecord:
+                 functions: list[str], deps: list[tuple[int, ...]]) -> TaskRecord:
     i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = raw
     return TaskRecord(run_id=run_id, task_key=names[i], function=functions[i], worker=worker,
                       start=start, end=end, exec_s=max(0.0, end - start - fetch_s - store_s),
                       input_bytes=in_b, output_bytes=out_b, fetch_s=fetch_s, store_s=store_s,
                       queued_s=max(0.0, start - ready) if ready else 0.0,
-                      retries=attempts - 1)
+                      retries=attempts - 1, index=i, deps=tuple(deps[i]) if deps else ())
 
+
+def run_record_dict(run: RunRecord) -> dict[str, Any]:
+    """A RunRecord as a JSON-ready dict (the format sinks persist)."""
+    return dataclasses.asdict(run)
+
+
+def run_record_from_dict(data: dict[str, Any]) -> RunRecord:
+    """The inverse of ``run_record_dict``; unknown keys are ignored (newer writers)."""
+    names = {f.name for f in dataclasses.fields(RunRecord)}
+    return RunRecord(**{k: v for k, v in data.items() if k in names})
+
+
+# -- the hook every executor calls ------------------------------------------
 
 _last: RunReport | None = None
 
@@ -89,14 +184,88 @@ def last_run() -> RunReport | None:
 
 
 def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
-    """Called by every executor for every run: remember its report when done."""
-    name = options.get("name") or ""
+    """Called by every executor for every run, right after it started.
 
-    def done(fut: Any) -> None:
-        global _last
-        report = getattr(fut, "report", None)
+    ``options`` are those given to ``compute()``/``submit()``: ``metrics``
+    (a path, a Redis URL or a sink; default ``executor.metrics``), ``name``
+    (the workflow name) and ``progress`` (None: on a terminal, for runs
+    longer than a second; False: never; True: always).
+
+    The report is handled *before* the future resolves (by wrapping the
+    future's ``finish``), so when ``compute()`` returns, ``last_run()`` is
+    this run and the report has been handed to its sink (files and Redis
+    are then written by a background thread: ``sinkwriter.flush()`` waits
+    for them). A done-callback covers a run that resolved while the wrapper
+    was being installed, and a failed or cancelled run.
+    """
+    from . import monitor
+    from .sinks import resolve_sink
+
+    spec = options.get("metrics")
+    if spec is None:
+        spec = getattr(executor, "metrics", None)
+    tracker = _RunTracker(resolve_sink(spec), options.get("name") or "",
+                          monitor.watch(future, executor, options.get("name") or "",
+                                        options.get("progress")))
+    original_finish = future.finish
+
+    def finish(outputs: list[Any]) -> None:
+        # Runs on the executor's scheduler thread: nothing here may stop it.
+        try:
+            tracker.handle(future)
+        except Exception as exc:  # noqa: BLE001
+            warnings.warn(f"fastdag: metrics of run {future.run_id} lost: {exc!r}",
+                          RuntimeWarning, stacklevel=2)
+        original_finish(outputs)
+
+    future.finish = finish
+    future.add_done_callback(tracker.handle)
+
+
+class _RunTracker:
+    """What ``track`` needs to finish one run's metrics, exactly once.
+
+    It holds no reference to the future (it is handed the future when
+    called), and removes the ``finish`` wrapper once the future is done, so
+    no reference cycle keeps a finished run's result alive until the
+    garbage collector runs.
+    """
+
+    __slots__ = ("sink", "name", "watch", "lock", "handled")
+
+    def __init__(self, sink: Any, name: str, watch: Any):
+        self.sink = sink
+        self.name = name
+        self.watch = watch
+        self.lock = threading.Lock()
+        self.handled = False
+
+    def handle(self, future: Any) -> None:
+        if future.done():
+            future.__dict__.pop("finish", None)  # drop the wrapper: no cycle left
+        with self.lock:
+            if self.handled:
+                return
+            self.handled = True
+        peak = self.watch.stop()
+        report = getattr(future, "report", None)
         if report is not None:
-            report.run.workflow = name
-            _last = report
+            _complete(report, self.name, peak, self.sink)
 
-    future.add_done_callback(done)
+
+def _complete(report: RunReport, name: str, peak: int, sink: Any) -> None:
+    global _last
+    report.run.workflow = name
+    report.run.peak_memory = max(report.run.peak_memory, peak)
+    _last = report
+    if sink is None:
+        return
+    if getattr(sink, "background", False):
+        from .sinkwriter import WRITER
+        WRITER.submit(sink, report)
+        return
+    try:
+        sink.write(report)
+    except Exception as exc:  # noqa: BLE001 - metrics must never fail the run itself
+        warnings.warn(f"fastdag: could not write the metrics of run {report.run.run_id} "
+                      f"to {sink!r}: {exc}", RuntimeWarning, stacklevel=2)

@@ -75,6 +75,7 @@ class Executor(ABC):
     """submit / compute / shutdown and the context-manager protocol."""
 
     name = "executor"
+    metrics: Any = None  # default metrics sink (a path, Redis URL or sink) for every run
 
     @abstractmethod
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:

@@ -147,7 +147,8 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
-                 inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0):
+                 inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
+                 metrics: Any = None):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -155,6 +156,7 @@ class LocalExecutor(Executor):
         self.blas_threads = blas_threads or max(1, cores // self.workers)
         self.inline_threshold = inline_threshold
         self.cancel_grace = cancel_grace
+        self.metrics = metrics
         self.token = f"{os.getpid()}{secrets.token_hex(2)}"
         self.prefix = f"fastdag-{self.token}"
         self.store = SharedMemoryStore(self.prefix + "-c", inline_threshold)

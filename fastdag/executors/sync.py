@@ -21,6 +21,9 @@ class SyncExecutor(Executor):
 
     name = "sync"
 
+    def __init__(self, metrics: Any = None):
+        self.metrics = metrics
+
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
         run = InProcessRun(dag, single, self.name, self.settings())

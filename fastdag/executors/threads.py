@@ -25,8 +25,9 @@ class ThreadExecutor(Executor):
 
     name = "threads"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, metrics: Any = None):
         self.workers = workers or os.cpu_count() or 1
+        self.metrics = metrics
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
