@@ -345,6 +345,11 @@ class LocalExecutor(Executor):
 
     # -- messages from workers ----------------------------------------------
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
+        if msg[0] == "progress":
+            run = self._runs.get(msg[1])
+            if run is not None:
+                run.future.tasks_done = run.ndone + msg[2]
+            return
         if msg[0] == "report":
             _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
             failure = None

@@ -22,6 +22,7 @@ Messages (pickled tuples over a duplex pipe):
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
                          claimed, records, final)
                         ("error", run, failure, stored)
+                        ("progress", run, n)  n tasks done since the last report
 
 ``completed`` is an array of task indices; ``boundary`` the completed tasks
 with a consumer not run here; ``consumed`` the stored results that tasks read
@@ -57,6 +58,7 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
+PROGRESS_INTERVAL = 0.5
 
 
 class Held(dict):
@@ -207,7 +209,7 @@ class Worker:
             progress.completed, progress.stored, progress.records, progress.consumed
         status, slot = self.status, self.slot
         pack, clock = SLOT.pack_into, time.time
-        last_poll = ready_at = clock()
+        last_poll = ready_at = last_progress = clock()
         while stack:
             i = stack.pop()
             pack(status, slot, run, i)
@@ -215,6 +217,9 @@ class Worker:
             if start - last_poll > POLL_INTERVAL:
                 self.poll_control(run)
                 last_poll = start
+                if start - last_progress > PROGRESS_INTERVAL:
+                    self.send(("progress", run, len(completed)))  # for progress bars only
+                    last_progress = start
             values.fetch_s = 0.0
             deps = deps_of[i]
             try:
