@@ -1,0 +1,12 @@
+"""Distributed mode: ``RedisExecutor`` and the ``fastdag worker`` command.
+
+The client puts a signed Plan and the root tasks into Redis; workers on any
+number of hosts take batches from a stream, run clusters of tasks locally
+and hand fan-ins to each other through atomic counters (see ``protocol``,
+``cluster`` and ``worker``).
+"""
+
+from .executor import RedisExecutor, RedisUnavailable
+from .signing import MissingSecret, PayloadRejected
+
+__all__ = ["RedisExecutor", "RedisUnavailable", "PayloadRejected", "MissingSecret"]

@@ -1,0 +1,373 @@
+"""RedisExecutor: the client side of distributed mode.
+
+``submit`` ships a run to Redis in one pipeline: the signed Plan, the run's
+metadata (state, task count, where to send events), and the graph's root
+tasks cut into batches on the task stream, in the order a depth-first walk
+from the outputs meets them, so one batch holds the leaves of whole
+subtrees and a worker can run each subtree without touching Redis (see
+``cluster.py``). There is no central scheduler after that:
+workers move the run forward among themselves through counters in Redis.
+
+Completion without polling: one background thread per executor blocks on
+this client's event list (BLPOP) and resolves a run's Future when a worker
+pushes its "done", "error", "rejected" or "crashed" event. Between events it
+checks, once per ``poll`` seconds, that each run's state still exists, so a
+Redis server that restarted (and lost the run) is reported as an error
+instead of a wait forever; a server that is down raises at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CancelledError, FastdagError, SerializationError, WorkerCrashedError, task_failure
+from ..graph import DAG, Node
+from ..metrics import HOST, RunRecord, RunReport
+from ..plan import Plan, build_plan
+from ..store.redis import DEFAULT_TTL, RedisStore
+from ..executors.base import Executor, RunFuture, as_dag
+from .protocol import Keys, connect, ensure_group, redacted
+from .signing import PayloadRejected, Signer
+
+HEARTBEAT_FRESH = 10.0     # seconds: a worker heartbeat older than this is not counted
+
+
+class RedisUnavailable(FastdagError):
+    """The Redis server went away, or lost a run's state (restarted or flushed)."""
+
+
+@dataclass
+class _Run:
+    plan: Plan
+    future: RunFuture
+    start: float
+    settings: dict[str, Any]
+
+
+class RedisExecutor(Executor):
+    """Runs graphs on ``fastdag worker`` processes that share a Redis server.
+
+    ``url``: ``redis://[user:password@]host:port/db``, or ``rediss://`` for TLS.
+    ``secret``: the HMAC key shared with the workers (default: $FASTDAG_SECRET);
+    without one the executor refuses to start unless ``insecure=True``.
+    ``prefix`` namespaces the keys, so several deployments can share a server.
+    ``batches_per_worker``: the roots are cut into this many batches per live
+    worker. One gives each worker the largest subgraphs it can run without
+    Redis (best for data-heavy graphs such as blocked GEMM); more even out
+    the load when roots lead to work of very different cost, since a worker
+    never takes over tasks another worker has already claimed.
+    ``metrics``: where run reports go (see ``fastdag.sinks``); the default,
+    True, is the Redis metrics sink on this same server; None turns it off.
+    """
+
+    name = "redis"
+
+    def __init__(self, url: str, *, secret: str | bytes | None = None, insecure: bool = False,
+                 prefix: str = "fastdag", ttl: int = DEFAULT_TTL, poll: float = 1.0,
+                 socket_timeout: float = 30.0, batches_per_worker: int = 1,
+                 metrics: Any = True):
+        if batches_per_worker < 1:
+            raise ValueError(f"batches_per_worker must be >= 1, got {batches_per_worker}")
+        self.batches_per_worker = batches_per_worker
+        self.metrics = self._metrics_sink(url, ttl) if metrics is True else metrics
+        self.url = url
+        self.signer = Signer(secret, insecure)
+        self.keys = Keys(prefix)
+        self.ttl = ttl
+        self.poll = poll
+        self.client = connect(url, socket_timeout=max(socket_timeout, poll + 5))
+        self.store = RedisStore(self.client, self.signer, ttl=ttl)
+        self.token = f"{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.events = self.keys.client_events(self.token)
+        self._runs: dict[str, _Run] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._grouped = False
+        self._counter = itertools.count(1)
+
+    @staticmethod
+    def _metrics_sink(url: str, ttl: int) -> Any:
+        try:
+            from ..sinks import RedisSink
+        except ImportError:      # no sink layer: reports stay in memory (future.report)
+            return None
+        return RedisSink(url, ttl=ttl)
+
+    def settings(self) -> dict[str, Any]:
+        return {"url": redacted(self.url), "prefix": self.keys.prefix, "ttl": self.ttl,
+                "batches_per_worker": self.batches_per_worker}
+
+    def worker_pids(self) -> list[int]:
+        return [w["pid"] for w in self.workers() if w.get("host") == HOST]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers, from their heartbeats."""
+        now = time.time()
+        out, dead = [], []
+        for name, raw in self.client.hgetall(self.keys.workers).items():
+            info = json.loads(raw)
+            age = now - info.get("time", 0)
+            if age < HEARTBEAT_FRESH:
+                out.append({"name": name.decode(), **info})
+            elif age > 60 * HEARTBEAT_FRESH:
+                dead.append(name)          # killed without saying goodbye, long ago
+        if dead:
+            self.client.hdel(self.keys.workers, *dead)
+        return out
+
+    # -- submitting ---------------------------------------------------------
+    def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
+        if self._closed:
+            raise RuntimeError("this RedisExecutor has been shut down")
+        dag, single = as_dag(dag_or_nodes)
+        plan = build_plan(dag)
+        run = f"{self.token}-{next(self._counter)}"
+        future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
+        future.tasks_total = len(plan)
+        self._track(future, options)
+        if not self._grouped:
+            ensure_group(self.client, self.keys)
+            self._grouped = True
+        pipe = self.client.pipeline(transaction=False)
+        try:
+            self.store.queue_put(pipe, self.keys.run(run, "plan"), plan)
+        except Exception as exc:  # noqa: BLE001
+            err = SerializationError(f"the graph cannot be pickled to send it to workers: "
+                                     f"{type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            raise err from exc
+        meta = self.keys.run(run, "meta")
+        pipe.hset(meta, mapping={"state": "running", "ntasks": len(plan), "ndone": 0,
+                                 "events": self.events})
+        pipe.expire(meta, self.ttl)
+        nbatches = self.batches_per_worker * max(1, len(self.workers()))
+        for batch in _root_batches(plan, nbatches):
+            pipe.xadd(self.keys.stream, {"run": run, "tasks": ",".join(map(str, batch))})
+        with self._lock:
+            self._runs[run] = _Run(plan, future, time.time(), self.settings())
+            self._wake.notify_all()
+        try:
+            pipe.execute()
+        except Exception:
+            with self._lock:
+                self._runs.pop(run, None)
+            raise
+        self._ensure_listener()
+        return future
+
+    def _ensure_listener(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._listen, daemon=True,
+                                                name=f"fastdag-redis-{self.token}")
+                self._thread.start()
+
+    # -- waiting for events -------------------------------------------------
+    def _listen(self) -> None:
+        """Block on this client's event list; resolve runs; notice a lost server."""
+        import redis
+        last_check = time.time()
+        while True:
+            with self._lock:
+                while not self._runs and not self._closed:
+                    self._wake.wait()
+                if self._closed and not self._runs:
+                    return
+            try:
+                got = self.client.blpop([self.events], timeout=self.poll)
+                if got:
+                    self._on_event(json.loads(got[1]))
+                if not got or time.time() - last_check > self.poll:
+                    last_check = time.time()
+                    self._check_runs()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._fail_all(RedisUnavailable(
+                    f"lost the connection to Redis at {redacted(self.url)}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - never die silently with runs waiting
+                self._fail_all(FastdagError(f"the Redis executor's listener failed: "
+                                            f"{type(exc).__name__}: {exc}"))
+
+    def _check_runs(self) -> None:
+        with self._lock:
+            runs = list(self._runs.items())
+        if not runs:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for run, _ in runs:
+            pipe.hmget(self.keys.run(run, "meta"), ["state", "ndone"])
+        for (run, state), (status, ndone) in zip(runs, pipe.execute()):
+            if status is None:
+                self._resolve(run, exc=RedisUnavailable(
+                    f"run {run} vanished from Redis at {redacted(self.url)}: the server was "
+                    "restarted or flushed, or its keys expired, while the run was going"))
+            else:
+                state.future.tasks_done = int(ndone or 0)
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        run = ev.get("run", "")
+        with self._lock:
+            state = self._runs.get(run)
+        if state is None:
+            return
+        kind = ev.get("kind")
+        plan = state.plan
+        try:
+            if kind == "done":
+                self._resolve(run, outputs=self._outputs(run, plan))
+                return
+            if kind == "error":
+                failure = self.store.get_key(self.keys.run(run, "error"))
+                exc: BaseException = task_failure(plan.name(failure.index), failure.exc,
+                                                  failure.traceback)
+            elif kind == "rejected":
+                exc = PayloadRejected(f"worker {ev.get('worker')} rejected a payload of run "
+                                      f"{run}: {ev.get('reason')}")
+            elif kind == "crashed":
+                names = ", ".join(plan.name(i) for i in ev.get("tasks", [])[:5])
+                exc = WorkerCrashedError(
+                    f"the workers running task(s) {names} died {ev.get('deliveries')} times "
+                    "(killed by a signal, os._exit or out of memory?); giving up",
+                    task=plan.name(ev["tasks"][0]) if ev.get("tasks") else "")
+            else:
+                exc = FastdagError(f"unknown event from a worker: {ev!r}")
+        except Exception as err:  # noqa: BLE001 - e.g. a tampered result or error record
+            exc = err
+        self._resolve(run, exc=exc)
+
+    def _outputs(self, run: str, plan: Plan) -> list[Any]:
+        unique = {}
+        for o in plan.outputs:
+            if o not in unique:
+                unique[o] = self.store.get_key(self.keys.value(run, o))
+        return [unique[o] for o in plan.outputs]
+
+    def _resolve(self, run: str, outputs: list[Any] | None = None,
+                 exc: BaseException | None = None) -> None:
+        """Finish a run either way, attach its report, and delete its keys."""
+        with self._lock:
+            state = self._runs.pop(run, None)
+        if state is None:
+            return
+        future = state.future
+        try:
+            future.report = self._report(run, state)
+        except Exception:  # noqa: BLE001 - a report is not worth failing the run over
+            pass
+        try:
+            # Before resolving: whoever waits on the future finds Redis clean.
+            self._delete_run(run)
+        except Exception:  # noqa: BLE001 - the TTL removes what is left
+            pass
+        if exc is None:
+            future.tasks_done = future.tasks_total
+            future.finish(outputs or [])
+        else:
+            future.fail(exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            runs = list(self._runs)
+        for run in runs:
+            self._resolve(run, exc=exc)
+
+    # -- metrics --------------------------------------------------------------
+    def _report(self, run: str, state: _Run) -> RunReport:
+        raw = self.client.lrange(self.keys.metrics(run), 0, -1)
+        records = []
+        for item in raw:
+            worker, *fields = json.loads(item)
+            records.append((worker, tuple(fields)))
+        plan = state.plan
+        moved = sum(r[1][6] for r in records if r[1][6])
+        return RunReport(
+            run=RunRecord(run_id=run, workflow="", executor=self.name, settings=state.settings,
+                          start=state.start, makespan=time.time() - state.start,
+                          tasks=len(plan), bytes_moved=moved),
+            _raw=records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+
+    # -- ending runs ----------------------------------------------------------
+    def _cancel(self, run: str) -> None:
+        with self._lock:
+            state = self._runs.pop(run, None)
+        if state is None:
+            return
+        try:
+            self.client.hset(self.keys.run(run, "meta"), "state", "cancelled")
+            self._delete_run(run, keep_meta=True)
+        except Exception:  # noqa: BLE001 - the TTL removes what is left
+            pass
+
+    def _delete_run(self, run: str, keep_meta: bool = False) -> None:
+        """Delete a finished run's keys (workers seeing no meta drop its messages)."""
+        meta = self.keys.run(run, "meta")
+        doomed = [k for k in self.client.scan_iter(match=self.keys.run_pattern(run), count=1000)]
+        if keep_meta:
+            doomed = [k for k in doomed if k != meta.encode()]
+            self.client.expire(meta, 60)
+        for k in range(0, len(doomed), 1000):
+            self.client.unlink(*doomed[k:k + 1000])
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Wait for (or, with ``wait=False``, cancel) pending runs; stop the listener."""
+        with self._lock:
+            if self._closed:
+                return
+            pending = [s.future for s in self._runs.values()]
+        if wait:
+            for f in pending:
+                try:
+                    f.exception()
+                except BaseException:  # noqa: BLE001 - cancelled futures raise here
+                    pass
+        else:
+            for f in pending:
+                f.cancel()
+        with self._lock:
+            self._closed = True
+            for run, state in list(self._runs.items()):
+                state.future.fail(CancelledError(f"run {run}: executor shut down"))
+            self._runs.clear()
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=self.poll + 5)
+        try:
+            self.client.delete(self.events)
+        except Exception:  # noqa: BLE001
+            pass
+        self.client.close()
+
+
+def _root_batches(plan: Plan, batches: int) -> list[list[int]]:
+    """The graph's roots in the order the outputs need them, cut into batches.
+
+    A depth-first walk from the outputs meets the roots that feed the same
+    consumers one after the other (the two leaves of a pair, the blocks of
+    one matrix product), so a contiguous batch holds whole subgraphs that a
+    worker can run without asking Redis for anything (``cluster.py``).
+    """
+    deps = plan.deps
+    seen = bytearray(len(plan))
+    roots: list[int] = []
+    for out in plan.outputs:
+        stack = [out]
+        while stack:
+            i = stack.pop()
+            if seen[i]:
+                continue
+            seen[i] = 1
+            if not deps[i]:
+                roots.append(i)
+            else:
+                stack.extend(reversed(deps[i]))
+    size = max(1, -(-len(roots) // batches))
+    return [roots[k:k + size] for k in range(0, len(roots), size)]

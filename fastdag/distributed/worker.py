@@ -1,0 +1,518 @@
+"""The ``fastdag worker`` process: takes messages from the Redis stream and runs them.
+
+One message is a batch of ready tasks of one run. The worker runs it depth
+first and keeps going with the cluster of tasks it owns (``cluster.py``):
+chains, fan-ins fed from here, and fan-ins whose counter it completed. A
+result leaves the worker only if a consumer outside the cluster, a queued
+fan-out branch or the caller needs it. Everything a finished task changes in
+Redis (its stored result, its consumers' counters, queued branches, the
+run's progress) is sent in one pipeline ending in the COMPLETE script, and
+only when it changes something another worker or the client is waiting for;
+otherwise completions are batched. Those pipelines run on a single I/O
+thread, in order, while the task thread goes on computing. Results this
+worker stored are also kept encoded in a bounded cache (``cache.py``), so a
+later consumer here rebuilds them without downloading them.
+
+Failure handling:
+
+* A task raises: its Failure (with the worker's traceback) is stored signed
+  under the run's error key, the run is marked failed, and the client is
+  told through its event list. Other workers drop that run's messages.
+* A worker dies: its message stays pending in the consumer group. A live
+  worker refreshes the idle time of the message it is running (``XCLAIM
+  JUSTID`` from a heartbeat thread), so only a dead worker's message goes
+  idle; after ``idle_timeout`` another worker takes it with ``XAUTOCLAIM``
+  and re-runs it (the COMPLETE script makes that idempotent). A message
+  delivered more than ``max_deliveries`` times fails the run with
+  WorkerCrashedError instead of killing worker after worker.
+* A payload with a bad signature is never unpickled: the worker records the
+  rejection (``P:rejections``) and fails the run with the reason.
+* Redis unreachable: the worker logs it and reconnects with back-off.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError
+
+from ..errors import SerializationError
+from ..metrics import HOST
+from ..plan import Plan
+from ..runner import Failure, describe_failure, execute, nbytes
+from ..serialize import describe_unpicklable
+from ..store.redis import DEFAULT_TTL, RedisStore
+from . import requirements
+from .cache import PieceCache
+from .cluster import Cluster
+from .protocol import COMPLETE, GROUP, Keys, connect, ensure_group, event, redacted
+from .signing import PayloadRejected, Signer
+
+FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
+QUEUE_MESSAGES = 64        # a fan-out's queued branches go out in at most this many messages
+
+
+class MissingRequirement(RuntimeError):
+    """This worker lacks a package a task declared in ``requires``."""
+
+
+@dataclass
+class WorkerConfig:
+    """How a worker connects and when it reclaims a dead worker's messages."""
+
+    url: str
+    prefix: str = "fastdag"
+    idle_timeout: float = 30.0     # seconds a message may sit unrefreshed before reclaim
+    max_deliveries: int = 3
+    ttl: int = DEFAULT_TTL
+    block: float = 1.0             # seconds one XREADGROUP waits
+    cache_bytes: int = 512 << 20   # own stored results kept to avoid downloading them again
+
+
+@dataclass
+class RunContext:
+    """What a worker caches about one run."""
+
+    run: str
+    plan: Plan
+    events: str
+    checked: dict[int, list[str]] = field(default_factory=dict)   # id(Task) -> unmet
+
+
+class _TaskFailed(Exception):
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+class _RunStopped(Exception):
+    """The run was failed, cancelled or cleaned up while this message ran."""
+
+
+class Worker:
+    """One worker: a loop over stream messages plus a heartbeat thread."""
+
+    def __init__(self, config: WorkerConfig, signer: Signer):
+        self.config = config
+        self.keys = Keys(config.prefix)
+        self.client = connect(config.url)
+        self.store = RedisStore(self.client, signer, ttl=config.ttl)
+        self.complete_sha = ""
+        self.name = f"{HOST}:{os.getpid()}"
+        self.runs: collections.OrderedDict[str, RunContext] = collections.OrderedDict()
+        self.cache = PieceCache(config.cache_bytes)
+        self.io = ThreadPoolExecutor(1, thread_name_prefix="fastdag-io")
+        self.current: bytes | None = None
+        self.stop = threading.Event()
+        self._next_claim = 0.0
+        self.tasks_run = 0
+
+    # -- main loop ----------------------------------------------------------
+    def serve(self) -> None:
+        """Run messages until ``stop`` is set; survive Redis outages."""
+        import redis
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        backoff = 0.5
+        grouped = False
+        while not self.stop.is_set():
+            try:
+                if not grouped:
+                    ensure_group(self.client, self.keys)
+                    self.complete_sha = self.client.script_load(COMPLETE)
+                    grouped = True
+                message = self._next_message()
+                backoff = 0.5
+                if message is not None:
+                    self.process(*message)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                grouped = False
+                self.current = None
+                log(f"Redis at {redacted(self.config.url)} unreachable ({exc}); "
+                    f"retrying in {backoff:.1f} s")
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except Exception as exc:  # noqa: BLE001 - e.g. NOGROUP after a server restart
+                grouped = False
+                self.current = None
+                log(f"unexpected {type(exc).__name__}: {exc}; retrying in {backoff:.1f} s")
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+        try:
+            self.client.hdel(self.keys.workers, self.name)
+        except Exception:  # noqa: BLE001 - leaving anyway
+            pass
+
+    def _next_message(self) -> tuple[bytes, dict] | None:
+        cfg, keys = self.config, self.keys
+        now = time.time()
+        if now >= self._next_claim:
+            self._next_claim = now + cfg.idle_timeout / 2
+            _, entries, *_ = self.client.xautoclaim(
+                keys.stream, GROUP, self.name, min_idle_time=int(cfg.idle_timeout * 1000),
+                start_id="0-0", count=1)
+            for mid, fields in entries:
+                if not fields:
+                    continue
+                pending = self.client.xpending_range(keys.stream, GROUP, min=mid, max=mid, count=1)
+                deliveries = pending[0]["times_delivered"] if pending else 1
+                if deliveries > cfg.max_deliveries:
+                    self._give_up(mid, fields, deliveries)
+                    continue
+                log(f"reclaimed message {mid.decode()} of a dead worker "
+                    f"(delivery {deliveries})")
+                return mid, fields
+        block = int(min(cfg.block, cfg.idle_timeout / 2) * 1000)
+        got = self.client.xreadgroup(GROUP, self.name, {keys.stream: ">"}, count=1,
+                                     block=max(1, block))
+        if got:
+            mid, fields = got[0][1][0]
+            return mid, fields
+        return None
+
+    def _heartbeat(self) -> None:
+        """Advertise this worker and keep the running message from looking abandoned."""
+        period = max(0.1, min(2.0, self.config.idle_timeout / 3))
+        info = {"host": HOST, "pid": os.getpid()}
+        first = True
+        while first or not self.stop.wait(period):
+            first = False
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(self.keys.workers, self.name,
+                          json.dumps({**info, "time": time.time(), "tasks": self.tasks_run}))
+                mid = self.current
+                if mid is not None:
+                    pipe.xclaim(self.keys.stream, GROUP, self.name, 0, [mid], justid=True)
+                pipe.execute()
+            except Exception:  # noqa: BLE001 - the main loop reports outages
+                pass
+
+    # -- one message --------------------------------------------------------
+    def process(self, mid: bytes, fields: dict) -> None:
+        run = fields[b"run"].decode()
+        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        self.current = mid
+        try:
+            ctx = self._context(run)
+            if ctx is None:
+                self._ack(mid)
+                return
+            self._run_message(ctx, mid.decode(), tasks)
+        except PayloadRejected as exc:
+            self._reject(run, mid, str(exc))
+        except _TaskFailed as failed:
+            self._fail(run, mid, failed.failure)
+        except _RunStopped:
+            self._ack(mid)
+        except RedisError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug here must fail the run, not hang it
+            err = RuntimeError(f"internal error in worker {self.name}: "
+                               f"{type(exc).__name__}: {exc}")
+            self._fail(run, mid, describe_failure(tasks[0], err.with_traceback(exc.__traceback__), 1))
+        finally:
+            self.current = None
+
+    def _context(self, run: str) -> RunContext | None:
+        ctx = self.runs.get(run)
+        state, events = self.client.hmget(self.keys.run(run, "meta"), ["state", "events"])
+        if state != b"running":
+            self._forget(run)
+            return None
+        if ctx is None:
+            plan = self.store.get_key(self.keys.run(run, "plan"))
+            ctx = self.runs[run] = RunContext(run=run, plan=plan, events=events.decode())
+            while len(self.runs) > 8:
+                self._forget(next(iter(self.runs)))
+        return ctx
+
+    def _forget(self, run: str) -> None:
+        """Drop what this worker keeps for a run that ended."""
+        self.runs.pop(run, None)
+        self.cache.drop_prefix(self.keys.run(run, ""))
+
+    def _run_message(self, ctx: RunContext, mid: str, batch: list[int]) -> None:
+        """Run a batch and the cluster it pulls in; send completions from the I/O thread.
+
+        Storing results and running the COMPLETE script happen on ``self.io``
+        (one thread, so flushes reach Redis in order) while this thread goes
+        on computing; hashing and socket writes release the GIL. A flush
+        returns the fan-ins this worker claimed, which join the cluster when
+        they come back; with nothing else to run, this thread waits for them.
+        """
+        plan = ctx.plan
+        deps_of, wanted = plan.deps, plan.wanted
+        cluster = Cluster(plan)
+        cluster.admit(batch)
+        values: dict[int, Any] = {}
+        stored: set[int] = set()
+        used: list[int] = []
+        groups: list[tuple] = []
+        puts: list[tuple[int, Any, list]] = []
+        records: list[list] = []
+        inflight: collections.deque[tuple[Future, list[int]]] = collections.deque()
+        unsent: dict[int, Any] = {}     # results whose flush has not reached Redis yet
+        stack = batch[::-1]
+        clock = time.time
+        last_flush = ready_at = clock()
+        try:
+            while stack or inflight:
+                while inflight and (inflight[0][0].done() or not stack):
+                    fut, sent = inflight.popleft()
+                    kept = fut.result()
+                    for i in sent:
+                        unsent.pop(i, None)
+                    if kept:
+                        cluster.admit(kept)
+                        stack.extend(reversed(kept))
+                if not stack:
+                    continue
+                t = stack.pop()
+                start = clock()
+                self._check_requirements(ctx, t)
+                deps = deps_of[t]
+                inputs = {d: values[d] if d in values else unsent[d]
+                          for d in deps if d in values or d in unsent}
+                if len(inputs) < len(deps):
+                    inputs.update(self._fetch(ctx, t, [d for d in deps if d not in inputs]))
+                fetched = clock()
+                try:
+                    value, attempts = execute(plan, t, inputs)
+                except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+                    failure = describe_failure(t, _user_frames(exc), plan.tasks[t].retries + 1)
+                    raise _TaskFailed(failure) from None
+                end = clock()
+                done = cluster.completed(t)
+                if cluster.member_uses.get(t, 0) > 0:
+                    values[t] = value
+                for d in cluster.release(t):
+                    values.pop(d, None)
+                in_bytes = 0
+                for d in deps:
+                    in_bytes += nbytes(inputs[d])
+                    if d not in cluster.done or d in stored:
+                        used.append(d)
+                del inputs
+                record = [self.name, t, start, end, fetched - start, 0.0, in_bytes,
+                          nbytes(value), attempts, ready_at]
+                records.append(record)
+                if wanted[t] or done.external or done.queued:
+                    puts.append((t, value, record))
+                    unsent[t] = value
+                    stored.add(t)
+                del value
+                ready_at = end
+                self.tasks_run += 1
+                groups.append((t, done.external, _split(done.queued)))
+                stack.extend(reversed(done.local_ready))
+                if done.external or done.queued or end - last_flush > FLUSH_INTERVAL:
+                    # Records travel with the completions they describe: the run
+                    # may end (and the client read them) before the final send.
+                    inflight.append((self.io.submit(self._send, ctx, mid, puts, groups,
+                                                    records=records),
+                                     [i for i, _, _ in puts]))
+                    puts, groups, records = [], [], []
+                    last_flush = clock()
+            self._send(ctx, mid, puts, groups, used=used, records=records)
+        finally:
+            for fut, _ in inflight:   # an error: let the I/O thread finish before anyone retries
+                fut.cancel()
+            futures_wait([fut for fut, _ in inflight])
+
+    def _send(self, ctx: RunContext, mid: str, puts: list[tuple[int, Any, list]],
+              groups: list[tuple], used: list[int] | None = None,
+              records: list[list] | None = None) -> list[int]:
+        """Store results, then report completions (and, with ``used``, ack the message).
+
+        One pipeline ending in the COMPLETE script: Redis runs it in order,
+        so no counter moves before the inputs it announces are stored.
+        Returns the consumers this worker claimed.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for t, value, record in puts:
+            began = time.time()
+            record[7] = self._queue_put(pipe, ctx, t, value)
+            record[5] = time.time() - began
+        ack = used is not None
+        args: list[Any] = [mid, ctx.run, self.config.ttl, GROUP, int(ack), len(groups)]
+        for t, external, queued in groups:
+            args += [t, len(external)]
+            for c, need in external:
+                args += [c, need]
+            args.append(len(queued))
+            args.extend(queued)
+        if ack:
+            args.append(len(used))
+            args.extend(used)
+        keys = self.keys.complete_keys(ctx.run)
+        if records:
+            key = self.keys.metrics(ctx.run)
+            pipe.rpush(key, *[json.dumps(r) for r in records])
+            pipe.expire(key, self.config.ttl)
+        pipe.evalsha(self.complete_sha, len(keys), *keys, *args)
+        try:
+            state, kept, uses = pipe.execute()[-1]
+        except NoScriptError:  # the server restarted and lost its script cache
+            self.complete_sha = self.client.script_load(COMPLETE)
+            state, kept, uses = self.client.evalsha(self.complete_sha, len(keys), *keys, *args)
+        if state not in (b"running", b"done"):
+            self._forget(ctx.run)
+            raise _RunStopped
+        if state == b"done" and ack:
+            self._forget(ctx.run)
+        if uses:
+            plan = ctx.plan
+            free = [self.keys.value(ctx.run, int(uses[k])) for k in range(0, len(uses), 2)
+                    if int(uses[k + 1]) >= len(plan.dependents[int(uses[k])])
+                    and not plan.wanted[int(uses[k])]]
+            for key in free:
+                self.cache.drop(key)
+            self.store.delete_keys(free)
+        return [int(c) for c in kept]
+
+    def _queue_put(self, pipe: Any, ctx: RunContext, t: int, value: Any) -> int:
+        key = self.keys.value(ctx.run, t)
+        try:
+            pieces = self.store.queue_put(pipe, key, value)
+            self.cache.put(key, pieces)
+            return sum(len(p) for p in pieces)
+        except Exception as exc:  # noqa: BLE001
+            name = ctx.plan.name(t)
+            err = SerializationError(f"the result of task {name!r} cannot be sent through "
+                                     f"Redis: {describe_unpicklable(value, exc)}", task=name)
+            err.__cause__ = exc
+            raise _TaskFailed(describe_failure(t, err, 1)) from None
+
+    def _fetch(self, ctx: RunContext, t: int, missing: list[int]) -> dict[int, Any]:
+        out = {}
+        remote = []
+        for d in missing:
+            key = self.keys.value(ctx.run, d)
+            pieces = self.cache.get(key)
+            if pieces is None:
+                remote.append(d)
+            else:
+                out[d] = self.store.decode(key, pieces[0], pieces[1:], verify=False)
+        if not remote:
+            return out
+        keys = [self.keys.value(ctx.run, d) for d in remote]
+        firsts = self.store.fetch(keys)
+        for d, key, first in zip(remote, keys, firsts):
+            if first is None:
+                exc = KeyError(f"input {ctx.plan.name(d)!r} of task {ctx.plan.name(t)!r} "
+                               f"is missing from Redis (key {key!r} expired or deleted)")
+                raise _TaskFailed(describe_failure(t, exc, 1))
+            out[d] = self.store.decode(key, first)
+        return out
+
+    def _check_requirements(self, ctx: RunContext, t: int) -> None:
+        task = ctx.plan.tasks[t]
+        if not task.requires:
+            return
+        unmet = ctx.checked.get(id(task))
+        if unmet is None:
+            unmet = ctx.checked[id(task)] = requirements.check(task.requires)
+        if unmet:
+            exc = MissingRequirement(
+                f"worker {self.name} refuses task {ctx.plan.name(t)!r}: requirement not "
+                f"satisfied here: {'; '.join(unmet)} (workers never install packages; "
+                "install them on every worker host)")
+            raise _TaskFailed(Failure(index=t, exc=exc, traceback="", attempts=0))
+
+    # -- ending a message badly ----------------------------------------------
+    def _ack(self, mid: bytes) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xack(self.keys.stream, GROUP, mid)
+        pipe.xdel(self.keys.stream, mid)
+        pipe.execute()
+
+    def _fail_run(self, run: str, mid: bytes | None, payload: str) -> None:
+        meta = self.keys.run(run, "meta")
+        events = self.client.hget(meta, "events")
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(meta, "state", "failed")
+        if events:
+            pipe.rpush(events, payload)
+            pipe.expire(events, self.config.ttl)
+        if mid is not None:
+            pipe.xack(self.keys.stream, GROUP, mid)
+            pipe.xdel(self.keys.stream, mid)
+        pipe.execute()
+        self._forget(run)
+
+    def _fail(self, run: str, mid: bytes, failure: Failure) -> None:
+        failure.traceback = f"[on worker {self.name}]\n{failure.traceback}"
+        key = self.keys.run(run, "error")
+        try:
+            self.store.put(key, failure)
+        except Exception:  # noqa: BLE001 - the exception itself will not pickle
+            failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
+            self.store.put(key, failure)
+        self._fail_run(run, mid, event("error", run, task=failure.index, worker=self.name))
+
+    def _reject(self, run: str, mid: bytes, reason: str) -> None:
+        log(f"rejected a payload of run {run}: {reason}")
+        record = json.dumps({"worker": self.name, "run": run, "reason": reason,
+                             "time": time.time()})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.rejections, record)
+        pipe.ltrim(self.keys.rejections, 0, 999)
+        pipe.execute()
+        self._fail_run(run, mid, event("rejected", run, reason=reason, worker=self.name))
+
+    def _give_up(self, mid: bytes, fields: dict, deliveries: int) -> None:
+        run = fields[b"run"].decode()
+        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        log(f"message {mid.decode()} of run {run} was delivered {deliveries} times; "
+            "failing the run")
+        self._fail_run(run, mid, event("crashed", run, tasks=tasks, deliveries=deliveries))
+
+
+def _user_frames(exc: BaseException) -> BaseException:
+    """``exc`` with this worker's and the runner's frames cut off its traceback."""
+    from .. import runner
+    ours = {__file__, runner.__file__}
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
+
+
+def _split(tasks: list[int]) -> list[str]:
+    """Queued fan-out branches as message payloads: at most QUEUE_MESSAGES messages."""
+    if not tasks:
+        return []
+    size = -(-len(tasks) // QUEUE_MESSAGES)
+    return [",".join(map(str, tasks[k:k + size])) for k in range(0, len(tasks), size)]
+
+
+def log(message: str) -> None:
+    print(f"fastdag worker {HOST}:{os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
+def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; the body of ``fastdag worker --concurrency 1``."""
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(blas_threads)
+    worker = Worker(config, signer)
+
+    def stop(signum, frame):  # noqa: ARG001
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log(f"serving {redacted(config.url)} (prefix {config.prefix!r}"
+        f"{', INSECURE: payloads not authenticated' if signer.insecure else ''})")
+    worker.serve()
+    return 0

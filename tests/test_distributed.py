@@ -1,0 +1,514 @@
+"""Distributed mode against real redis-server and real ``fastdag worker`` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastdag as fd
+from fastdag.distributed import PayloadRejected, RedisUnavailable
+from fastdag.distributed import requirements
+from fastdag.distributed.signing import MissingSecret, Signer
+from fastdag.store.redis import RedisStore
+
+pytestmark = pytest.mark.redis
+
+SECRET = "test-secret-123"
+TESTS = str(Path(__file__).parent)
+
+
+# -- helpers -------------------------------------------------------------------
+class Workers:
+    """``fastdag worker`` processes for one test; all killed at teardown."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, n: int = 1, concurrency: int = 1, secret: str | None = SECRET,
+              idle_timeout: float = 1.0, extra: tuple[str, ...] = ()) -> list[subprocess.Popen]:
+        env = {k: v for k, v in os.environ.items() if k != "FASTDAG_SECRET"}
+        env["PYTHONPATH"] = os.pathsep.join([TESTS, env.get("PYTHONPATH", "")])
+        if secret is not None:
+            env["FASTDAG_SECRET"] = secret
+        cmd = [sys.executable, "-m", "fastdag.cli", "worker", "--redis", self.url,
+               "--concurrency", str(concurrency), "--idle-timeout", str(idle_timeout), *extra]
+        started = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+                   for _ in range(n)]
+        self.procs += started
+        return started
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def workers(redis_server):
+    w = Workers(redis_server.url)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def executor(redis_server):
+    ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.5)
+    yield ex
+    ex.shutdown(wait=False)
+    from fastdag import sinkwriter
+    sinkwriter.flush(timeout=10)     # reports reach the Redis sink before the server stops
+
+
+def wait_for_workers(ex: fd.RedisExecutor, n: int, timeout: float = 20.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(ex.workers()) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{n} workers did not register in {timeout} s")
+
+
+def run_keys(ex: fd.RedisExecutor) -> list[bytes]:
+    return list(ex.client.scan_iter(match=f"{ex.keys.prefix}:run:*"))
+
+
+# -- tasks (importable by the workers through PYTHONPATH) ------------------------
+@fd.task
+def leaf(i):
+    return i
+
+
+@fd.task
+def add(a, b):
+    return a + b
+
+
+@fd.task
+def scale(x, k):
+    return x * k
+
+
+@fd.task(nout=2)
+def split(x):
+    return x, -x
+
+
+@fd.task
+def total(parts):
+    return sum(parts)
+
+
+@fd.task
+def pick(d):
+    return d["a"][0] + d["b"]
+
+
+@fd.task
+def array(n, seed):
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+@fd.task
+def dot(a, b):
+    return float(a @ b)
+
+
+@fd.task
+def fails(x):
+    raise ValueError(f"bad input {x}")
+
+
+@fd.task
+def slow(i, marker_dir, seconds):
+    Path(marker_dir, f"{i}-{os.getpid()}").touch()
+    time.sleep(seconds)
+    return i * i
+
+
+def tree(n: int):
+    xs = [leaf(i) for i in range(n)]
+    while len(xs) > 1:
+        xs = [add(xs[k], xs[k + 1]) if k + 1 < len(xs) else xs[k] for k in range(0, len(xs), 2)]
+    return xs[0]
+
+
+def mixed_graph():
+    """Chains, fan-out, fan-in, nested arguments, nout, item access, numpy data."""
+    t = tree(100)
+    a, b = split(t)
+    fan = [scale(a, k) for k in range(10)]
+    nested = pick({"a": [t], "b": b})
+    big = array(200_000, 1)            # 1.6 MB: travels through Redis if consumed elsewhere
+    arrays = [array(1000, s) for s in range(8)]
+    dots = [dot(x, y) for x in arrays[:4] for y in arrays[4:]]
+    return [total(fan), nested, dot(big, big), total(dots), t]
+
+
+def _same(a, b) -> bool:
+    """Equal values, arrays within float rounding (BLAS may split sums differently)."""
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=1e-9, atol=1e-12)
+    if isinstance(a, float):
+        return a == pytest.approx(b)
+    if hasattr(a, "size") and hasattr(a, "tobytes"):      # Pillow images
+        return a.size == b.size and a.tobytes() == b.tobytes()
+    return a == b
+
+
+# -- end to end ------------------------------------------------------------------
+@pytest.mark.parametrize("nworkers", [2, 4])
+def test_results_match_local_executor(executor, workers, local_executor, nworkers):
+    workers.start(nworkers)
+    wait_for_workers(executor, nworkers)
+    nodes = mixed_graph()
+    got = executor.compute(*nodes)
+    want = local_executor.compute(*nodes)
+    assert got[:2] == want[:2] and got[4] == want[4] == 4950
+    assert got[2] == pytest.approx(want[2]) and got[3] == pytest.approx(want[3])
+    assert executor.compute(tree(4096)) == 4096 * 4095 // 2
+    report = fd.metrics.last_run()
+    assert report.run.executor == "redis" and len(report.tasks) == 8191
+    assert len({t.worker for t in report.tasks}) >= 2, "the work was not shared"
+    assert run_keys(executor) == [], "a finished run left keys behind"
+    from fastdag import sinkwriter
+    from fastdag.sinks import RedisSink
+    assert sinkwriter.flush(timeout=30)
+    stored = RedisSink(executor.url).read([report.run.run_id])
+    assert len(stored) == 1 and len(stored[0].tasks) == 8191     # the Redis metrics sink
+
+
+def test_registered_workloads_match_local(executor, workers, local_executor):
+    workloads = pytest.importorskip("fastdag.workloads")
+    sizes = {"tree_reduction": "leaves=256", "gemm": "n=256,block=64",
+             "wordcount": "size=256KB,chunk=64KB", "image_transform": "width=256,height=256,tile=64",
+             "svd1": "rows=4000,cols=20,block=1000", "svd2": "n=200,block=50,k=5"}
+    workers.start(2)
+    wait_for_workers(executor, 2)
+    for name, wl in workloads.WORKLOADS.items():
+        params = wl.params(sizes.get(name))
+        built = wl.build(params)
+        nodes = built if isinstance(built, (tuple, list)) else (built,)
+        got = executor.compute(*nodes)
+        want = local_executor.compute(*nodes)
+        expected = wl.reference(params)
+        verdict = wl.check(got, expected)
+        assert verdict.ok, f"{name} on Redis: {verdict}"
+        assert wl.check(want, expected).ok
+        assert _same(got, want), f"{name}: Redis and LocalExecutor results differ"
+
+
+def test_array_results_are_writeable_and_async_runs_share_workers(executor, workers):
+    workers.start(2)
+    futures = [executor.submit(array(10_000, s)) for s in range(3)]
+    futures.append(tree(64).compute_async(executor=executor))
+    pair = fd.compute_async(tree(8), tree(16), executor=executor)
+    arrays = [f.result(timeout=60) for f in futures[:3]]
+    for s, arr in enumerate(arrays):
+        np.testing.assert_array_equal(arr, np.random.default_rng(s).standard_normal(10_000))
+        arr[0] = 1.0   # results handed to the caller are writeable
+    assert futures[3].result(timeout=60) == 64 * 63 // 2
+    assert pair.result(timeout=60) == (28, 120)
+
+
+def test_task_error_carries_worker_traceback(executor, workers):
+    workers.start(1)
+    with pytest.raises(fd.TaskError) as info:
+        executor.compute(fails(add(leaf(1), leaf(2))))
+    err = info.value
+    assert err.task.startswith("fails-")
+    assert isinstance(err.__cause__, ValueError) and "bad input 3" in str(err.__cause__)
+    assert "on worker" in err.remote_traceback and "in fails" in err.remote_traceback
+    assert "raise ValueError" in str(err)
+    assert run_keys(executor) == []
+    # the workers survive a task error and keep serving
+    assert executor.compute(tree(16)) == 120
+
+
+def test_unmet_requirement_is_refused(executor, workers):
+    workers.start(1)
+
+    @fd.task(requires=["numpy>=1.0"])
+    def ok(x):
+        return x + 1
+
+    @fd.task(requires=["numpy>=999"])
+    def too_new(x):
+        return x
+
+    @fd.task(requires=["fastdag-no-such-package"])
+    def missing(x):
+        return x
+
+    assert executor.compute(ok(leaf(1))) == 2
+    with pytest.raises(fd.TaskError, match=r"requirement not satisfied.*numpy .* is installed"):
+        executor.compute(too_new(leaf(1)))
+    with pytest.raises(fd.TaskError, match="fastdag-no-such-package is not installed"):
+        executor.compute(missing(leaf(1)))
+
+
+def test_killed_worker_tasks_are_reclaimed(executor, workers, tmp_path):
+    procs = workers.start(2, idle_timeout=1.0)
+    wait_for_workers(executor, 2)
+    pids = {p.pid for p in procs}
+    nodes = [slow(i, str(tmp_path), 1.0) for i in range(6)]
+    future = executor.submit(total(nodes))
+    deadline = time.time() + 20
+    victim = None
+    while victim is None and time.time() < deadline:
+        for marker in tmp_path.iterdir():
+            pid = int(marker.name.split("-")[1])
+            if pid in pids:
+                victim = pid
+                break
+        time.sleep(0.02)
+    assert victim is not None, "no task started"
+    os.kill(victim, signal.SIGKILL)
+    assert future.result(timeout=60) == sum(i * i for i in range(6))
+    ran_by = {int(m.name.split("-")[1]) for m in tmp_path.iterdir()}
+    survivor = (pids - {victim}).pop()
+    assert survivor in ran_by
+    assert len(list(tmp_path.iterdir())) > 6, "the killed worker's task was not run again"
+    assert run_keys(executor) == []
+
+
+def test_redis_killed_mid_run_raises(executor, workers, redis_server, tmp_path):
+    executor.metrics = None          # no report to write to a server that is gone
+    workers.start(1)
+    future = executor.submit(total([slow(i, str(tmp_path), 0.5) for i in range(20)]))
+    while not any(tmp_path.iterdir()):
+        time.sleep(0.02)
+    redis_server.stop()
+    start = time.time()
+    with pytest.raises(RedisUnavailable, match="Redis"):
+        future.result(timeout=60)
+    assert time.time() - start < 30
+
+
+def test_redis_restarted_mid_run_raises(executor, workers, redis_server, tmp_path):
+    executor.metrics = None          # no report to write to a server that is gone
+    workers.start(1)
+    future = executor.submit(total([slow(i, str(tmp_path), 0.5) for i in range(20)]))
+    while not any(tmp_path.iterdir()):
+        time.sleep(0.02)
+    redis_server.stop()
+    redis_server.start()
+    with pytest.raises(RedisUnavailable, match="restarted|connection"):
+        future.result(timeout=60)
+
+
+def test_tampered_plan_is_rejected(executor, workers, redis_server):
+    future = executor.submit(tree(8))     # no worker yet: the plan waits in Redis
+    run = future.run_id
+    key = executor.keys.run(run, "plan")
+    blob = bytearray(executor.client.get(key))
+    blob[-1] ^= 0xFF
+    executor.client.set(key, bytes(blob))
+    workers.start(1)
+    with pytest.raises(PayloadRejected, match="wrongly signed"):
+        future.result(timeout=60)
+    rejections = [json.loads(r) for r in executor.client.lrange(executor.keys.rejections, 0, -1)]
+    assert rejections and rejections[0]["run"] == run
+
+
+def test_wrong_secret_is_rejected(redis_server, workers):
+    workers.start(1, secret="another-secret")
+    ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.5)
+    try:
+        with pytest.raises(PayloadRejected):
+            ex.compute(tree(4))
+    finally:
+        ex.shutdown(wait=False)
+
+
+def test_worker_refuses_to_start_without_secret(redis_server, monkeypatch):
+    env = {k: v for k, v in os.environ.items() if k != "FASTDAG_SECRET"}
+    proc = subprocess.run([sys.executable, "-m", "fastdag.cli", "worker", "--redis",
+                           redis_server.url, "--concurrency", "1"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "FASTDAG_SECRET" in proc.stderr
+    monkeypatch.delenv("FASTDAG_SECRET", raising=False)
+    with pytest.raises(MissingSecret):
+        fd.RedisExecutor(redis_server.url)
+    assert Signer(insecure=True).insecure
+
+
+def test_concurrency_starts_that_many_processes(executor, workers):
+    (sup,) = workers.start(1, concurrency=2)
+    wait_for_workers(executor, 2)
+    names = {w["pid"] for w in executor.workers()}
+    assert sup.pid not in names and len(names) == 2
+    assert executor.compute(tree(256)) == 256 * 255 // 2
+    sup.terminate()
+    sup.wait(timeout=15)
+    for pid in names:
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+
+
+def test_cancel_stops_the_run(executor, workers, tmp_path):
+    workers.start(1)
+    future = executor.submit(total([slow(i, str(tmp_path), 0.3) for i in range(30)]))
+    while not any(tmp_path.iterdir()):
+        time.sleep(0.02)
+    assert future.cancel()
+    time.sleep(1.0)
+    ran = len(list(tmp_path.iterdir()))
+    assert ran < 30
+    assert executor.compute(tree(8)) == 28    # the worker moved on
+
+
+# -- the store and the helpers ----------------------------------------------------
+def test_redis_store_chunks_signs_and_deletes(redis_server):
+    from fastdag.distributed.protocol import connect
+    client = connect(redis_server.url)
+    store = RedisStore(client, Signer("k"), ttl=60, chunk_size=1 << 20)
+    value = {"a": np.arange(400_000, dtype=np.float64), "b": "text"}   # 3.2 MB
+    ref = store.put("t:x", value)
+    assert sorted(client.keys("t:x*")) == [b"t:x", b"t:x:1", b"t:x:2", b"t:x:3"]
+    assert 0 < client.ttl("t:x:3") <= 60
+    got = store.get(ref)
+    np.testing.assert_array_equal(got["a"], value["a"])
+    got["a"][0] = -1.0                                                 # writeable
+    assert store.contains(ref) and store.nbytes(ref) > 3_200_000
+    piece = bytearray(client.get("t:x:2"))
+    piece[100] ^= 1
+    client.set("t:x:2", bytes(piece))
+    with pytest.raises(PayloadRejected):
+        store.get(ref)
+    with pytest.raises(PayloadRejected):
+        RedisStore(client, Signer("other")).get(store.put("t:y", 1))
+    store.delete(ref)
+    assert client.keys("t:x*") == [] and not store.contains(ref)
+    client.set("t:raw", b"abc")
+    got = store.fetch(["t:raw", "t:none", "t:raw"])
+    assert bytes(got[0]) == b"abc" and got[1] is None and bytes(got[2]) == b"abc"
+    assert client.ping() and client.get("t:raw") == b"abc"     # the connection is still in sync
+    client.close()
+
+
+def test_password_in_url(tmp_path):
+    from conftest import RedisServer
+    server = RedisServer(tmp_path, password="pa55word")
+    server.start()
+    workers = Workers(server.url)
+    try:
+        workers.start(1)
+        ex = fd.RedisExecutor(server.url, secret=SECRET, poll=0.5)
+        try:
+            assert ex.compute(tree(32)) == 32 * 31 // 2
+        finally:
+            ex.shutdown(wait=False)
+        wrong = server.url.replace("pa55word", "guess")
+        with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
+            fd.RedisExecutor(wrong, secret=SECRET).compute(tree(4))
+    finally:
+        workers.stop()
+        server.stop()
+
+
+def test_cluster_keeps_subtrees_and_one_fanout_branch():
+    from fastdag.distributed.cluster import Cluster
+    from fastdag.plan import build_plan
+    t = tree(8)
+    plan = build_plan(t.dag)
+    roots = [i for i, d in enumerate(plan.deps) if not d]
+    whole = Cluster(plan)
+    whole.admit(roots)
+    assert whole.members == set(range(len(plan)))      # all leaves: the whole tree is local
+    half = Cluster(plan)
+    half.admit(roots[:4])
+    assert len(half.members) == 4 + 3                   # a 4-leaf subtree, not the root
+    root = plan.outputs[0]
+    assert root not in half.members
+    for i in sorted(half.members, key=lambda i: len(plan.deps[i])):
+        done = half.completed(i)
+    assert done.external == [(root, 2)]                 # its last task feeds the root's counter
+    src = leaf(1)
+    branches = [scale(src, k) for k in range(5)]
+    plan = build_plan(fd.DAG(branches))
+    c = Cluster(plan)
+    c.admit([i for i, d in enumerate(plan.deps) if not d])
+    assert len(c.members) == 2                          # the source and one branch
+    done = c.completed(next(i for i, d in enumerate(plan.deps) if not d))
+    assert len(done.local_ready) == 1 and len(done.queued) == 4
+
+
+def test_requirement_parsing_without_packaging(monkeypatch):
+    assert requirements._satisfies_simple("1.26.4", ">=1.20,<2") is True
+    assert requirements._satisfies_simple("2.0.1", ">=1.20,<2") is False
+    assert requirements._satisfies_simple("10.2.0", "~=10.1") is True
+    assert requirements._satisfies_simple("11.0", "~=10.1") is False
+    assert requirements._satisfies_simple("3.0", "==3") is True
+    assert requirements.check(("numpy", "cloudpickle>=1")) == []
+    assert "not installed" in requirements.check(("fastdag-nope>=1",))[0]
+
+
+@pytest.mark.slow
+def test_repeated_kills_during_fan_in_and_fan_out(redis_server, workers, executor):
+    """Kill a worker at random moments of a tree + fan-out graph; every run completes."""
+    import random
+
+    @fd.task
+    def sleepy_add(a, b):
+        time.sleep(0.01)
+        return a + b
+
+    @fd.task
+    def sleepy_scale(x, k):
+        time.sleep(0.01)
+        return x * k
+
+    def graph(n):
+        xs = list(range(n))
+        while len(xs) > 1:
+            xs = [sleepy_add(xs[k], xs[k + 1]) for k in range(0, len(xs), 2)]
+        return total([sleepy_scale(xs[0], k) for k in range(40)])
+
+    procs = workers.start(3)
+    rng = random.Random(7)
+    want = sum(range(512)) * sum(range(40))
+    for _ in range(4):
+        wait_for_workers(executor, 3)
+        future = executor.submit(graph(512))
+        time.sleep(rng.uniform(0.1, 1.5))
+        victim = rng.choice([p for p in procs if p.poll() is None])
+        victim.kill()
+        victim.wait()
+        procs.remove(victim)
+        assert future.result(timeout=120) == want
+        procs += workers.start(1)
+    assert run_keys(executor) == []
+
+
+def test_task_that_kills_every_worker_fails_the_run(executor, workers):
+    @fd.task
+    def fatal(x):
+        os._exit(3)
+
+    workers.start(1, concurrency=2, extra=("--max-deliveries", "2"))
+    wait_for_workers(executor, 2)
+    start = time.time()
+    with pytest.raises(fd.WorkerCrashedError, match="died 3 times"):
+        executor.compute(fatal(leaf(1)))
+    assert time.time() - start < 60
+    wait_for_workers(executor, 2)          # the supervisor replaced the dead processes
+    assert executor.compute(tree(16)) == 120
