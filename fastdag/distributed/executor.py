@@ -135,6 +135,16 @@ class RedisExecutor(Executor):
         future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
         future.tasks_total = len(plan)
         self._track(future, options)
+        try:
+            self._start(run, plan, future)
+        except BaseException as exc:
+            future.fail(exc)  # so the metrics layer stops watching this run
+            raise
+        self._ensure_listener()
+        return future
+
+    def _start(self, run: str, plan: Plan, future: RunFuture) -> None:
+        """Put the plan, the run's metadata and its root batches into Redis."""
         if not self._grouped:
             ensure_group(self.client, self.keys)
             self._grouped = True
@@ -162,8 +172,6 @@ class RedisExecutor(Executor):
             with self._lock:
                 self._runs.pop(run, None)
             raise
-        self._ensure_listener()
-        return future
 
     def _ensure_listener(self) -> None:
         with self._lock:
