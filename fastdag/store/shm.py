@@ -140,7 +140,11 @@ def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers:
                    consume: bool = False) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
-        os.posix_fallocate(fd, 0, size)  # claim the space now: ENOSPC here, not SIGBUS later
+        # Size the file, then write: on a full tmpfs pwrite fails with ENOSPC
+        # (no SIGBUS: nothing writes through a mapping). posix_fallocate would
+        # claim the space up front but zero-fills every page first, doubling
+        # the cost of writing.
+        os.ftruncate(fd, size)
         for (start, _), buf in zip(layout, buffers):
             _pwrite_all(fd, buf, start, consume)
     except BaseException:
