@@ -28,6 +28,8 @@ class InProcessRun:
         self.future = RunFuture(new_run_id(), single)
         self.values: list[Any] = [None] * len(self.plan)
         self.sizes = [0] * len(self.plan)
+        self.busy_s = 0.0   # task time so far, to tell tiny tasks from slow ones
+        self.ran = 0
         self.remaining = [len(d) for d in self.plan.deps]
         self.uses_left = self.plan.refcounts()
         self.records: list[tuple[str, tuple]] = []
@@ -46,6 +48,8 @@ class InProcessRun:
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             raise task_failure(plan.name(i), exc, failure.traceback) from exc
         end = time.time()
+        self.busy_s += end - start
+        self.ran += 1
         sizes = self.sizes
         in_bytes = 0
         for d in plan.deps[i]:
@@ -55,6 +59,9 @@ class InProcessRun:
         self.records.append((worker, (i, start, end, 0.0, 0.0, in_bytes, out_bytes,
                                       attempts, ready_at)))
         return value
+
+    def mean_task_s(self) -> float | None:
+        return self.busy_s / self.ran if self.ran else None
 
     def complete(self, i: int, value: Any) -> list[int]:
         """Keep ``value``, release inputs no longer needed; return newly ready tasks."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import TaskError
 from ..graph import DAG, Node
+from ..plan import batch_size
 from .base import Executor, RunFuture, as_dag
 from .inprocess import InProcessRun
 
@@ -72,10 +73,15 @@ class ThreadExecutor(Executor):
                 run.fail(exc)
 
         def spread(tasks: list[int], ready_at: float) -> None:
-            """Give tasks to the pool in up to ``workers`` contiguous batches."""
+            """Give tasks to the pool in batches sized as LocalExecutor sizes them.
+
+            Tiny tasks go in up to ``workers`` contiguous batches (a thread
+            then runs a whole subtree); once tasks are known to be slow, in
+            small batches, so that the pool's queue balances them.
+            """
             if not tasks:
                 return
-            size = -(-len(tasks) // self.workers)
+            size = batch_size(len(tasks), self.workers, run.mean_task_s())
             for k in range(0, len(tasks), size):
                 pool.submit(step, tasks[k:k + size], ready_at)
 
