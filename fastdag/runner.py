@@ -100,22 +100,3 @@ def nbytes(value: Any) -> int:
         return sys.getsizeof(value)
     except TypeError:
         return 0
-
-
-def ready_consumers(plan: Plan, i: int, held: Mapping[int, Any], done: bytearray) -> list[int]:
-    """Consumers of task ``i`` not yet run whose inputs are all in ``held``.
-
-    The continuation rule of clustering: such a consumer can run right here,
-    where its inputs already are, without a trip through the scheduler.
-    """
-    out = []
-    deps = plan.deps
-    for c in plan.dependents[i]:
-        if done[c]:
-            continue
-        for d in deps[c]:
-            if d not in held:
-                break
-        else:
-            out.append(c)
-    return out
