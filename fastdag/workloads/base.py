@@ -166,3 +166,12 @@ def tree_reduce(items: list[Any], combine: Callable[[Any, Any], Any]) -> Any:
             nxt.append(level[-1])
         level = nxt
     return level[0]
+
+
+@dataclass(frozen=True)
+class SvdExpected:
+    """The serial reference of an SVD workload: the input and numpy's singular values."""
+
+    a: np.ndarray
+    s: np.ndarray
+

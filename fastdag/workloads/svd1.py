@@ -19,7 +19,7 @@ import numpy as np
 
 import fastdag as fd
 
-from .base import Check, Params, as_matrix, rng, size_parser, spans
+from .base import SvdExpected as Expected, Check, Params, as_matrix, rng, size_parser, spans
 
 
 @fd.task
@@ -110,13 +110,6 @@ def generated_matrix(rows: int, cols: int, block: int, seed: int = 0) -> np.ndar
     """The matrix ``build((rows, cols), block, seed)`` generates, made serially."""
     return np.vstack([random_rows.func(seed, i, r1 - r0, cols)
                       for i, (r0, r1) in enumerate(spans(rows, block, "row block"))])
-
-
-class Expected:
-    """The serial reference: the input and numpy's singular values of it."""
-
-    def __init__(self, a: np.ndarray, s: np.ndarray):
-        self.a, self.s = a, s
 
 
 def reference(a: np.ndarray) -> Expected:
