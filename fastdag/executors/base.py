@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -132,7 +131,3 @@ def wait_for(future: RunFuture) -> Any:
     except KeyboardInterrupt:
         future.cancel()
         raise
-
-
-def now() -> float:
-    return time.time()

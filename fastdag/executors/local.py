@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import glob
 import mmap
 import os
 import pickle
@@ -82,7 +81,7 @@ from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
-from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SPILL_DIR, SharedMemoryStore, shm_free_bytes
+from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from .base import Executor, RunFuture, as_dag
 from .worker import SLOT
 
@@ -531,9 +530,7 @@ class LocalExecutor(Executor):
         h.conn.close()
         os.close(h.sentinel)
         live = {ref.key for r in self._runs.values() for ref in r.stored.values()}
-        for path in _segments(h.prefix):
-            if os.path.basename(path) not in live and path not in live:
-                _unlink(path)
+        self.store.sweep(h.prefix, keep=live)  # what it wrote but never reported
         if not stopping and not self._closed:
             self._handles[h.wid] = self._start_worker(h.wid, h.generation + 1)
 
@@ -617,13 +614,6 @@ def _find_unpicklable(value: Any) -> Any:
     return value
 
 
-def _segments(prefix: str) -> list[str]:
-    """Segments named ``<prefix>-*`` in /dev/shm and in the spill directory."""
-    pattern = glob.escape(prefix) + "-*"
-    return [path for directory in (SHM_DIR, SPILL_DIR)
-            for path in glob.glob(os.path.join(directory, pattern))]
-
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -638,6 +628,4 @@ def _shutdown_ref(ref: weakref.ref) -> None:
 
 
 def _emergency_cleanup(prefix: str) -> None:
-    for path in _segments(prefix):
-        _unlink(path)
-    _unlink(os.path.join(SHM_DIR, prefix + "-status"))
+    SharedMemoryStore(prefix).sweep()  # segments, spilled ones and the status file

@@ -38,6 +38,7 @@ import mmap
 import os
 import tempfile
 import warnings
+from collections.abc import Collection
 from typing import Any
 
 from ..serialize import Payload, dumps, loads
@@ -125,13 +126,16 @@ class SharedMemoryStore(ObjectStore):
     def contains(self, ref: StoredRef) -> bool:
         return ref.inline is not None or os.path.exists(os.path.join(self.directory, ref.key))
 
-    def sweep(self, prefix: str | None = None) -> int:
-        """Unlink every segment (in /dev/shm or spilled) named ``<prefix>-*``; count them."""
+    def sweep(self, prefix: str | None = None, keep: Collection[str] = ()) -> int:
+        """Unlink every segment (in /dev/shm or spilled) named ``<prefix>-*``; count them.
+
+        ``keep`` lists ref keys (names, or paths for spilled segments) to spare.
+        """
         pattern = glob.escape(prefix or self.prefix) + "-*"
         count = 0
         for directory in (self.directory, self.spill_dir):
             for path in glob.glob(os.path.join(directory, pattern)):
-                if _unlink(path):
+                if os.path.basename(path) not in keep and path not in keep and _unlink(path):
                     count += 1
         return count
 
