@@ -15,15 +15,17 @@ import dataclasses
 import socket
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# Order of the raw tuple a worker records for each task.
+# Order of the raw numbers a worker records for each task.
 RAW_FIELDS = ("index", "start", "end", "fetch_s", "store_s", "input_bytes",
               "output_bytes", "attempts", "ready")
+RAW_WIDTH = len(RAW_FIELDS)
 
 HOST = socket.gethostname()
 
@@ -75,14 +77,17 @@ class RunRecord:
 class RunReport:
     """What a run measured: the run record and its task records (built on demand).
 
-    Executors fill ``_raw`` (``(worker, raw tuple)`` pairs), ``_names`` and
+    Executors fill ``_raw`` (``(worker, block)`` pairs, a block being the
+    ``RAW_FIELDS`` of one or more tasks run there, flat: a tuple of one task
+    or an ``array('d')`` of a whole batch, which pickles, frees and turns
+    into columns at C speed), ``_names`` and
     ``_functions`` (per task index) and, when they pass it, ``_deps`` (the
     plan's dependency indices). A report loaded from a sink has ``_tasks``
     set directly instead.
     """
 
     run: RunRecord
-    _raw: list[tuple[str, tuple]] = field(default_factory=list, repr=False)
+    _raw: list[tuple[str, Sequence[float]]] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
     _functions: list[str] = field(default_factory=list, repr=False)
     _tasks: list[TaskRecord] | None = field(default=None, repr=False)
@@ -93,9 +98,10 @@ class RunReport:
         """One TaskRecord per task run, in the order workers reported them."""
         if self._tasks is None:
             deps = self._deps
-            self._tasks = [_task_record(self.run.run_id, worker, raw, self._names,
-                                        self._functions, deps)
-                           for worker, raw in self._raw]
+            self._tasks = [_task_record(self.run.run_id, worker, block[k:k + RAW_WIDTH],
+                                        self._names, self._functions, deps)
+                           for worker, block in self._raw
+                           for k in range(0, len(block), RAW_WIDTH)]
         return self._tasks
 
     @property
@@ -152,9 +158,10 @@ class RunReport:
         }
 
 
-def _task_record(run_id: str, worker: str, raw: tuple, names: list[str],
+def _task_record(run_id: str, worker: str, raw: Sequence[float], names: Sequence[str],
                  functions: list[str], deps: list[tuple[int, ...]]) -> TaskRecord:
     i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = raw
+    i, in_b, out_b, attempts = int(i), int(in_b), int(out_b), int(attempts)
     return TaskRecord(run_id=run_id, task_key=names[i], function=functions[i], worker=worker,
                       start=start, end=end, exec_s=max(0.0, end - start - fetch_s - store_s),
                       input_bytes=in_b, output_bytes=out_b, fetch_s=fetch_s, store_s=store_s,

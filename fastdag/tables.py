@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .graph import gc_paused
-from .metrics import RunReport, TaskRecord, run_record_dict, run_record_from_dict
+from .metrics import RAW_WIDTH, RunReport, TaskRecord, run_record_dict, run_record_from_dict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -64,11 +64,9 @@ def with_runs(table: pa.Table, reports: Iterable[RunReport]) -> pa.Table:
 
 
 def _columns_from_raw(report: RunReport) -> dict[str, object]:
-    # Everything per task is done by numpy or Arrow; Python only walks the
-    # list of raw tuples once, to flatten it.
-    workers, raws = zip(*report._raw)
-    n = len(raws)
-    flat = np.array(raws, dtype=np.float64)  # (tasks, RAW_FIELDS); exact for ints < 2**53
+    # Everything per task is done by numpy or Arrow, never a Python loop per task.
+    flat, workers = _raw_matrix(report._raw)
+    n = len(flat)
     idx_np = flat[:, 0].astype(np.int32)
     idx = pa.array(idx_np)
     start_a, end_a = flat[:, 1], flat[:, 2]
@@ -78,7 +76,7 @@ def _columns_from_raw(report: RunReport) -> dict[str, object]:
         "run_id": _repeat(report.run.run_id, n),
         "task_key": _task_keys(report).take(idx),
         "function": pa.array(report._functions, pa.string()).take(idx),
-        "worker": pa.array(workers, pa.string()),
+        "worker": workers,
         "start": start_a,
         "end": end_a,
         "exec_s": np.maximum(0.0, end_a - start_a - fetch_a - store_a),
@@ -91,6 +89,28 @@ def _columns_from_raw(report: RunReport) -> dict[str, object]:
         "index": idx_np,
         "deps": _deps_array(deps).take(idx) if deps else pa.nulls(n, TASK_SCHEMA.field("deps").type),
     }
+
+
+def _raw_matrix(raw: list[tuple[str, Any]]) -> tuple[np.ndarray, pa.Array]:
+    """The raw blocks as one (tasks, RAW_WIDTH) float64 matrix, and the worker column.
+
+    Floats are exact for the integer fields (indices, byte counts < 2**53).
+    Blocks of one task (tuples) convert in one numpy call; batch blocks
+    (``array('d')``) are read through the buffer protocol without a copy.
+    """
+    blocks = [b for _, b in raw]
+    counts = np.fromiter((len(b) // RAW_WIDTH for b in blocks), dtype=np.int64, count=len(blocks))
+    if all(len(b) == RAW_WIDTH for b in blocks):
+        flat = np.array(blocks, dtype=np.float64)
+    else:
+        flat = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1) for b in blocks])
+        flat = flat.reshape(-1, RAW_WIDTH)
+    codes: dict[str, int] = {}
+    per_block = np.fromiter((codes.setdefault(w, len(codes)) for w, _ in raw), dtype=np.int32,
+                            count=len(raw))
+    workers = pa.DictionaryArray.from_arrays(pa.array(np.repeat(per_block, counts)),
+                                             pa.array(list(codes), pa.string()))
+    return flat, workers.cast(pa.string())
 
 
 def _task_keys(report: RunReport) -> pa.Array:

@@ -77,7 +77,7 @@ import cloudpickle
 
 from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
 from ..graph import DAG, Node, gc_paused
-from ..metrics import HOST, RunRecord, RunReport
+from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
@@ -125,7 +125,7 @@ class RunState:
     refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
     seen_by: set[int] = field(default_factory=set)
-    records: list[tuple[str, list[tuple]]] = field(default_factory=list)
+    records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
     ndone: int = 0
     bytes_stored: int = 0
     mean_task_s: float | None = None
@@ -368,7 +368,8 @@ class LocalExecutor(Executor):
             return
         if records:
             run.records.append((h.name, records))
-            busy = (records[-1][2] - records[0][1]) / len(records)
+            # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
+            busy = (records[2 - RAW_WIDTH] - records[1]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
@@ -430,13 +431,12 @@ class LocalExecutor(Executor):
             self._close_run(run, exc)
             return
         plan = run.plan
-        raw = [(worker, r) for worker, recs in run.records for r in recs]
         run.future.report = RunReport(
             run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
                           settings=run.settings, start=run.start,
                           makespan=time.time() - run.start, tasks=len(plan),
                           bytes_moved=run.bytes_stored),
-            _raw=raw, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+            _raw=run.records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
         self._close_run(run, None)
         run.future.finish(outputs)
 

@@ -88,7 +88,7 @@ class Held(dict):
 class RunData:
     """What a worker keeps for one run."""
 
-    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes")
+    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced")
 
     def __init__(self, plan: Plan, store: SharedMemoryStore):
         self.plan = plan
@@ -97,6 +97,7 @@ class RunData:
         self.done = bytearray(len(plan))         # ran here
         self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
         self.sizes: dict[int, int] = {}          # output bytes of results known here
+        self.announced: set[int] = set()         # already reported in a boundary
 
 
 class Progress:
@@ -107,14 +108,14 @@ class Progress:
     def __init__(self) -> None:
         self.completed: list[int] = []
         self.stored: dict[int, StoredRef] = {}
-        self.records: list[tuple] = []
+        self.records = array("d")  # metrics.RAW_FIELDS of each task, flat
         self.consumed: list[int] = []
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
         self.completed.clear()
         self.stored.clear()
-        self.records.clear()
+        del self.records[:]
         self.consumed.clear()
 
 
@@ -259,7 +260,7 @@ class Worker:
             end = clock()
             done[i] = 1
             completed.append(i)
-            records.append((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
+            records.extend((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
             # Continue with consumers whose inputs are all here.
@@ -289,9 +290,16 @@ class Worker:
         done = data.done
         dependents = plan.dependents
         values = data.values
+        announced = data.announced
         claimed_set = set(claimed)
+        # Only a result still held here, or stored by this batch, can have a
+        # consumer that has not run here (a held result is dropped once its
+        # last consumer here has run): no need to walk every completed task.
+        candidates = [i for i in dict.keys(values) if i not in announced]
+        candidates += [i for i in progress.stored
+                       if i not in announced and not dict.__contains__(values, i)]
         boundary = []
-        for i in progress.completed:
+        for i in candidates:
             pending = False
             for c in dependents[i]:
                 if not done[c]:
@@ -302,6 +310,7 @@ class Worker:
                         break
             if pending:
                 boundary.append(i)
+        announced.update(boundary)
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
                    progress.stored, list(claimed), progress.records, final))
         progress.clear()

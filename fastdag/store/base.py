@@ -15,6 +15,9 @@ class StoredRef:
     ``inline`` holds the buffers themselves for small values, which then need
     no store round trip at all; otherwise ``key`` names the stored object and
     ``layout`` gives each out-of-band buffer's (offset, length) within it.
+    A large pickled header (a big dict or list, a Plan) is stored too, at
+    ``header_span`` (offset, length), and ``header`` is then empty: refs
+    travel in control messages, which must stay small.
     """
 
     key: str
@@ -23,11 +26,12 @@ class StoredRef:
     size: int = 0
     layout: list[tuple[int, int]] = field(default_factory=list)
     inline: list[bytes] | None = None
+    header_span: tuple[int, int] | None = None
 
     @property
     def nbytes(self) -> int:
         return len(self.header) + sum(n for _, n in self.layout) + \
-            sum(len(b) for b in self.inline or ())
+            sum(len(b) for b in self.inline or ()) + (self.header_span or (0, 0))[1]
 
 
 class ObjectStore(ABC):

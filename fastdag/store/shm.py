@@ -1,9 +1,11 @@
 """The shared-memory store: one file in /dev/shm per large value, mapped copy-on-write.
 
 Layout of a segment: the out-of-band buffers of ``serialize.dumps``, each at a
-64-byte aligned offset (Arrow's alignment), nothing else. The pickled header
-and the offsets travel in the ``StoredRef``, so a reader needs no extra read
-to find its way.
+64-byte aligned offset (Arrow's alignment), then the pickled header if it is
+large. A small header and the offsets travel in the ``StoredRef``, so a
+reader needs no extra read to find its way; a large one (a big dict, a Plan)
+stays out of the control messages, whose size decides how fast they pass a
+socket to a process that is not running yet.
 
 Writing is one ``pwrite`` per buffer into a new file: a single copy from the
 producer's heap, with no page faults on a writer mapping. Reading maps the
@@ -17,8 +19,8 @@ tracker, which unlinks it when that process exits (bpo-38119). The scheduler
 that receives a ref owns the segment from then on and unlinks it when the
 last consumer is done; ``sweep`` removes whatever a crashed writer left.
 
-Values smaller than ``inline_threshold`` bytes never touch /dev/shm: their
-buffers ride inside the ref.
+Values smaller than ``inline_threshold`` bytes (header and buffers) never
+touch /dev/shm: they ride inside the ref.
 
 /dev/shm can be small: Docker gives containers 64 MB unless run with
 ``--shm-size``. A value that does not fit is written to a file-backed
@@ -47,6 +49,7 @@ from .base import ObjectStore, StoredRef
 SHM_DIR = "/dev/shm"
 ALIGN = 64
 INLINE_THRESHOLD = 64 * 1024
+HEADER_IN_REF_MAX = 16 * 1024  # larger pickled headers go into the segment
 SPILL_DIR = os.path.join(tempfile.gettempdir(), "fastdag-spill")
 _warned = False
 
@@ -75,9 +78,10 @@ class SharedMemoryStore(ObjectStore):
         the source pages are then released as they are copied, so a value of
         several GB is never held twice (heap and segment) at the peak.
         """
+        header = payload.header
         size = sum(b.nbytes for b in payload.buffers)
-        if size < self.inline_threshold:
-            return StoredRef(key=key, header=payload.header, kind=payload.kind,
+        if size + len(header) < self.inline_threshold:
+            return StoredRef(key=key, header=header, kind=payload.kind,
                              inline=[bytes(b) for b in payload.buffers])
         name = f"{self.prefix}-{next(self._counter)}"
         layout = []
@@ -85,20 +89,27 @@ class SharedMemoryStore(ObjectStore):
         for buf in payload.buffers:
             layout.append((offset, buf.nbytes))
             offset += -(-buf.nbytes // ALIGN) * ALIGN
+        # (offset, buffer, release its pages while copying) for each region
+        parts = [(start, buf, consume) for (start, _), buf in zip(layout, payload.buffers)]
+        header_span = None
+        if len(header) > HEADER_IN_REF_MAX:
+            header_span = (offset, len(header))
+            parts.append((offset, memoryview(header), False))
+            offset += len(header)
+            header = b""
         size = max(offset, 1)
         key = name
         try:
-            _write_segment(os.path.join(self.directory, name), size, layout, payload.buffers,
-                           consume)
+            _write_segment(os.path.join(self.directory, name), size, parts)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
                 raise
             _warn_small_shm(self.directory, size)
             os.makedirs(self.spill_dir, exist_ok=True)
             key = os.path.join(self.spill_dir, name)  # absolute: get() and delete() follow it
-            _write_segment(key, size, layout, payload.buffers, consume)
-        return StoredRef(key=key, header=payload.header, kind=payload.kind, size=size,
-                         layout=layout)
+            _write_segment(key, size, parts)
+        return StoredRef(key=key, header=header, kind=payload.kind, size=size,
+                         layout=layout, header_span=header_span)
 
     # -- reading ------------------------------------------------------------
     def get(self, ref: StoredRef) -> Any:
@@ -116,7 +127,11 @@ class SharedMemoryStore(ObjectStore):
         finally:
             os.close(fd)
         view = memoryview(mapped)
-        return loads(ref.header, [view[o:o + n] for o, n in ref.layout], ref.kind)
+        header = ref.header
+        if ref.header_span is not None:
+            start, length = ref.header_span
+            header = view[start:start + length]
+        return loads(header, [view[o:o + n] for o, n in ref.layout], ref.kind)
 
     # -- lifetime -----------------------------------------------------------
     def delete(self, ref: StoredRef) -> None:
@@ -140,8 +155,8 @@ class SharedMemoryStore(ObjectStore):
         return count
 
 
-def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers: list,
-                   consume: bool = False) -> None:
+def _write_segment(path: str, size: int, parts: list[tuple[int, memoryview, bool]]) -> None:
+    """Write ``parts`` ((offset, buffer, consume) each) into a new file of ``size`` bytes."""
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         # Size the file, then write: on a full tmpfs pwrite fails with ENOSPC
@@ -149,7 +164,7 @@ def _write_segment(path: str, size: int, layout: list[tuple[int, int]], buffers:
         # claim the space up front but zero-fills every page first, doubling
         # the cost of writing.
         os.ftruncate(fd, size)
-        for (start, _), buf in zip(layout, buffers):
+        for start, buf, consume in parts:
             _pwrite_all(fd, buf, start, consume)
     except BaseException:
         os.close(fd)
