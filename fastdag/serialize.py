@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,13 @@ class Payload:
         return len(self.header) + sum(b.nbytes for b in self.buffers)
 
 
-def dumps(obj: Any) -> Payload:
-    """Serialize ``obj``; raises pickle errors as they come (callers name the task)."""
+def dumps(obj: Any, array_reducer: Callable[[Any], tuple | None] | None = None) -> Payload:
+    """Serialize ``obj``; raises pickle errors as they come (callers name the task).
+
+    ``array_reducer(array)`` may return a reduce tuple to pickle a numpy
+    array by reference instead of by value (see ``store.constants``), or
+    None to pickle it as usual.
+    """
     kind = _arrow_kind(obj)
     if kind:
         return Payload(b"", [memoryview(_arrow_ipc(obj))], kind)
@@ -47,7 +53,9 @@ def dumps(obj: Any) -> Payload:
         buffers.append(buf.raw())
 
     out = io.BytesIO()
-    _Pickler(out, protocol=5, buffer_callback=keep).dump(obj)
+    pickler = _Pickler(out, protocol=5, buffer_callback=keep)
+    pickler.array_reducer = array_reducer
+    pickler.dump(obj)
     return Payload(out.getvalue(), buffers, PICKLE)
 
 
@@ -59,8 +67,14 @@ class _Pickler(cloudpickle.Pickler):
     contiguous copy here sends it through shared memory like any other array.
     """
 
+    array_reducer: Callable[[Any], tuple | None] | None = None
+
     def reducer_override(self, obj: Any) -> Any:
         if type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy":
+            if self.array_reducer is not None:
+                by_reference = self.array_reducer(obj)
+                if by_reference is not None:
+                    return by_reference
             flags = obj.flags
             if not (flags.c_contiguous or flags.f_contiguous) and obj.nbytes >= OUT_OF_BAND_MIN \
                     and not obj.dtype.hasobject:

@@ -81,6 +81,7 @@ from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from .base import Executor, RunFuture, as_dag
 from .worker import SLOT
@@ -130,6 +131,7 @@ class RunState:
     bytes_stored: int = 0
     mean_task_s: float | None = None
     closed: bool = False
+    constants: list[str] = field(default_factory=list)  # cached constants the plan pins
 
     def ready_count(self) -> int:
         return len(self.ready) + sum(len(q) for q in self.local.values())
@@ -141,13 +143,18 @@ class LocalExecutor(Executor):
     ``workers`` defaults to the number of cores; ``blas_threads`` to
     cores // workers (at least 1), so that workers x BLAS threads does not
     oversubscribe the machine. Workers start on first use.
+
+    ``constant_cache``: bytes of /dev/shm that large arrays captured in
+    graphs may keep between runs (see ``store.constants``), so that running
+    a graph again on the same data does not copy the data again; None means
+    a quarter of /dev/shm, 0 turns the cache off.
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
-                 metrics: Any = None):
+                 metrics: Any = None, constant_cache: int | None = None):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -159,6 +166,7 @@ class LocalExecutor(Executor):
         self.token = f"{os.getpid()}{secrets.token_hex(2)}"
         self.prefix = f"fastdag-{self.token}"
         self.store = SharedMemoryStore(self.prefix + "-c", inline_threshold)
+        self.constants = ConstantCache(self.prefix, constant_cache)
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -176,7 +184,8 @@ class LocalExecutor(Executor):
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
-                "inline_threshold": self.inline_threshold}
+                "inline_threshold": self.inline_threshold,
+                "constant_cache": self.constants.budget}
 
     def worker_pids(self) -> list[int]:
         return [h.process.pid for h in self._handles if h.alive]
@@ -189,24 +198,30 @@ class LocalExecutor(Executor):
         plan = build_plan(dag)
         run_id = next(self._run_ids)
         with gc_paused():
-            plan_ref = self._store_plan(plan)
+            plan_ref, constants = self._store_plan(plan)
         future = RunFuture(f"{self.token}-{run_id}", single,
                            on_cancel=lambda: self._post(("cancel", run_id)))
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
                          remaining=[len(d) for d in plan.deps],
-                         done=bytearray(len(plan)), start=time.time(), settings=self.settings())
+                         done=bytearray(len(plan)), start=time.time(), settings=self.settings(),
+                         constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
         self._ensure_started()
         self._post(("run", state))
         return future
 
-    def _store_plan(self, plan: Plan) -> StoredRef:
+    def _store_plan(self, plan: Plan) -> tuple[StoredRef, list[str]]:
+        """Put the plan in shared memory; also return the cached constants it pins."""
+        pins = Pins()
         try:
-            payload = dumps(plan)
+            payload = dumps(plan, lambda array: self.constants.reducer(array, pins))
+            return self.store.put_payload("plan", payload), pins.names
         except Exception as exc:  # noqa: BLE001 - find the task to blame
+            self.constants.unpin(pins.names)
+            if isinstance(exc, OSError):
+                raise
             raise _unpicklable_argument(plan, exc) from exc
-        return self.store.put_payload("plan", payload)
 
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
@@ -229,7 +244,8 @@ class LocalExecutor(Executor):
         self._cleanup_files()
 
     def _cleanup_files(self) -> None:
-        self.store.sweep(self.prefix)
+        self.constants.clear()
+        self.store.sweep(self.prefix)  # segments, cached constants and the status file
         self._finalizer.detach()
 
     # -- start-up -----------------------------------------------------------
@@ -324,7 +340,7 @@ class LocalExecutor(Executor):
             if kind == "run":
                 state: RunState = item[1]
                 if state.future.cancelled():
-                    self.store.delete(state.plan_ref)
+                    self._release_plan(state)
                     continue
                 self._runs[state.id] = state
                 for i, deps in enumerate(state.plan.deps):
@@ -466,8 +482,12 @@ class LocalExecutor(Executor):
         for h in self._handles:
             if h.alive and h.wid in run.seen_by:
                 self._send(h, ("end", run.id))
-        self.store.delete(run.plan_ref)
+        self._release_plan(run)
         self._runs.pop(run.id, None)
+
+    def _release_plan(self, run: RunState) -> None:
+        self.store.delete(run.plan_ref)
+        self.constants.unpin(run.constants)
 
     # -- dispatch -------------------------------------------------------------
     def _dispatch(self) -> None:
