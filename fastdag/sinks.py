@@ -96,14 +96,16 @@ class ParquetSink:
         self.write_many([report])
 
     def write_many(self, reports: list[RunReport]) -> None:
-        """Append ``reports``: one new file each in a directory, one rewrite for a file."""
+        """Append ``reports``: one new file in a directory, one rewrite for a file."""
         from .tables import combine
         tables = [r.to_arrow() for r in reports]
         if not self.is_file:
+            # One new file per batch: encoding a Parquet file costs more than
+            # the rows of a small run, and readers take every file in the folder.
             self.path.mkdir(parents=True, exist_ok=True)
-            for report, table in zip(reports, tables):
-                name = f"run-{report.run.start:.6f}-{report.run.run_id}.parquet"
-                _write_atomic(self.path / name, table)
+            first = reports[0].run
+            name = f"run-{first.start:.6f}-{first.run_id}.parquet"
+            _write_atomic(self.path / name, combine(tables) if len(tables) > 1 else tables[0])
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _lock_for(self.path):

@@ -10,7 +10,9 @@ Parquet *file* is rewritten once for the batch, not once per run.
 
 The writer prefers the gaps between runs (it waits up to ``IDLE_WAIT_MAX``
 for one), because converting thousands of task records holds the GIL and
-would otherwise stall the scheduler thread of the run in flight.
+would otherwise stall the scheduler thread of the run in flight. While runs
+keep coming it writes at most every ``BATCH_INTERVAL``: many small runs then
+cost one file, not one each.
 ``flush()`` waits until everything queued so far is written, at once; the
 metrics loaders call it, and so does interpreter exit.
 """
@@ -31,6 +33,7 @@ from .metrics import RunReport
 # how often to look.
 IDLE_WAIT_MAX = 1.0
 IDLE_POLL = 0.002
+BATCH_INTERVAL = 0.25
 
 
 class SinkWriter:
@@ -56,6 +59,7 @@ class SinkWriter:
         """Wait until every queued report is written; False if ``timeout`` ran out."""
         with self.cond:
             self.flushing += 1
+            self.cond.notify_all()  # the writer may be gathering a batch: write now
             try:
                 return self.cond.wait_for(lambda: not self.queue and not self.busy, timeout)
             finally:
@@ -63,16 +67,22 @@ class SinkWriter:
 
     def _loop(self) -> None:
         from .monitor import runs_in_flight
+        last_write = 0.0
         while True:
             with self.cond:
                 while not self.queue:
                     self.cond.wait()
+                # Runs still coming: let their reports gather into one write.
+                pause = last_write + BATCH_INTERVAL - time.monotonic()
+                if pause > 0 and runs_in_flight():
+                    self.cond.wait_for(lambda: self.flushing, pause)
             # Building a table holds the GIL for milliseconds; while a run is
             # in flight that delays its scheduler thread, so wait (a bounded
             # time) for a gap between runs, unless someone is waiting on us.
             deadline = time.monotonic() + IDLE_WAIT_MAX
             while not self.flushing and runs_in_flight() and time.monotonic() < deadline:
                 time.sleep(IDLE_POLL)
+            last_write = time.monotonic()
             with self.cond:
                 batch = list(self.queue)
                 self.queue.clear()
