@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
+_SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
 _next_key = itertools.count().__next__
 
 
@@ -170,6 +171,16 @@ class Node:
         self.key = _next_key()
         self._mark = 0   # walk stamp, see _topological_order
         self._index = 0  # position in the plan being built, see plan.build_plan
+        if not kwargs and len(args) == 2:
+            # The bulk of big graphs, f(a, b): settled without building a list.
+            a, b = args
+            if type(a) is Node:
+                if type(b) is Node and a is not b:
+                    self.deps, self.mode = args, 3
+                    return
+            elif type(a) in _SCALARS and type(b) in _SCALARS:
+                self.deps, self.mode = (), 0
+                return
         deps: list[Node] = []
         mode = 0
         for value in itertools.chain(args, kwargs.values()) if kwargs else args:

@@ -77,7 +77,7 @@ def describe_failure(i: int, exc: BaseException, attempts: int) -> Failure:
     return Failure(index=i, exc=exc, traceback=text, attempts=attempts)
 
 
-_FIXED_SIZES = {int: sys.getsizeof(0), float: sys.getsizeof(0.0), bool: sys.getsizeof(True),
+FIXED_SIZES = {int: sys.getsizeof(0), float: sys.getsizeof(0.0), bool: sys.getsizeof(True),
                 type(None): sys.getsizeof(None)}
 
 
@@ -86,7 +86,7 @@ def nbytes(value: Any) -> int:
 
     Called for every task's output, so scalars take a dict lookup and no more.
     """
-    size = _FIXED_SIZES.get(type(value))
+    size = FIXED_SIZES.get(type(value))
     if size is not None:
         return size
     size = getattr(value, "nbytes", None)

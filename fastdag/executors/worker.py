@@ -50,7 +50,7 @@ import cloudpickle
 from ..errors import SerializationError
 from ..graph import gc_paused
 from ..plan import Plan
-from ..runner import INTERNAL_FILES, Failure, describe_failure, execute, nbytes
+from ..runner import FIXED_SIZES, INTERNAL_FILES, Failure, describe_failure, execute, nbytes
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.shm import SharedMemoryStore
@@ -200,6 +200,7 @@ class Worker:
         dependents = plan.dependents
         wanted = plan.wanted
         tasks, modes = plan.tasks, plan.modes
+        args_of, kwargs_of = plan.args, plan.kwargs
         values = data.values
         has_value = values.__contains__
         refs = data.refs
@@ -210,6 +211,7 @@ class Worker:
             progress.completed, progress.stored, progress.records, progress.consumed
         status, slot = self.status, self.slot
         pack, clock = SLOT.pack_into, time.time
+        fixed_size = FIXED_SIZES.get
         last_poll = ready_at = last_progress = clock()
         while stack:
             i = stack.pop()
@@ -225,9 +227,14 @@ class Worker:
             deps = deps_of[i]
             try:
                 attempts = 1
-                if modes[i] == 3:  # f(a, b) of two Nodes, the bulk of big graphs: call it here
+                mode = modes[i]
+                if mode == 3 or (mode == 0 and not kwargs_of[i]):
+                    # f(a, b) of two Nodes, or f(constants): the bulk of big
+                    # graphs, called here without building an argument list.
                     try:
-                        if len(deps) == 2:
+                        if mode == 0:
+                            value = tasks[i].func(*args_of[i])
+                        elif len(deps) == 2:
                             value = tasks[i].func(values[deps[0]], values[deps[1]])
                         else:
                             value = tasks[i].func(*[values[d] for d in deps])
@@ -251,19 +258,29 @@ class Worker:
                 if not uses_left[d] and not wanted[d]:
                     values.pop(d, None)
             consumers = dependents[i]
-            out_bytes = sizes[i] = nbytes(value)
+            out_bytes = sizes[i] = fixed_size(type(value)) or nbytes(value)
             if wanted[i] or len(consumers) > 1:
                 refs[i] = stored[i] = self._put(plan, i, value, handover=True)
+                end = clock()
             else:
                 values[i] = value
+                end = ran
             del value
-            end = clock()
             done[i] = 1
             completed.append(i)
             records.extend((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
             # Continue with consumers whose inputs are all here.
+            if len(consumers) == 1:  # a chain or a tree: the common case, no list
+                c = consumers[0]
+                if not done[c]:
+                    for d in deps_of[c]:
+                        if not has_value(d) and d not in refs:
+                            break
+                    else:
+                        stack.append(c)
+                continue
             nxt = []
             for c in consumers:
                 if not done[c]:
