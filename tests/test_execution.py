@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import asyncio
 import os
 
@@ -203,3 +204,28 @@ def test_submit_rejects_non_nodes(executor):
 def test_unknown_compute_option(executor):
     with pytest.raises(TypeError, match="unknown"):
         inc(1).compute(executor=executor, colour="red")
+
+
+def test_thread_executor_frees_a_finished_run_without_the_garbage_collector():
+    import gc
+    import weakref
+
+    @fd.task
+    def make():
+        return np.ones(1000)
+
+    ex = fd.ThreadExecutor(workers=2)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        future = ex.submit(make())
+        ref = weakref.ref(future.result())
+        del future
+        deadline = time.time() + 5
+        while ref() is not None and time.time() < deadline:
+            time.sleep(0.01)  # the pool thread drops its work item after the run resolves
+        assert ref() is None, "a reference cycle keeps the finished run's result alive"
+    finally:
+        if was_enabled:
+            gc.enable()
+        ex.shutdown()

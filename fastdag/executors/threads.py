@@ -45,47 +45,7 @@ class ThreadExecutor(Executor):
         dag, single = as_dag(dag_or_nodes)
         run = InProcessRun(dag, single, self.name, self.settings())
         run.future.tasks_total = len(run.plan)
-        pool = self._get_pool()
-        pending = [len(run.plan)]
-
-        def step(batch: list[int], ready_at: float) -> None:
-            # Depth first through the batch, continuing with one consumer of
-            # each finished task here; a loop, so a 100,000-task chain is fine.
-            stack = batch[::-1]
-            try:
-                while stack and not run.future.done():
-                    i = stack.pop()
-                    value = run.run_one(i, ready_at)
-                    with run.lock:
-                        ready = run.complete(i, value)
-                        pending[0] -= 1
-                        finished = not pending[0]
-                    if finished:
-                        run.finish()
-                        return
-                    if ready:
-                        ready_at = time.time()
-                        stack.append(ready[0])
-                        spread(ready[1:], ready_at)
-            except TaskError as exc:
-                run.fail(exc)
-            except BaseException as exc:  # noqa: BLE001 - never leave the caller waiting
-                run.fail(exc)
-
-        def spread(tasks: list[int], ready_at: float) -> None:
-            """Give tasks to the pool in batches sized as LocalExecutor sizes them.
-
-            Tiny tasks go in up to ``workers`` contiguous batches (a thread
-            then runs a whole subtree); once tasks are known to be slow, in
-            small batches, so that the pool's queue balances them.
-            """
-            if not tasks:
-                return
-            size = batch_size(len(tasks), self.workers, run.mean_task_s())
-            for k in range(0, len(tasks), size):
-                pool.submit(step, tasks[k:k + size], ready_at)
-
-        spread([i for i, deps in enumerate(run.plan.deps) if not deps], time.time())
+        _PoolRun(run, self._get_pool(), self.workers).start()
         return self._track(run.future, options)
 
     def shutdown(self, wait: bool = True) -> None:
@@ -93,3 +53,61 @@ class ThreadExecutor(Executor):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
+
+
+class _PoolRun:
+    """One run's tasks on the pool.
+
+    A plain object rather than closures: two closures calling each other
+    form a reference cycle, which would keep a finished run (and its
+    result) alive until the garbage collector ran. The pool's work items
+    are the only references here, so the run is freed when its last batch
+    ends.
+    """
+
+    def __init__(self, run: InProcessRun, pool: ThreadPoolExecutor, workers: int):
+        self.run = run
+        self.pool = pool
+        self.workers = workers
+        self.pending = len(run.plan)
+
+    def start(self) -> None:
+        self.spread([i for i, deps in enumerate(self.run.plan.deps) if not deps], time.time())
+
+    def step(self, batch: list[int], ready_at: float) -> None:
+        # Depth first through the batch, continuing with one consumer of
+        # each finished task here; a loop, so a 100,000-task chain is fine.
+        run = self.run
+        stack = batch[::-1]
+        try:
+            while stack and not run.future.done():
+                i = stack.pop()
+                value = run.run_one(i, ready_at)
+                with run.lock:
+                    ready = run.complete(i, value)
+                    self.pending -= 1
+                    finished = not self.pending
+                if finished:
+                    run.finish()
+                    return
+                if ready:
+                    ready_at = time.time()
+                    stack.append(ready[0])
+                    self.spread(ready[1:], ready_at)
+        except TaskError as exc:
+            run.fail(exc)
+        except BaseException as exc:  # noqa: BLE001 - never leave the caller waiting
+            run.fail(exc)
+
+    def spread(self, tasks: list[int], ready_at: float) -> None:
+        """Give tasks to the pool in batches sized as LocalExecutor sizes them.
+
+        Tiny tasks go in up to ``workers`` contiguous batches (a thread then
+        runs a whole subtree); once tasks are known to be slow, in small
+        batches, so that the pool's queue balances them.
+        """
+        if not tasks:
+            return
+        size = batch_size(len(tasks), self.workers, self.run.mean_task_s())
+        for k in range(0, len(tasks), size):
+            self.pool.submit(self.step, tasks[k:k + size], ready_at)
