@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 import asyncio
 import os
+import time
 
 import numpy as np
 import pytest
