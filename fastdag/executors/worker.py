@@ -271,29 +271,20 @@ class Worker:
             records.extend((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
-            # Continue with consumers whose inputs are all here.
-            if len(consumers) == 1:  # a chain or a tree: the common case, no list
-                c = consumers[0]
-                if not done[c]:
-                    for d in deps_of[c]:
-                        if not has_value(d) and d not in refs:
-                            break
-                    else:
-                        stack.append(c)
-                continue
-            nxt = []
+            # Continue with the first consumer whose inputs are all here.
+            kept = False
             for c in consumers:
                 if not done[c]:
                     for d in deps_of[c]:
                         if not has_value(d) and d not in refs:
                             break
                     else:
-                        nxt.append(c)
-            if nxt:
-                stack.append(nxt[0])
-                if len(nxt) > 1:
-                    # Fan-out: keep one branch, let the scheduler spread the rest.
-                    self._flush(run, data, progress, stack, False)
+                        if kept:
+                            # Fan-out: keep one branch, let the scheduler spread the rest.
+                            self._flush(run, data, progress, stack, False)
+                            break
+                        stack.append(c)
+                        kept = True
 
     def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
                final: bool) -> None:
