@@ -216,17 +216,19 @@ def _build_plan(dag: DAG) -> Plan:
                 simple=simple)
 
 
-def batch_size(ready: int, idle_workers: int, mean_task_seconds: float | None) -> int:
+def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:
     """How many ready tasks to hand one idle worker in one message.
 
-    An even share of the ready tasks among the idle workers: with the
-    continuation rule, a share of a reduction's leaves becomes a whole
-    subtree run without a message. Once tasks are known to take long, a batch
-    holds no more than about ``TARGET_BATCH_SECONDS`` of work, so that
-    workers finishing early can still be given the rest: batching pays for
-    tiny tasks only.
+    An even share of the ready tasks among *all* the workers, busy ones
+    included: with the continuation rule, a share of a reduction's leaves
+    becomes a whole subtree run without a message, and a fan-out made ready
+    while a worker is busy leaves that worker its share, to take when it
+    is done, rather than piling every branch on the idle one. Once tasks are
+    known to take long, a batch holds no more than about
+    ``TARGET_BATCH_SECONDS`` of work, so that workers finishing early can
+    still be given the rest: batching pays for tiny tasks only.
     """
-    share = max(1, math.ceil(ready / max(1, idle_workers)))
+    share = max(1, math.ceil(ready / max(1, workers)))
     if mean_task_seconds is not None and mean_task_seconds > 0:
         share = min(share, max(1, int(TARGET_BATCH_SECONDS / mean_task_seconds)))
     return share

@@ -29,8 +29,10 @@ Scheduling policy, in the order the scheduler applies it:
 2. An idle worker takes, from the next run in round-robin order (so small
    runs are not starved by large ones), its own queue first, then the shared
    queue, then other workers' queues. It takes a batch of
-   ``plan.batch_size`` tasks: many when tasks are tiny, one when they are
-   known to be slow.
+   ``plan.batch_size`` tasks: an even share of what was ready among all
+   workers, busy ones included (a busy worker takes its share when it is
+   done), and no more than about 20 ms of work once tasks are known to be
+   slow.
 3. Inside a batch the worker continues with consumers it can feed itself
    (see ``worker.py``), reporting ``claimed`` tasks so they are not given
    out twice.
@@ -494,14 +496,18 @@ class LocalExecutor(Executor):
         idle = [h for h in self._handles if h.alive and h.busy_run is None]
         if not idle or not self._runs:
             return
-        for left, h in enumerate(idle):
+        live = sum(1 for h in self._handles if h.alive)
+        shares: dict[int, int] = {}  # per run: sized once per round, on what was ready
+        for h in idle:
             runs = [r for r in self._runs.values() if not r.closed and r.ready_count()]
             if not runs:
                 return
             own = [r for r in runs if r.local.get(h.wid)]
             run = own[0] if own else runs[self._rr % len(runs)]
             self._rr += 1
-            share = batch_size(run.ready_count(), len(idle) - left, run.mean_task_s)
+            share = shares.get(run.id)
+            if share is None:
+                share = shares[run.id] = batch_size(run.ready_count(), live, run.mean_task_s)
             self._send_batch(run, h, self._take(run, h, share))
 
     def _take(self, run: RunState, h: WorkerHandle, n: int) -> list[int]:
