@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import pickle
 
 import numpy as np
 import pyarrow as pa
@@ -140,6 +141,22 @@ def test_store_inline_small_values_and_aligned_buffers(tmp_path):
     with pytest.raises(KeyError):
         store.get(ref)
     np.testing.assert_array_equal(store.get(small), np.arange(10))
+
+
+def test_large_pickled_headers_stay_out_of_the_ref(tmp_path):
+    # A big dict is all header: it goes into the segment, the ref stays small.
+    store = SharedMemoryStore("fastdag-test", directory=str(tmp_path))
+    words = {f"word{i}": i for i in range(20_000)}
+    ref = store.put("w", words)
+    assert ref.inline is None and ref.header == b"" and ref.header_span is not None
+    assert len(pickle.dumps(ref)) < 1024
+    assert store.get(ref) == words and ref.nbytes >= ref.header_span[1]
+    mixed = {"a": np.arange(100_000), "words": words}
+    ref = store.put("m", mixed)
+    back = store.get(ref)
+    assert back["words"] == words and ref.header == b""
+    np.testing.assert_array_equal(back["a"], mixed["a"])
+    store.sweep()
 
 
 def test_store_sweep_and_prefix_rule(tmp_path):
