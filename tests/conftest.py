@@ -13,8 +13,10 @@ import pytest
 import fastdag as fd
 
 
-def fastdag_segments() -> set[str]:
-    return {name for name in os.listdir("/dev/shm") if name.startswith("fastdag-")}
+def fastdag_segments(prefix: str = "fastdag-") -> set[str]:
+    """Files in /dev/shm named ``prefix*``: pass an executor's prefix, since
+    other processes on the machine (a parallel test run) make fastdag files too."""
+    return {name for name in os.listdir("/dev/shm") if name.startswith(prefix)}
 
 
 @pytest.fixture(scope="session")

@@ -117,10 +117,11 @@ def test_arrow_tables_round_trip(local_executor):
 
 
 def test_no_segments_left_after_runs(local_executor):
-    before = fastdag_segments()
+    before = fastdag_segments(local_executor.prefix)
     for seed in range(3):
         double(make(N, seed)).compute(executor=local_executor)
-    leftover = {s for s in fastdag_segments() - before if not s.endswith("-status")}
+    leftover = {s for s in fastdag_segments(local_executor.prefix) - before
+                if not s.endswith("-status")}
     assert leftover == set()
 
 
