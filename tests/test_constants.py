@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -124,12 +126,27 @@ def test_content_hash_ignores_layout_but_not_values():
 
 
 def test_entries_idle_too_long_are_evicted(tmp_path):
-    cache = ConstantCache("fastdag-test-idle", directory=str(tmp_path), idle_seconds=0.0)
+    cache = ConstantCache("fastdag-test-idle", directory=str(tmp_path), idle_seconds=0.5)
     first, second = Pins(), Pins()
     cache.reducer(np.ones(N), first)
     cache.unpin(first.names)
+    assert len(cache) == 1  # not idle long enough yet
+    time.sleep(0.6)
     cache.reducer(np.zeros(N), second)
     cache.unpin(second.names)  # the first entry has idled since its own unpin
     assert len(cache) == 1 and [p.name for p in tmp_path.iterdir()] == \
         [second.names[0].rsplit("/", 1)[-1]]
     cache.clear()
+
+
+def test_an_idle_executor_gives_cached_constants_back():
+    ex = fd.LocalExecutor(workers=1)
+    ex.constants.idle_seconds = 0.2
+    try:
+        assert total(np.ones(N)).compute(executor=ex) == N
+        deadline = time.time() + 10
+        while cached(ex) and time.time() < deadline:
+            time.sleep(0.05)  # nothing runs: the scheduler thread expires the entry itself
+        assert not cached(ex) and ex.constants.nbytes == 0
+    finally:
+        ex.shutdown()

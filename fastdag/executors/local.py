@@ -317,14 +317,20 @@ class LocalExecutor(Executor):
                 else:
                     self._worker_died(h, stopping)
             self._kill_overdue()
+            self.constants.expire()
             if stopping:
                 self._stop_workers()
                 return
             self._dispatch()
 
     def _next_deadline(self) -> float | None:
-        deadlines = [h.kill_at for h in self._handles if h.alive and h.kill_at]
-        return max(0.0, min(deadlines) - time.time()) if deadlines else None
+        """Seconds until something is due: a worker to kill, a cached constant to expire."""
+        now = time.time()
+        waits = [h.kill_at - now for h in self._handles if h.alive and h.kill_at]
+        expiry = self.constants.next_expiry()
+        if expiry is not None:
+            waits.append(expiry)
+        return max(0.0, min(waits)) if waits else None
 
     def _drain_inbox(self) -> bool:
         try:

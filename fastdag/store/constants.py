@@ -16,7 +16,8 @@ Lifetime, owned by the executor that made the cache:
 * a run *pins* the entries its plan refers to, from the moment the plan is
   pickled until the run is forgotten (a worker may map them any time before);
 * unpinned entries are evicted least recently used first when the cache would
-  exceed its byte budget, and once unused for ``idle_seconds``;
+  exceed its byte budget, and once unused for ``idle_seconds`` (the
+  executor's scheduler thread wakes up for that even when nothing runs);
 * everything left is unlinked by the executor's sweep at shutdown (entries are
   named ``<executor prefix>-k<hash>``).
 
@@ -114,7 +115,25 @@ class ConstantCache:
                 if entry is not None:
                     entry[1] -= 1
                     entry[2] = now
+        self.expire()
+
+    def expire(self) -> None:
+        """Evict the unpinned entries unused for ``idle_seconds``."""
+        now = time.monotonic()
+        with self._lock:
             self._evict(lambda e: now - e[2] > self.idle_seconds)
+
+    def next_expiry(self) -> float | None:
+        """Seconds until the next unpinned entry idles out (None: nothing to expire).
+
+        The executor's scheduler thread waits at most this long, so an idle
+        executor still gives the memory back.
+        """
+        with self._lock:
+            idle = [e[2] for e in self._entries.values() if e[1] == 0]
+        if not idle:
+            return None
+        return max(0.0, min(idle) + self.idle_seconds - time.monotonic()) + 0.001
 
     def clear(self) -> None:
         """Unlink every entry no run has pinned."""
