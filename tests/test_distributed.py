@@ -18,6 +18,7 @@ from fastdag.distributed import PayloadRejected, RedisUnavailable
 from fastdag.distributed import requirements
 from fastdag.distributed.signing import MissingSecret, Signer
 from fastdag.store.redis import RedisStore
+from conftest import fastdag_segments
 
 pytestmark = pytest.mark.redis
 
@@ -34,8 +35,10 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, n: int = 1, concurrency: int = 1, secret: str | None = SECRET,
-              idle_timeout: float = 1.0, extra: tuple[str, ...] = ()) -> list[subprocess.Popen]:
+              idle_timeout: float = 1.0, extra: tuple[str, ...] = (),
+              env_extra: dict[str, str] | None = None) -> list[subprocess.Popen]:
         env = {k: v for k, v in os.environ.items() if k != "FASTDAG_SECRET"}
+        env.update(env_extra or {})
         env["PYTHONPATH"] = os.pathsep.join([TESTS, env.get("PYTHONPATH", "")])
         if secret is not None:
             env["FASTDAG_SECRET"] = secret
@@ -126,6 +129,12 @@ def array(n, seed):
 @fd.task
 def dot(a, b):
     return float(a @ b)
+
+
+@fd.task
+def blas_threads(i):
+    from threadpoolctl import threadpool_info
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
 
 
 @fd.task
@@ -347,6 +356,10 @@ def test_concurrency_starts_that_many_processes(executor, workers):
     names = {w["pid"] for w in executor.workers()}
     assert sup.pid not in names and len(names) == 2
     assert executor.compute(tree(256)) == 256 * 255 // 2
+    # 2 processes never run more BLAS threads than there are cores (idle ones spin)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for threads in executor.compute(*[blas_threads(i) for i in range(4)]):
+        assert threads and all(n == share for n in threads), threads
     sup.terminate()
     sup.wait(timeout=15)
     for pid in names:
@@ -504,3 +517,199 @@ def test_task_that_kills_every_worker_fails_the_run(executor, workers):
     assert time.time() - start < 60
     wait_for_workers(executor, 2)          # the supervisor replaced the dead processes
     assert executor.compute(tree(16)) == 120
+
+
+# -- large results between workers: /dev/shm on one host, bytes across hosts ---------
+@fd.task
+def big(seed, n=400_000):
+    """3.2 MB: over the size from which results go through /dev/shm."""
+    return np.random.default_rng(seed).standard_normal(n)
+
+
+@fd.task
+def weigh(x, k):
+    return float(x.sum() * k)
+
+
+@fd.task
+def made(x, marker_dir):
+    Path(marker_dir, "made").touch()
+    return x
+
+
+@fd.task
+def slow_weigh(x, seconds):
+    time.sleep(seconds)
+    return float(x.sum())
+
+
+@fd.task
+def slow_big(i, marker_dir, seconds):
+    Path(marker_dir, f"{i}-{os.getpid()}").touch()
+    time.sleep(seconds)
+    return np.random.default_rng(i).standard_normal(400_000)
+
+
+def big_graph(n: int = 6):
+    """Large arrays that cross workers (pairs of leaves from both batches), a large output."""
+    xs = [big(s) for s in range(n)]
+    pairs = [add(xs[i], xs[j]) for i in range(n) for j in range(i + 1, n)]
+    return total([dot(p, p) for p in pairs]), add(xs[0], xs[n - 1])
+
+
+def big_graph_expected(n: int = 6):
+    xs = [np.random.default_rng(s).standard_normal(400_000) for s in range(n)]
+    pairs = [xs[i] + xs[j] for i in range(n) for j in range(i + 1, n)]
+    return sum(float(p @ p) for p in pairs), xs[0] + xs[n - 1]
+
+
+def our_segments(ex: fd.RedisExecutor) -> set[str]:
+    """The /dev/shm segments of this executor's runs (other processes may have their own)."""
+    from fastdag.distributed.handoff import segment_prefix
+    prefix = segment_prefix(f"{ex.keys.runs}{ex.token}-")
+    return {s for s in fastdag_segments() if s.startswith(prefix)}
+
+
+def redis_input_bytes(ex: fd.RedisExecutor) -> int:
+    return int(ex.client.info("stats")["total_net_input_bytes"])
+
+
+def test_same_host_workers_hand_large_results_over_in_shared_memory(executor, workers):
+    from test_shared_memory import mapped
+    workers.start(2)
+    wait_for_workers(executor, 2)
+    before = redis_input_bytes(executor)
+    got_total, got_pair = executor.compute(*big_graph())
+    moved = redis_input_bytes(executor) - before
+    want_total, want_pair = big_graph_expected()
+    assert got_total == pytest.approx(want_total)
+    np.testing.assert_array_equal(got_pair, want_pair)
+    assert mapped(got_pair), "the client copied an output it could map"
+    got_pair[0] = 1.0                                            # writeable all the same
+    assert len({t.worker for t in fd.metrics.last_run().tasks}) == 2
+    # 6 leaves, 15 sums and the output, 3.2 MB each, would be over 70 MB through Redis
+    assert moved < 1_000_000, f"{moved} bytes went through Redis"
+    captured = np.random.default_rng(9).standard_normal(500_000)    # 4 MB in the plan
+    before = redis_input_bytes(executor)
+    assert executor.compute(weigh(captured, 2)) == pytest.approx(2 * captured.sum())
+    assert redis_input_bytes(executor) - before < 1_000_000, "the plan went through Redis"
+    assert run_keys(executor) == [] and our_segments(executor) == set()
+
+
+def test_workers_on_other_hosts_get_bytes(executor, workers):
+    workers.start(1, env_extra={"FASTDAG_SHM_DOMAIN": "host-a"})
+    workers.start(1, env_extra={"FASTDAG_SHM_DOMAIN": "host-b"})
+    wait_for_workers(executor, 2)
+    time.sleep(0.5)                  # each has seen the other's heartbeat
+    got_total, got_pair = executor.compute(*big_graph())
+    want_total, want_pair = big_graph_expected()
+    assert got_total == pytest.approx(want_total)
+    np.testing.assert_array_equal(got_pair, want_pair)
+    assert len({t.worker for t in fd.metrics.last_run().tasks}) == 2
+    assert run_keys(executor) == [] and our_segments(executor) == set()
+
+
+def test_worker_joining_from_another_host_asks_for_an_upload(executor, workers, tmp_path):
+    """A result stored only in host A's /dev/shm (A knew of no other host) reaches B."""
+    workers.start(1, env_extra={"FASTDAG_SHM_DOMAIN": "host-a"})
+    wait_for_workers(executor, 1)
+    x = made(big(3), str(tmp_path))
+    # A keeps the slow branch; the others are queued, and B, started later, takes them
+    node = total([slow_weigh(x, 3.0)] + [weigh(x, k) for k in range(1, 5)])
+    future = executor.submit(node)
+    deadline = time.time() + 30
+    while not (tmp_path / "made").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    workers.start(1, env_extra={"FASTDAG_SHM_DOMAIN": "host-b"})
+    want = float(np.random.default_rng(3).standard_normal(400_000).sum()) * (1 + 1 + 2 + 3 + 4)
+    assert future.result(timeout=60) == pytest.approx(want)
+    assert len({t.worker for t in future.report.tasks}) == 2, "B ran nothing"
+    assert run_keys(executor) == [] and our_segments(executor) == set()
+
+
+def test_no_segments_left_after_failure_or_killed_worker(executor, workers, tmp_path):
+    procs = workers.start(2, idle_timeout=1.0)
+    wait_for_workers(executor, 2)
+    with pytest.raises(fd.TaskError):
+        executor.compute(fails(dot(add(big(0), big(1)), add(big(2), big(3)))))
+    assert run_keys(executor) == [] and our_segments(executor) == set()
+    pids = {p.pid for p in procs}
+    xs = [slow_big(i, str(tmp_path), 0.5) for i in range(6)]
+    future = executor.submit(total([dot(xs[i], xs[5 - i]) for i in range(3)]))
+    victim = None
+    while victim is None:
+        victim = next((int(m.name.split("-")[1]) for m in tmp_path.iterdir()
+                       if int(m.name.split("-")[1]) in pids), None)
+        time.sleep(0.02)
+    time.sleep(0.6)                  # it has stored a result in /dev/shm by now
+    os.kill(victim, signal.SIGKILL)
+    xs_ = [np.random.default_rng(i).standard_normal(400_000) for i in range(6)]
+    assert future.result(timeout=60) == pytest.approx(sum(float(xs_[i] @ xs_[5 - i])
+                                                            for i in range(3)))
+    assert run_keys(executor) == [] and our_segments(executor) == set()
+
+
+def test_upload_on_request_and_janitor(redis_server):
+    """In one process: a reader in another domain gets bytes uploaded on request;
+    the janitor sweeps the segments of runs that ended."""
+    import threading
+    from fastdag.distributed.handoff import HandOff, is_reference
+    from fastdag.distributed.janitor import Janitor
+    from fastdag.distributed.protocol import Keys, connect
+    from fastdag.distributed.uploads import Uploads, UploadServer
+    client = connect(redis_server.url)
+    keys = Keys(f"t{os.getpid()}")
+    store = RedisStore(client, Signer("k"), ttl=60)
+    here = HandOff(store)
+    there = HandOff(store, ask_upload=Uploads(client, keys, ttl=60, timeout=10).request)
+    here.domain, there.domain = "host-a", "host-b"
+    forged = RedisStore(client, Signer("not-the-key"), ttl=60)
+    pipe = client.pipeline(transaction=False)
+    HandOff(forged).queue_put(pipe, keys.run("r0", ""), keys.value("r0", 0),
+                              np.arange(300_000.0), remote=False)
+    pipe.execute()
+    with pytest.raises(PayloadRejected, match="wrongly signed"):
+        here.get_key(keys.value("r0", 0))                     # a reference signed with another key
+    here.delete_keys([keys.value("r0", 0)])                   # never unlinks what a forgery names
+    assert here.sweep_run(keys.run("r0", "")) == 1
+    scope = keys.run("r1", "")
+    key, value = keys.value("r1", 0), np.arange(300_000.0)
+    pipe = client.pipeline(transaction=False)
+    here.queue_put(pipe, scope, key, value, remote=False)
+    pipe.execute()
+    first = here.fetch([key])[0]
+    assert is_reference(first) and len(first) < 1000           # only a reference in Redis
+    np.testing.assert_array_equal(here.get_key(key), value)
+    with pytest.raises(KeyError, match="no live worker"):
+        there.get_key(key)                                     # host A has no worker up
+    stop = threading.Event()
+    client.hset(keys.workers, "a:1", json.dumps({"shm": "host-a", "time": time.time()}))
+    server = UploadServer(client, keys, here, stop).start()
+    try:
+        np.testing.assert_array_equal(there.get_key(key), value)
+    finally:
+        stop.set()
+        server.join()
+    segments = {s for s in fastdag_segments() if s.startswith(f"fastdag-{scope.encode().hex()}")}
+    assert len(segments) == 1
+    here.delete_keys([key])
+    assert client.keys(f"{key}*") == [] and not any(os.path.exists(f"/dev/shm/{s}")
+                                                    for s in segments)
+    # the janitor: a failed run is swept at once; a finished one after a grace period
+    janitor = Janitor(here, client, period=0.0)
+    for run, state in (("r2", "failed"), ("r3", "done")):
+        pipe = client.pipeline(transaction=False)
+        here.queue_put(pipe, keys.run(run, ""), keys.value(run, 0), value, remote=False)
+        pipe.hset(keys.run(run, "meta"), "state", state)
+        pipe.execute()
+        janitor.track(keys.run(run, ""), keys.run(run, "meta"), client_here=True)
+    prefix = {run: f"fastdag-{keys.run(run, '').encode().hex()}" for run in ("r2", "r3")}
+
+    def left(run):
+        return [s for s in fastdag_segments() if s.startswith(prefix[run])]
+
+    janitor.check()
+    assert left("r2") == [] and len(left("r3")) == 1
+    janitor.check()
+    assert left("r3") == []
+    client.close()

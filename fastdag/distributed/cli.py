@@ -3,7 +3,9 @@
 With ``--concurrency 1`` this process is the worker. With N > 1 it is a
 supervisor of N worker processes (fresh interpreters, not forks), restarts
 one that dies (at most once per second), and stops them all on SIGTERM or
-Ctrl-C. BLAS thread pools in each worker are sized cores // N.
+Ctrl-C. BLAS thread pools in each worker are sized cores // N, so that N
+processes never run more BLAS threads than there are cores: oversubscribed
+OpenBLAS threads spin while they wait, and take the cores from the tasks.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def add_worker_parser(sub: Any) -> None:
     p.add_argument("--cache-mb", type=int, default=512, metavar="MB",
                    help="per process: results it stored kept to avoid downloading them "
                         "again (default: 512)")
+    p.add_argument("--blas-threads", type=int, default=None, metavar="T",
+                   help="BLAS threads per worker process (default: cores // concurrency)")
+    p.add_argument("--no-shm", dest="shm", action="store_false",
+                   help="never hand results to workers on this host through /dev/shm: "
+                        "everything goes through Redis")
     p.add_argument("--insecure", action="store_true",
                    help="run without FASTDAG_SECRET: payloads are NOT authenticated, so anyone "
                         "who can write to Redis can run code on this host")
@@ -55,11 +62,13 @@ def main(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         print("fastdag worker: --concurrency must be at least 1", file=sys.stderr)
         return 2
-    blas = max(1, (os.cpu_count() or 1) // args.concurrency)
+    # A supervisor passes its own sizing down: a child started with
+    # --concurrency 1 would otherwise take every core for itself.
+    blas = args.blas_threads or max(1, (os.cpu_count() or 1) // args.concurrency)
     if args.concurrency == 1:
         config = WorkerConfig(url=args.redis, prefix=args.prefix, idle_timeout=args.idle_timeout,
                               max_deliveries=args.max_deliveries, ttl=args.ttl,
-                              cache_bytes=args.cache_mb << 20)
+                              cache_bytes=args.cache_mb << 20, shm=args.shm)
         return run_worker(config, signer, blas_threads=blas)
     return supervise(args, blas)
 
@@ -69,9 +78,11 @@ def supervise(args: argparse.Namespace, blas: int) -> int:
     cmd = [sys.executable, "-m", "fastdag.cli", "worker", "--redis", args.redis,
            "--concurrency", "1", "--prefix", args.prefix, "--idle-timeout", str(args.idle_timeout),
            "--max-deliveries", str(args.max_deliveries), "--ttl", str(args.ttl),
-           "--cache-mb", str(args.cache_mb)]
+           "--cache-mb", str(args.cache_mb), "--blas-threads", str(blas)]
     if args.insecure:
         cmd.append("--insecure")
+    if not args.shm:
+        cmd.append("--no-shm")
     env = {**os.environ, "OMP_NUM_THREADS": str(blas), "OPENBLAS_NUM_THREADS": str(blas),
            "MKL_NUM_THREADS": str(blas)}
     stopping = False

@@ -34,10 +34,10 @@ from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
 from ..store.redis import DEFAULT_TTL, RedisStore
 from ..executors.base import Executor, RunFuture, as_dag
-from .protocol import Keys, connect, ensure_group, redacted
+from .handoff import HandOff
+from .protocol import Keys, connect, ensure_group, read_workers, redacted
 from .signing import PayloadRejected, Signer
-
-HEARTBEAT_FRESH = 10.0     # seconds: a worker heartbeat older than this is not counted
+from .uploads import Uploads
 
 
 class RedisUnavailable(FastdagError):
@@ -85,6 +85,7 @@ class RedisExecutor(Executor):
         self.poll = poll
         self.client = connect(url, socket_timeout=max(socket_timeout, poll + 5))
         self.store = RedisStore(self.client, self.signer, ttl=ttl)
+        self.handoff = HandOff(self.store, ask_upload=Uploads(self.client, self.keys, ttl).request)
         self.token = f"{HOST}-{os.getpid()}-{secrets.token_hex(3)}"
         self.events = self.keys.client_events(self.token)
         self._runs: dict[str, _Run] = {}
@@ -112,15 +113,7 @@ class RedisExecutor(Executor):
 
     def workers(self) -> list[dict[str, Any]]:
         """Live workers, from their heartbeats."""
-        now = time.time()
-        out, dead = [], []
-        for name, raw in self.client.hgetall(self.keys.workers).items():
-            info = json.loads(raw)
-            age = now - info.get("time", 0)
-            if age < HEARTBEAT_FRESH:
-                out.append({"name": name.decode(), **info})
-            elif age > 60 * HEARTBEAT_FRESH:
-                dead.append(name)          # killed without saying goodbye, long ago
+        out, dead = read_workers(self.client, self.keys)
         if dead:
             self.client.hdel(self.keys.workers, *dead)
         return out
@@ -148,19 +141,26 @@ class RedisExecutor(Executor):
         if not self._grouped:
             ensure_group(self.client, self.keys)
             self._grouped = True
+        scope = self.keys.run(run, "")
+        live = self.workers()
         pipe = self.client.pipeline(transaction=False)
         try:
-            self.store.queue_put(pipe, self.keys.run(run, "plan"), plan)
+            # Arrays captured in the graph travel in the plan: through /dev/shm
+            # to workers on this host, as bytes if some worker may be elsewhere.
+            self.handoff.queue_put(
+                pipe, scope, self.keys.run(run, "plan"), plan,
+                remote=not live or any(w.get("shm") != self.handoff.domain for w in live))
         except Exception as exc:  # noqa: BLE001
+            self.handoff.sweep_run(scope)
             err = SerializationError(f"the graph cannot be pickled to send it to workers: "
                                      f"{type(exc).__name__}: {exc}")
             err.__cause__ = exc
             raise err from exc
         meta = self.keys.run(run, "meta")
         pipe.hset(meta, mapping={"state": "running", "ntasks": len(plan), "ndone": 0,
-                                 "events": self.events})
+                                 "events": self.events, "shm": self.handoff.domain})
         pipe.expire(meta, self.ttl)
-        nbatches = self.batches_per_worker * max(1, len(self.workers()))
+        nbatches = self.batches_per_worker * max(1, len(live))
         for batch in _root_batches(plan, nbatches):
             pipe.xadd(self.keys.stream, {"run": run, "tasks": ",".join(map(str, batch))})
         with self._lock:
@@ -171,6 +171,7 @@ class RedisExecutor(Executor):
         except Exception:
             with self._lock:
                 self._runs.pop(run, None)
+            self.handoff.sweep_run(scope)
             raise
 
     def _ensure_listener(self) -> None:
@@ -253,11 +254,10 @@ class RedisExecutor(Executor):
         self._resolve(run, exc=exc)
 
     def _outputs(self, run: str, plan: Plan) -> list[Any]:
-        unique = {}
-        for o in plan.outputs:
-            if o not in unique:
-                unique[o] = self.store.get_key(self.keys.value(run, o))
-        return [unique[o] for o in plan.outputs]
+        unique = list(dict.fromkeys(plan.outputs))
+        values = dict(zip(unique, self.handoff.get_many([self.keys.value(run, o)
+                                                         for o in unique])))
+        return [values[o] for o in plan.outputs]
 
     def _resolve(self, run: str, outputs: list[Any] | None = None,
                  exc: BaseException | None = None) -> None:
@@ -324,6 +324,7 @@ class RedisExecutor(Executor):
             self.client.expire(meta, 60)
         for k in range(0, len(doomed), 1000):
             self.client.unlink(*doomed[k:k + 1000])
+        self.handoff.sweep_run(self.keys.run(run, ""))
 
     def shutdown(self, wait: bool = True) -> None:
         """Wait for (or, with ``wait=False``, cancel) pending runs; stop the listener."""

@@ -6,6 +6,9 @@ Keys (``P`` is the namespace prefix, ``fastdag`` by default)::
                             entries {run, tasks: "i,j,k"} (task indices)
     P:workers               hash worker id -> JSON heartbeat (live workers)
     P:rejections            list of JSON records of payloads workers refused
+    P:uploads:<domain>      list of JSON requests to the workers of one /dev/shm
+                            domain: put a value's bytes into Redis (uploads.py)
+    P:uploaded:<token>      the reply list of one upload request
     P:metrics:<run>         list of JSON task records of one run, filled by the
                             workers; the client turns them into the run's report
                             (which the Redis metrics sink stores under
@@ -34,11 +37,13 @@ duplicates work.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 GROUP = "workers"
+HEARTBEAT_FRESH = 10.0     # seconds: a worker heartbeat older than this is not counted
 QUEUED = "q"
 
 
@@ -60,11 +65,22 @@ class Keys:
     def rejections(self) -> str:
         return f"{self.prefix}:rejections"
 
+    def uploads(self, domain: str) -> str:
+        return f"{self.prefix}:uploads:{domain}"
+
+    def uploaded(self, token: str) -> str:
+        return f"{self.prefix}:uploaded:{token}"
+
     def metrics(self, run: str) -> str:
         return f"{self.prefix}:metrics:{run}"
 
     def client_events(self, token: str) -> str:
         return f"{self.prefix}:client:{token}"
+
+    @property
+    def runs(self) -> str:
+        """What every run's keys start with."""
+        return f"{self.prefix}:run:"
 
     def run(self, run: str, part: str) -> str:
         return f"{self.prefix}:run:{run}:{part}"
@@ -201,6 +217,22 @@ def redacted(url: str) -> str:
 def event(kind: str, run: str, **fields: Any) -> str:
     """A client event as JSON (never pickled: the client may read it unverified)."""
     return json.dumps({"kind": kind, "run": run, **fields})
+
+
+def read_workers(client: Any, keys: Keys, fresh: float = HEARTBEAT_FRESH
+                 ) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Live workers (heartbeat younger than ``fresh`` seconds), and the names of
+    workers silent for over 60 times that (killed without saying goodbye)."""
+    now = time.time()
+    live, dead = [], []
+    for name, raw in client.hgetall(keys.workers).items():
+        info = json.loads(raw)
+        age = now - info.get("time", 0)
+        if age < fresh:
+            live.append({"name": name.decode(), **info})
+        elif age > 60 * fresh:
+            dead.append(name)
+    return live, dead
 
 
 def ensure_group(client: Any, keys: Keys) -> None:

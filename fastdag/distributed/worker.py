@@ -9,9 +9,11 @@ Redis (its stored result, its consumers' counters, queued branches, the
 run's progress) is sent in one pipeline ending in the COMPLETE script, and
 only when it changes something another worker or the client is waiting for;
 otherwise completions are batched. Those pipelines run on a single I/O
-thread, in order, while the task thread goes on computing. Results this
-worker stored are also kept encoded in a bounded cache (``cache.py``), so a
-later consumer here rebuilds them without downloading them.
+thread, in order, while the task thread goes on computing. Large results
+go to workers on the same host through /dev/shm, with only a signed
+reference in Redis (``handoff.py``). What this worker stored is also kept
+encoded in a bounded cache (``cache.py``), so a later consumer here rebuilds
+it without downloading it.
 
 Failure handling:
 
@@ -53,12 +55,15 @@ from ..runner import Failure, describe_failure, execute, nbytes
 from ..serialize import describe_unpicklable
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
-from .cache import PieceCache
 from .cluster import Cluster
-from .protocol import COMPLETE, GROUP, Keys, connect, ensure_group, event, redacted
+from .handoff import HandOff, Missing
+from .janitor import Janitor
+from .protocol import COMPLETE, GROUP, Keys, connect, ensure_group, event, read_workers, redacted
 from .signing import PayloadRejected, Signer
+from .uploads import Uploads, UploadServer
 
 FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
+RECHECK = 0.5              # seconds a run's "running" state is trusted without asking Redis
 QUEUE_MESSAGES = 64        # a fan-out's queued branches go out in at most this many messages
 
 
@@ -77,6 +82,7 @@ class WorkerConfig:
     ttl: int = DEFAULT_TTL
     block: float = 1.0             # seconds one XREADGROUP waits
     cache_bytes: int = 512 << 20   # own stored results kept to avoid downloading them again
+    shm: bool = True               # hand large results to same-host workers through /dev/shm
 
 
 @dataclass
@@ -86,6 +92,9 @@ class RunContext:
     run: str
     plan: Plan
     events: str
+    scope: str                     # what the run's keys start with
+    client_here: bool              # the client shares this worker's /dev/shm
+    running_at: float = 0.0        # when Redis last said the run is running
     checked: dict[int, list[str]] = field(default_factory=dict)   # id(Task) -> unmet
 
 
@@ -109,7 +118,11 @@ class Worker:
         self.complete_sha = ""
         self.name = f"{HOST}:{os.getpid()}"
         self.runs: collections.OrderedDict[str, RunContext] = collections.OrderedDict()
-        self.cache = PieceCache(config.cache_bytes)
+        self.uploads = Uploads(self.client, self.keys, config.ttl)
+        self.handoff = HandOff(self.store, shm=config.shm, cache_bytes=config.cache_bytes,
+                               ask_upload=self.uploads.request)
+        self.janitor = Janitor(self.handoff, self.client)
+        self.others = False            # a live worker elsewhere may read what this one stores
         self.io = ThreadPoolExecutor(1, thread_name_prefix="fastdag-io")
         self.current: bytes | None = None
         self.stop = threading.Event()
@@ -122,6 +135,7 @@ class Worker:
         import redis
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         beat.start()
+        UploadServer(self.client, self.keys, self.handoff, self.stop).start()
         backoff = 0.5
         grouped = False
         while not self.stop.is_set():
@@ -182,7 +196,8 @@ class Worker:
     def _heartbeat(self) -> None:
         """Advertise this worker and keep the running message from looking abandoned."""
         period = max(0.1, min(2.0, self.config.idle_timeout / 3))
-        info = {"host": HOST, "pid": os.getpid()}
+        domain = self.handoff.domain
+        info = {"host": HOST, "pid": os.getpid(), "shm": domain}
         first = True
         while first or not self.stop.wait(period):
             first = False
@@ -194,6 +209,9 @@ class Worker:
                 if mid is not None:
                     pipe.xclaim(self.keys.stream, GROUP, self.name, 0, [mid], justid=True)
                 pipe.execute()
+                live, _ = read_workers(self.client, self.keys)
+                self.others = any(w.get("shm") != domain for w in live)
+                self.janitor.check()
             except Exception:  # noqa: BLE001 - the main loop reports outages
                 pass
 
@@ -203,11 +221,25 @@ class Worker:
         tasks = [int(x) for x in fields[b"tasks"].split(b",")]
         self.current = mid
         try:
-            ctx = self._context(run)
-            if ctx is None:
-                self._ack(mid)
-                return
-            self._run_message(ctx, mid.decode(), tasks)
+            self._settle(run, mid, tasks[0], self._start, run, mid, tasks)
+        finally:
+            self.current = None
+
+    def _start(self, run: str, mid: bytes, tasks: list[int]) -> None:
+        ctx = self._context(run)
+        if ctx is None:
+            self._ack(mid)
+            return
+        self._run_message(ctx, mid.decode(), tasks)
+
+    def _settle(self, run: str, mid: bytes, task: int, work: Any, *args: Any) -> None:
+        """Call ``work(*args)`` for message ``mid``; end the message as the outcome says.
+
+        Redis errors propagate (the main loop reconnects; the message stays
+        pending and is claimed again); any other error fails the run.
+        """
+        try:
+            work(*args)
         except PayloadRejected as exc:
             self._reject(run, mid, str(exc))
         except _TaskFailed as failed:
@@ -219,27 +251,41 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bug here must fail the run, not hang it
             err = RuntimeError(f"internal error in worker {self.name}: "
                                f"{type(exc).__name__}: {exc}")
-            self._fail(run, mid, describe_failure(tasks[0], err.with_traceback(exc.__traceback__), 1))
-        finally:
-            self.current = None
+            self._fail(run, mid, describe_failure(task, err.with_traceback(exc.__traceback__), 1))
 
     def _context(self, run: str) -> RunContext | None:
         ctx = self.runs.get(run)
-        state, events = self.client.hmget(self.keys.run(run, "meta"), ["state", "events"])
+        if ctx is not None and time.time() - ctx.running_at < RECHECK:
+            return ctx          # a stopped run shows at the next send; not worth a round trip
+        meta = self.keys.run(run, "meta")
+        state, events, client_domain = self.client.hmget(meta, ["state", "events", "shm"])
+        client_here = client_domain is not None and client_domain.decode() == self.handoff.domain
         if state != b"running":
-            self._forget(run)
+            self._end(run, state, client_here)
             return None
         if ctx is None:
-            plan = self.store.get_key(self.keys.run(run, "plan"))
-            ctx = self.runs[run] = RunContext(run=run, plan=plan, events=events.decode())
+            plan = self.handoff.get_key(self.keys.run(run, "plan"))
+            ctx = self.runs[run] = RunContext(run=run, plan=plan, events=events.decode(),
+                                              scope=self.keys.run(run, ""),
+                                              client_here=client_here)
+            self.janitor.track(ctx.scope, meta, client_here)
             while len(self.runs) > 8:
                 self._forget(next(iter(self.runs)))
+        ctx.running_at = time.time()
         return ctx
 
     def _forget(self, run: str) -> None:
-        """Drop what this worker keeps for a run that ended."""
+        """Drop what this worker keeps in memory for a run."""
         self.runs.pop(run, None)
-        self.cache.drop_prefix(self.keys.run(run, ""))
+        self.handoff.forget(self.keys.run(run, ""))
+
+    def _end(self, run: str, state: bytes | None, client_here: bool | None = None) -> None:
+        """A run is over (``state`` as Redis has it): forget it, sweep its segments here."""
+        ctx = self.runs.get(run)
+        if client_here is None:
+            client_here = ctx is not None and ctx.client_here
+        self._forget(run)
+        self.janitor.ended(self.keys.run(run, ""), state, client_here)
 
     def _run_message(self, ctx: RunContext, mid: str, batch: list[int]) -> None:
         """Run a batch and the cluster it pulls in; send completions from the I/O thread.
@@ -323,7 +369,11 @@ class Worker:
                                      [i for i, _, _ in puts]))
                     puts, groups, records = [], [], []
                     last_flush = clock()
-            self._send(ctx, mid, puts, groups, used=used, records=records)
+            # The last send has no consumer to claim (those were flushed at
+            # once): the I/O thread finishes the message while this one goes on.
+            final = self.io.submit(self._settle, ctx.run, mid.encode(), batch[0], self._send,
+                                   ctx, mid, puts, groups, used, records)
+            final.add_done_callback(_log_error)
         finally:
             for fut, _ in inflight:   # an error: let the I/O thread finish before anyone retries
                 fut.cancel()
@@ -365,27 +415,29 @@ class Worker:
         except NoScriptError:  # the server restarted and lost its script cache
             self.complete_sha = self.client.script_load(COMPLETE)
             state, kept, uses = self.client.evalsha(self.complete_sha, len(keys), *keys, *args)
-        if state not in (b"running", b"done"):
-            self._forget(ctx.run)
+        if state == b"running":
+            ctx.running_at = time.time()
+        elif state != b"done":
+            self._end(ctx.run, state)
             raise _RunStopped
         if state == b"done" and ack:
-            self._forget(ctx.run)
+            self._end(ctx.run, state)
         if uses:
             plan = ctx.plan
             free = [self.keys.value(ctx.run, int(uses[k])) for k in range(0, len(uses), 2)
                     if int(uses[k + 1]) >= len(plan.dependents[int(uses[k])])
                     and not plan.wanted[int(uses[k])]]
-            for key in free:
-                self.cache.drop(key)
-            self.store.delete_keys(free)
+            self.handoff.delete_keys(free)
         return [int(c) for c in kept]
 
     def _queue_put(self, pipe: Any, ctx: RunContext, t: int, value: Any) -> int:
         key = self.keys.value(ctx.run, t)
+        wanted = ctx.plan.wanted[t]
         try:
-            pieces = self.store.queue_put(pipe, key, value)
-            self.cache.put(key, pieces)
-            return sum(len(p) for p in pieces)
+            return self.handoff.queue_put(
+                pipe, ctx.scope, key, value,
+                remote=self.others or bool(wanted and not ctx.client_here),
+                local=bool(ctx.plan.dependents[t]) or ctx.client_here)
         except Exception as exc:  # noqa: BLE001
             name = ctx.plan.name(t)
             err = SerializationError(f"the result of task {name!r} cannot be sent through "
@@ -394,26 +446,14 @@ class Worker:
             raise _TaskFailed(describe_failure(t, err, 1)) from None
 
     def _fetch(self, ctx: RunContext, t: int, missing: list[int]) -> dict[int, Any]:
-        out = {}
-        remote = []
-        for d in missing:
-            key = self.keys.value(ctx.run, d)
-            pieces = self.cache.get(key)
-            if pieces is None:
-                remote.append(d)
-            else:
-                out[d] = self.store.decode(key, pieces[0], pieces[1:], verify=False)
-        if not remote:
-            return out
-        keys = [self.keys.value(ctx.run, d) for d in remote]
-        firsts = self.store.fetch(keys)
-        for d, key, first in zip(remote, keys, firsts):
-            if first is None:
-                exc = KeyError(f"input {ctx.plan.name(d)!r} of task {ctx.plan.name(t)!r} "
-                               f"is missing from Redis (key {key!r} expired or deleted)")
-                raise _TaskFailed(describe_failure(t, exc, 1))
-            out[d] = self.store.decode(key, first)
-        return out
+        try:
+            values = self.handoff.get_many([self.keys.value(ctx.run, d) for d in missing])
+        except Missing as exc:
+            d = missing[exc.index]
+            err = KeyError(f"input {ctx.plan.name(d)!r} of task {ctx.plan.name(t)!r} is "
+                           f"lost: {exc.reason}")
+            raise _TaskFailed(describe_failure(t, err, 1)) from None
+        return dict(zip(missing, values))
 
     def _check_requirements(self, ctx: RunContext, t: int) -> None:
         task = ctx.plan.tasks[t]
@@ -448,7 +488,7 @@ class Worker:
             pipe.xack(self.keys.stream, GROUP, mid)
             pipe.xdel(self.keys.stream, mid)
         pipe.execute()
-        self._forget(run)
+        self._end(run, b"failed")
 
     def _fail(self, run: str, mid: bytes, failure: Failure) -> None:
         failure.traceback = f"[on worker {self.name}]\n{failure.traceback}"
@@ -476,6 +516,14 @@ class Worker:
         log(f"message {mid.decode()} of run {run} was delivered {deliveries} times; "
             "failing the run")
         self._fail_run(run, mid, event("crashed", run, tasks=tasks, deliveries=deliveries))
+
+
+def _log_error(fut: Future) -> None:
+    """Report what went wrong in a send nobody waits for (a Redis outage: the message
+    stays pending, and is claimed again once Redis is back)."""
+    exc = fut.exception() if not fut.cancelled() else None
+    if exc is not None:
+        log(f"finishing a message failed: {type(exc).__name__}: {exc}")
 
 
 def _user_frames(exc: BaseException) -> BaseException:

@@ -25,7 +25,7 @@ import io
 import struct
 from typing import Any
 
-from ..serialize import dumps, loads
+from ..serialize import Payload, dumps, loads
 from .base import ObjectStore, StoredRef
 
 MAGIC = b"FDS1"
@@ -51,7 +51,10 @@ class RedisStore(ObjectStore):
     # -- writing ------------------------------------------------------------
     def encode(self, key: str, value: Any) -> list[bytes | memoryview]:
         """The pieces to store under key, key:1, key:2... (serialization errors propagate)."""
-        payload = dumps(value)
+        return self.encode_payload(key, dumps(value))
+
+    def encode_payload(self, key: str, payload: Payload) -> list[bytes | memoryview]:
+        """``encode`` for a value already serialized (one ``dumps`` serves several stores)."""
         buffers = [b.cast("B") if b.format != "B" or b.ndim != 1 else b for b in payload.buffers]
         frame_head = FRAME.pack(payload.kind, len(buffers), len(payload.header)) + \
             b"".join(LENGTH.pack(b.nbytes) for b in buffers)
@@ -158,13 +161,7 @@ class RedisStore(ObjectStore):
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             pipe.getrange(key, 0, PREFIX.size - 1)
-        heads = pipe.execute()
-        doomed = []
-        for key, head in zip(keys, heads):
-            doomed.append(key)
-            if head and len(head) == PREFIX.size and head[:4] == MAGIC:
-                nchunks = PREFIX.unpack(head)[2]
-                doomed.extend(chunk_key(key, k) for k in range(1, nchunks))
+        doomed = [k for key, head in zip(keys, pipe.execute()) for k in stored_keys(key, head)]
         self.client.unlink(*doomed)
 
     def contains(self, ref: StoredRef) -> bool:
@@ -182,6 +179,17 @@ class RedisStore(ObjectStore):
 def chunk_key(key: str, k: int) -> str:
     """Where piece ``k`` of the value stored under ``key`` lives."""
     return key if k == 0 else f"{key}:{k}"
+
+
+def stored_keys(key: str, head: bytes | None) -> list[str]:
+    """The keys that hold the value under ``key``, given its first bytes (``head``).
+
+    ``key`` itself whatever it holds; its chunks if ``head`` starts a chunked value.
+    """
+    if head and len(head) >= PREFIX.size and head[:4] == MAGIC:
+        nchunks = PREFIX.unpack_from(head)[2]
+        return [chunk_key(key, k) for k in range(nchunks)]
+    return [key]
 
 
 def read_values(client: Any, keys: list[str]) -> list[memoryview | bytes | None]:
