@@ -196,7 +196,7 @@ def test_image_transform_bad_file(tmp_path):
         image_transform.build(tmp_path / "missing.png")
 
 
-# -- SVD1 (TSQR) -----------------------------------------------------------------------
+# -- SVD1 (Gram passes, Householder TSQR when ill-conditioned) -------------------------
 def assert_thin_svd(u, s, v, a, rtol=1e-10):
     np.testing.assert_allclose(s, np.linalg.svd(a, compute_uv=False), rtol=rtol, atol=rtol * s[0])
     np.testing.assert_allclose(u @ np.diag(s) @ v.T, a, atol=rtol * np.abs(a).max() * 10)
@@ -204,12 +204,15 @@ def assert_thin_svd(u, s, v, a, rtol=1e-10):
     np.testing.assert_allclose(v.T @ v, np.eye(v.shape[1]), atol=1e-10)
 
 
+# per block: Gram, second pass and its two items, U block; then the first fan-in,
+# the second and its three items, stacking
+SVD1_PER_BLOCK, SVD1_FIXED = 5, 6
+
+
 def test_svd1_generated(executor):
     u, s, v = svd1.build((600, 12), block=100, seed=8)
     blocks = 6
-    # per block: generate, QR, its Q and R items, its slice of the second Q, U block;
-    # then the stacked QR and its two items, the small SVD and its three items, stacking
-    assert dag_size(u, s, v) == 6 * blocks + 8
+    assert dag_size(u, s, v) == (1 + SVD1_PER_BLOCK) * blocks + SVD1_FIXED  # + generate per block
     result = fd.compute(u, s, v, executor=executor)
     a = svd1.generated_matrix(600, 12, 100, seed=8)
     assert_thin_svd(*result, a)
@@ -219,8 +222,59 @@ def test_svd1_generated(executor):
 def test_svd1_given_ragged_blocks(executor):
     a = np.random.default_rng(1).standard_normal((530, 12))  # blocks of 100, the last of 30
     u, s, v = svd1.build(a, block=100)
-    assert dag_size(u, s, v) == 5 * 6 + 8
+    assert dag_size(u, s, v) == SVD1_PER_BLOCK * 6 + SVD1_FIXED
     assert_thin_svd(*fd.compute(u, s, v, executor=executor), a)
+
+
+def with_spectrum(m: int, n: int, smallest: float, seed: int = 5) -> np.ndarray:
+    """An m×n matrix whose singular values are log-spaced from 1 down to ``smallest``."""
+    rng = np.random.default_rng(seed)
+    left, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    right, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return left * np.logspace(0, math.log10(smallest), n) @ right.T
+
+
+def svd1_cases() -> dict[str, tuple[np.ndarray, str]]:
+    """Tall matrices for each of SVD1's methods, with the method each must get."""
+    rng = np.random.default_rng(3)
+    gauss = rng.standard_normal((900, 20))
+    rank_deficient = gauss.copy()
+    rank_deficient[:, 7] = rank_deficient[:, 3] - 2 * rank_deficient[:, 11]
+    zero_column = gauss.copy()
+    zero_column[:, 5] = 0
+    return {
+        "gaussian": (gauss, svd1.ONE_PASS),
+        "cond 1e4": (with_spectrum(900, 20, 1e-4), svd1.TWO_PASSES),
+        "cond 1e5, columns scaled by up to 1e8": (
+            with_spectrum(900, 20, 1e-5) * np.logspace(0, 8, 20), svd1.TWO_PASSES),
+        "cond 1e12": (with_spectrum(900, 20, 1e-12), svd1.HOUSEHOLDER),
+        "cond 1e16": (with_spectrum(900, 20, 1e-16), svd1.HOUSEHOLDER),
+        "rank-deficient": (rank_deficient, svd1.HOUSEHOLDER),
+        "zero column": (zero_column, svd1.HOUSEHOLDER),
+    }
+
+
+@pytest.mark.parametrize("case", list(svd1_cases()))
+def test_svd1_exact_whatever_the_conditioning(executor, case):
+    """Each method is accurate to rounding where it is chosen, Householder included.
+
+    The same tolerances as the well-conditioned tests (1e-10 relative to the
+    largest singular value, orthonormality to 1e-10) and svd1.check's default.
+    """
+    a, method = svd1_cases()[case]
+    assert svd1.first_pass.func([a.T @ a]).method == method
+    u, s, v = svd1.build(a, block=200)  # blocks of 200 rows, the last of 100
+    assert dag_size(u, s, v) == SVD1_PER_BLOCK * 5 + SVD1_FIXED  # whatever the method
+    result = fd.compute(u, s, v, executor=executor)
+    assert_thin_svd(*result, a)
+    assert svd1.check(result, svd1.reference(a)).ok
+
+
+def test_svd1_refuses_a_first_pass_that_went_wrong():
+    """The two-pass method checks its first basis instead of trusting the threshold."""
+    first = svd1.FirstPass(svd1.TWO_PASSES, w=np.eye(3), b=np.eye(3))
+    with pytest.raises(np.linalg.LinAlgError, match="more ill-conditioned"):
+        svd1.finish.func([np.eye(3), np.eye(3)], first)  # Q1ᵀQ1 = 2·I: far from I
 
 
 def test_svd1_bad_input():

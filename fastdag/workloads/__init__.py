@@ -62,7 +62,7 @@ def _registry() -> dict[str, Workload]:
             generated_keys=("width", "height")),
         "svd1": Workload(
             name="svd1",
-            summary="TSQR SVD of a tall-and-skinny matrix",
+            summary="SVD of a tall-and-skinny matrix (Gram or Householder TSQR by conditioning)",
             build=svd1.build_params, reference=svd1.reference_params, check=svd1.check,
             parse_size=svd1.parse_size, default_size="rows=100000,cols=100,block=12500",
             large_size="rows=400000,cols=100,block=25000",
