@@ -51,27 +51,45 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server on a free loopback port; can be killed and restarted."""
+    """A private redis-server on a free loopback port; can be killed and restarted.
 
-    def __init__(self, tmp_path, password: str | None = None):
+    ``password``: the default user's (``requirepass``). ``user``: (name,
+    password) of an ACL user, the default user then disabled. ``tls``: serve
+    TLS only, with a certificate made for 127.0.0.1 by ``make_tls_files``.
+    """
+
+    def __init__(self, tmp_path, password: str | None = None,
+                 user: tuple[str, str] | None = None, tls: bool = False):
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.skip("redis-server is not installed")
         self.port = free_port()
         self.password = password
+        self.user = user
         self.dir = tmp_path
+        self.tls = make_tls_files(tmp_path) if tls else None
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        auth = f"{self.user[0]}:{self.user[1]}@" if self.user else \
+            f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.tls['ca']}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        cmd = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+        port = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
+                "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
+                "--tls-auth-clients", "no"] if self.tls else ["--port", str(self.port)]
+        cmd = [self.binary, "--bind", "127.0.0.1", *port, "--save", "",
                "--appendonly", "no", "--dir", str(self.dir)]
         if self.password:
             cmd += ["--requirepass", self.password]
+        if self.user:
+            name, password = self.user
+            cmd += ["--user", name, "on", f">{password}", "~*", "&*", "+@all",
+                    "--user", "default", "off"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -87,6 +105,26 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def make_tls_files(directory) -> dict[str, str]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    files = {name: str(directory / f"{name}.pem") for name in ("ca", "ca-key", "cert", "key")}
+    csr, ext = str(directory / "server.csr"), directory / "server.ext"
+    ext.write_text("subjectAltName = IP:127.0.0.1\n")
+    for args in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=fastdag test CA",
+         "-keyout", files["ca-key"], "-out", files["ca"]],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+         "-keyout", files["key"], "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", files["ca"], "-CAkey", files["ca-key"],
+         "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", files["cert"]],
+    ):
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+    return files
 
 
 @pytest.fixture

@@ -430,6 +430,33 @@ def test_password_in_url(tmp_path):
         server.stop()
 
 
+@pytest.mark.parametrize("kind", ["acl-user", "tls"])
+def test_acl_user_and_tls_through_the_url(tmp_path, kind):
+    from conftest import RedisServer
+    server = RedisServer(tmp_path, user=("fastdag-app", "s3cret-pw") if kind == "acl-user" else None,
+                         tls=kind == "tls")
+    server.start()
+    workers = Workers(server.url)
+    try:
+        workers.start(1)
+        ex = fd.RedisExecutor(server.url, secret=SECRET, poll=0.5)
+        try:
+            assert ex.compute(tree(32)) == 32 * 31 // 2
+        finally:
+            ex.shutdown(wait=False)
+        if kind == "acl-user":
+            wrong = server.url.replace("s3cret-pw", "guess")
+            with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
+                fd.RedisExecutor(wrong, secret=SECRET).compute(tree(4))
+        else:  # the same server without TLS: refused, not a hang
+            plain = f"redis://127.0.0.1:{server.port}/0"
+            with pytest.raises(Exception):
+                fd.RedisExecutor(plain, secret=SECRET, poll=0.5).compute(tree(4))
+    finally:
+        workers.stop()
+        server.stop()
+
+
 def test_cluster_keeps_subtrees_and_one_fanout_branch():
     from fastdag.distributed.cluster import Cluster
     from fastdag.plan import build_plan
