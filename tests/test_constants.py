@@ -106,7 +106,9 @@ def test_budget_evicts_the_least_recently_used_unpinned_entry(tmp_path):
 def test_round_trip_of_strided_and_fortran_arrays(tmp_path):
     cache = ConstantCache("fastdag-test-layout", directory=str(tmp_path))
     base = np.arange(512 * 1024, dtype=np.float64).reshape(512, 1024)
-    for array in (base[:, ::2], np.asfortranarray(base), base[100:400, 3:900]):
+    records = np.zeros(1 << 17, dtype=[("x", "f8"), ("n", "i4")])  # field names must survive
+    records["n"] = np.arange(records.size)
+    for array in (base[:, ::2], np.asfortranarray(base), base[100:400, 3:900], records):
         pins = Pins()
         payload = dumps([array], lambda x: cache.reducer(x, pins))
         assert pins.names and payload.nbytes < 4096  # by reference, not by value

@@ -103,7 +103,7 @@ class ConstantCache:
             entry[2] = time.monotonic()
             self._entries.move_to_end(name)
         pins.names.append(name)
-        return (open_constant, (os.path.join(self.directory, name), array.dtype.str, array.shape))
+        return (open_constant, (os.path.join(self.directory, name), array.dtype, array.shape))
 
     # -- lifetime --------------------------------------------------------------
     def unpin(self, names: list[str]) -> None:
@@ -180,7 +180,7 @@ class ConstantCache:
         return True
 
 
-def open_constant(path: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+def open_constant(path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
     """A cached constant, mapped copy-on-write: tasks may write into it privately."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -189,7 +189,7 @@ def open_constant(path: str, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
             if size else bytearray()
     finally:
         os.close(fd)
-    return np.ndarray(shape, np.dtype(dtype), buffer=mapped)
+    return np.ndarray(shape, dtype, buffer=mapped)
 
 
 def _name_of(array: np.ndarray, pins: Pins) -> str:
