@@ -15,6 +15,7 @@ from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadE
 from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
 from .metrics import RunRecord, RunReport, TaskRecord, last_run
 from .sinks import MemorySink, ParquetSink, RedisSink
+from .store.arena import result_array
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,6 @@ __all__ = [
     "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
-    "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
+    "result_array", "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
     "RedisExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

@@ -239,3 +239,55 @@ def test_store_consume_releases_the_source(tmp_path):
     assert float(store.get(ref).sum()) == 3.0 * source.size
     assert source[1024:1_000_000].sum() == 0.0  # its whole pages were given back
     store.delete(ref)
+
+
+@fd.task
+def born_in_shm(n):
+    out = fd.result_array((n,), np.float64)
+    out[:] = 3.0
+    return out
+
+
+def test_result_array_on_every_executor(executor):
+    value = born_in_shm(N).compute(executor=executor)
+    assert value.shape == (N,) and value.flags.writeable and float(value[-1]) == 3.0
+    # kept in the worker (one consumer there), stored for two consumers, and wanted
+    node = born_in_shm(N)
+    a, b, c = fd.compute(checksum(node), checksum(double(node)), checksum(born_in_shm(N)),
+                         executor=executor)
+    assert (a, b, c) == (3.0 * N, 6.0 * N, 3.0 * N)
+
+
+def test_result_array_files_are_adopted_or_removed(local_executor):
+    prefix = local_executor.prefix
+    before = fastdag_segments(prefix)
+    for _ in range(3):
+        assert checksum(born_in_shm(N)).compute(executor=local_executor) == 3.0 * N  # kept
+        assert born_in_shm(N).compute(executor=local_executor)[0] == 3.0  # stored, adopted
+    leftover = {s for s in fastdag_segments(prefix) - before if not s.endswith("-status")}
+    assert leftover == set()
+
+
+def test_store_adopts_an_arena_file_without_copying(tmp_path):
+    from fastdag.serialize import dumps
+    from fastdag.store import arena
+    previous = arena.current()
+    mine = arena.install("fastdag-test-r", str(tmp_path))
+    try:
+        store = SharedMemoryStore("fastdag-test", directory=str(tmp_path))
+        out = fd.result_array((1000, 100), np.float32)
+        out[:] = 7
+        (arena_file,) = os.listdir(tmp_path)
+        ref = store.put("x", out)
+        assert os.listdir(tmp_path) == [ref.key] and arena_file != ref.key  # renamed, not copied
+        back = store.get(ref)
+        np.testing.assert_array_equal(back, out)
+        del out
+        assert os.listdir(tmp_path) == [ref.key]  # the store owns it now
+        store.delete(ref)
+        plain = fd.result_array((10,), np.int64)  # dropped without being stored: removed
+        del plain
+        assert os.listdir(tmp_path) == []
+        assert mine.find(memoryview(np.zeros(4))) is None
+    finally:
+        arena._current = previous

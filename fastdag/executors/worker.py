@@ -361,6 +361,8 @@ def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
     threadpool_limits(blas_threads)
+    from ..store import arena
+    arena.install(prefix + "-r")  # fd.result_array outputs; swept with the worker's prefix
     Worker(conn, wid, status_path, prefix).serve()
 
 

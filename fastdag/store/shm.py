@@ -83,6 +83,10 @@ class SharedMemoryStore(ObjectStore):
         if size + len(header) < self.inline_threshold:
             return StoredRef(key=key, header=header, kind=payload.kind,
                              inline=[bytes(b) for b in payload.buffers])
+        if len(payload.buffers) == 1 and len(header) <= HEADER_IN_REF_MAX:
+            adopted = self._adopt(payload)
+            if adopted is not None:
+                return adopted
         name = f"{self.prefix}-{next(self._counter)}"
         layout = []
         offset = 0
@@ -110,6 +114,21 @@ class SharedMemoryStore(ObjectStore):
             _write_segment(key, size, parts)
         return StoredRef(key=key, header=header, kind=payload.kind, size=size,
                          layout=layout, header_span=header_span)
+
+    def _adopt(self, payload: Payload) -> StoredRef | None:
+        """Store a value born in this process's arena (``fd.result_array``) by renaming its file."""
+        from . import arena
+        current = arena.current()
+        if current is None or current.directory != self.directory:
+            return None
+        found = current.find(payload.buffers[0])
+        if found is None:
+            return None
+        region, offset = found
+        name = f"{self.prefix}-{next(self._counter)}"
+        current.adopt(region, os.path.join(self.directory, name))
+        return StoredRef(key=name, header=payload.header, kind=payload.kind, size=region.size,
+                         layout=[(offset, payload.buffers[0].nbytes)])
 
     # -- reading ------------------------------------------------------------
     def get(self, ref: StoredRef) -> Any:

@@ -123,6 +123,39 @@ def spans(total: int, block: int, what: str = "block") -> list[tuple[int, int]]:
     return [(start, min(start + block, total)) for start in range(0, total, block)]
 
 
+def assemble_grid(grid: list[list[np.ndarray]]) -> np.ndarray:
+    """``np.block`` of a 2-D grid of arrays, written straight into ``fd.result_array``.
+
+    The assembled output is what the caller receives: born in shared memory
+    on ``LocalExecutor``, it reaches the caller without a copy.
+    """
+    import fastdag as fd
+    heights = [row[0].shape[0] for row in grid]
+    widths = [b.shape[1] for b in grid[0]]
+    for row, h in zip(grid, heights):
+        if len(row) != len(widths) or any(b.shape[:2] != (h, w) for b, w in zip(row, widths)):
+            raise ValueError("blocks of a grid row must share a height, of a column a width")
+    trailing = grid[0][0].shape[2:]
+    out = fd.result_array((sum(heights), sum(widths), *trailing),
+                          np.result_type(*[b for row in grid for b in row]))
+    y = 0
+    for row, h in zip(grid, heights):
+        x = 0
+        for b, w in zip(row, widths):
+            out[y:y + h, x:x + w] = b
+            x += w
+        y += h
+    return out
+
+
+def stack(blocks: list[np.ndarray]) -> np.ndarray:
+    """``np.vstack`` of row blocks into ``fd.result_array`` (see ``assemble_grid``)."""
+    import fastdag as fd
+    out = fd.result_array((sum(b.shape[0] for b in blocks), *blocks[0].shape[1:]),
+                          np.result_type(*blocks))
+    return np.concatenate(blocks, axis=0, out=out)
+
+
 def rng(seed: int, *key: int) -> np.random.Generator:
     """A generator determined by ``seed`` and a block's coordinates.
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import fastdag as fd
 
-from .base import Check, Params, rng, size_parser, spans
+from .base import Check, Params, assemble_grid, rng, size_parser, spans
 
 
 @fd.task
@@ -40,7 +40,7 @@ def block_sum(parts: list[np.ndarray]) -> np.ndarray:
 
 @fd.task
 def assemble(grid: list[list[np.ndarray]]) -> np.ndarray:
-    return np.block(grid)
+    return assemble_grid(grid)
 
 
 def _grid(spec: np.ndarray | tuple[int, int], row_spans: list, col_spans: list,

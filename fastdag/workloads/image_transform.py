@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 import fastdag as fd
 
-from .base import Check, Params, spans, size_parser
+from .base import Check, Params, assemble_grid, spans, size_parser
 
 BLUR_RADIUS = 2
 BORDER = 4
@@ -60,7 +60,7 @@ def add_border(tile: np.ndarray) -> np.ndarray:
 @fd.task
 def assemble(tiles: list[list[np.ndarray]]) -> np.ndarray:
     """Rows of bordered tiles, side by side: the output image as an array."""
-    return np.block(tiles)
+    return assemble_grid(tiles)
 
 
 PIPELINE = (grayscale, blur, edge_enhance, add_border)

@@ -44,7 +44,7 @@ import numpy as np
 
 import fastdag as fd
 
-from .base import SvdExpected as Expected, Check, Params, as_matrix, rng, size_parser, spans
+from .base import SvdExpected as Expected, Check, Params, as_matrix, rng, size_parser, spans, stack
 
 # The largest κ(A)² = κ(G) for which one Gram pass is accurate to rounding:
 # U's loss of orthogonality is about κ(G)·u (measured: 6e-15 at κ(A) = 10,
@@ -100,7 +100,7 @@ def chain_product(q: np.ndarray, piece: np.ndarray, u: np.ndarray | None = None)
 
 @fd.task
 def stack_rows(blocks: list[np.ndarray]) -> np.ndarray:
-    return np.vstack(blocks)
+    return stack(blocks)
 
 
 def tsqr(blocks: list) -> tuple[list[fd.Node], fd.Node]:
@@ -237,7 +237,9 @@ def finish(smalls: list[np.ndarray | None],
 def u_block(block: np.ndarray, basis: np.ndarray | None, transforms: list[np.ndarray],
             index: int) -> np.ndarray:
     """Block ``index`` of U: its basis (the block itself if None) times its W."""
-    return (block if basis is None else basis) @ transforms[index]
+    left, w = (block if basis is None else basis), transforms[index]
+    out = fd.result_array((left.shape[0], w.shape[1]), np.result_type(left, w))
+    return np.matmul(left, w, out=out)
 
 
 def build(a: np.ndarray | tuple[int, int], block: int, seed: int = 0) -> tuple[fd.Node, fd.Node, fd.Node]:
