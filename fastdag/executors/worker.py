@@ -272,19 +272,26 @@ class Worker:
                             attempts, ready_at))
             ready_at = end
             # Continue with the first consumer whose inputs are all here.
-            kept = False
+            kept = waiting = False
             for c in consumers:
                 if not done[c]:
                     for d in deps_of[c]:
                         if not has_value(d) and d not in refs:
+                            waiting = True  # needs a result made elsewhere
                             break
                     else:
                         if kept:
                             # Fan-out: keep one branch, let the scheduler spread the rest.
                             self._flush(run, data, progress, stack, False)
+                            waiting = False
                             break
                         stack.append(c)
                         kept = True
+            if waiting and len(consumers) > 1:
+                # A fan-out whose other branches need inputs from other workers:
+                # report now, so that they can start there without waiting for
+                # this batch to end.
+                self._flush(run, data, progress, stack, False)
 
     def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
                final: bool) -> None:
