@@ -410,9 +410,18 @@ def test_redis_store_chunks_signs_and_deletes(redis_server):
     client.close()
 
 
-def test_password_in_url(tmp_path):
+# How each kind of server is secured, the secret in its URL, and a URL that must be refused.
+_SECURED = {
+    "password": dict(password="pa55word"),
+    "acl-user": dict(user=("fastdag-app", "s3cret-pw")),
+    "tls": dict(tls=True),
+}
+
+
+@pytest.mark.parametrize("kind", list(_SECURED))
+def test_password_acl_user_and_tls_through_the_url(tmp_path, kind):
     from conftest import RedisServer
-    server = RedisServer(tmp_path, password="pa55word")
+    server = RedisServer(tmp_path, **_SECURED[kind])
     server.start()
     workers = Workers(server.url)
     try:
@@ -422,36 +431,13 @@ def test_password_in_url(tmp_path):
             assert ex.compute(tree(32)) == 32 * 31 // 2
         finally:
             ex.shutdown(wait=False)
-        wrong = server.url.replace("pa55word", "guess")
-        with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
-            fd.RedisExecutor(wrong, secret=SECRET).compute(tree(4))
-    finally:
-        workers.stop()
-        server.stop()
-
-
-@pytest.mark.parametrize("kind", ["acl-user", "tls"])
-def test_acl_user_and_tls_through_the_url(tmp_path, kind):
-    from conftest import RedisServer
-    server = RedisServer(tmp_path, user=("fastdag-app", "s3cret-pw") if kind == "acl-user" else None,
-                         tls=kind == "tls")
-    server.start()
-    workers = Workers(server.url)
-    try:
-        workers.start(1)
-        ex = fd.RedisExecutor(server.url, secret=SECRET, poll=0.5)
-        try:
-            assert ex.compute(tree(32)) == 32 * 31 // 2
-        finally:
-            ex.shutdown(wait=False)
-        if kind == "acl-user":
-            wrong = server.url.replace("s3cret-pw", "guess")
-            with pytest.raises(Exception, match="(?i)auth|password|WRONGPASS"):
-                fd.RedisExecutor(wrong, secret=SECRET).compute(tree(4))
-        else:  # the same server without TLS: refused, not a hang
-            plain = f"redis://127.0.0.1:{server.port}/0"
-            with pytest.raises(Exception):
-                fd.RedisExecutor(plain, secret=SECRET, poll=0.5).compute(tree(4))
+        if kind == "tls":  # the same server over plain TCP: refused, not a hang
+            wrong, match = f"redis://127.0.0.1:{server.port}/0", None
+        else:
+            secret = "pa55word" if kind == "password" else "s3cret-pw"
+            wrong, match = server.url.replace(secret, "guess"), "(?i)auth|password|WRONGPASS"
+        with pytest.raises(Exception, match=match):
+            fd.RedisExecutor(wrong, secret=SECRET, poll=0.5).compute(tree(4))
     finally:
         workers.stop()
         server.stop()
