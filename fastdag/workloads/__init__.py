@@ -31,50 +31,28 @@ def _registry() -> dict[str, Workload]:
     from . import gemm, image_transform, svd1, svd2, tree_reduction, wordcount
     from .base import Workload
 
-    return {
-        "tree_reduction": Workload(
-            name="tree_reduction",
-            summary="pairwise add over N leaves: N-1 tiny tasks",
-            build=tree_reduction.build_params, reference=tree_reduction.reference_params,
-            check=tree_reduction.check, parse_size=tree_reduction.parse_size,
-            default_size="leaves=1024", large_size="leaves=4096"),
-        "gemm": Workload(
-            name="gemm",
-            summary="blocked C = A·B: one task per block product and per block sum",
-            build=gemm.build_params, reference=gemm.reference_params, check=gemm.check,
-            parse_size=gemm.parse_size, default_size="n=1024,block=256", large_size="n=4096,block=1024"),
-        "wordcount": Workload(
-            name="wordcount",
-            summary="chunk text on word boundaries, tokenize, count, tree-merge",
-            build=wordcount.build_params, reference=wordcount.reference_params,
-            check=wordcount.check, parse_size=wordcount.parse_size,
-            default_size="size=8MB,chunk=1MB", large_size="size=64MB,chunk=4MB",
-            input_kind="a text file (UTF-8; chunk= sets the bytes per chunk)",
-            generated_keys=("size",)),
-        "image_transform": Workload(
-            name="image_transform",
-            summary="tiles through grayscale, blur, edge enhance, border; then rebuilt",
-            build=image_transform.build_params, reference=image_transform.reference_params,
-            check=image_transform.check, parse_size=image_transform.parse_size,
-            default_size="width=2048,height=2048,tile=512",
-            large_size="width=8192,height=8192,tile=1024",
-            input_kind="an image file Pillow can open (tile= sets the tile size)",
-            generated_keys=("width", "height")),
-        "svd1": Workload(
-            name="svd1",
-            summary="SVD of a tall-and-skinny matrix (Gram or Householder TSQR by conditioning)",
-            build=svd1.build_params, reference=svd1.reference_params, check=svd1.check,
-            parse_size=svd1.parse_size, default_size="rows=100000,cols=100,block=12500",
-            large_size="rows=400000,cols=100,block=25000",
-            input_kind="a .npy file holding a tall 2-D array", generated_keys=("rows", "cols")),
-        "svd2": Workload(
-            name="svd2",
-            summary="randomized SVD (top k) of a square matrix",
-            build=svd2.build_params, reference=svd2.reference_params, check=svd2.check,
-            parse_size=svd2.parse_size, default_size="n=2000,block=500,k=10",
-            large_size="n=6000,block=1000,k=20",
-            input_kind="a .npy file holding a 2-D array", generated_keys=("n",)),
-    }
+    workloads = [
+        Workload.of(tree_reduction, "pairwise add over N leaves: N-1 tiny tasks",
+                    "leaves=1024", "leaves=4096"),
+        Workload.of(gemm, "blocked C = A·B: one task per block product and per block sum",
+                    "n=1024,block=256", "n=4096,block=1024"),
+        Workload.of(wordcount, "chunk text on word boundaries, tokenize, count, tree-merge",
+                    "size=8MB,chunk=1MB", "size=64MB,chunk=4MB",
+                    input_kind="a text file (UTF-8; chunk= sets the bytes per chunk)",
+                    generated_keys=("size",)),
+        Workload.of(image_transform,
+                    "tiles through grayscale, blur, edge enhance, border; then rebuilt",
+                    "width=2048,height=2048,tile=512", "width=8192,height=8192,tile=1024",
+                    input_kind="an image file Pillow can open (tile= sets the tile size)",
+                    generated_keys=("width", "height")),
+        Workload.of(svd1, "SVD of a tall-and-skinny matrix (Gram or Householder TSQR by conditioning)",
+                    "rows=100000,cols=100,block=12500", "rows=400000,cols=100,block=25000",
+                    input_kind="a .npy file holding a tall 2-D array", generated_keys=("rows", "cols")),
+        Workload.of(svd2, "randomized SVD (top k) of a square matrix",
+                    "n=2000,block=500,k=10", "n=6000,block=1000,k=20",
+                    input_kind="a .npy file holding a 2-D array", generated_keys=("n",)),
+    ]
+    return {w.name: w for w in workloads}
 
 
 def get(name: str) -> Workload:

@@ -51,6 +51,16 @@ class Workload:
     input_kind: str | None = None  # what --input accepts, None if nothing
     generated_keys: tuple[str, ...] = ()  # size keys that only shape generated input
 
+    @classmethod
+    def of(cls, module: Any, summary: str, default_size: str, large_size: str,
+           **extra: Any) -> Workload:
+        """The workload a module defines by convention: its name, ``build_params``,
+        ``reference_params``, ``check`` and ``parse_size``."""
+        return cls(name=module.__name__.rsplit(".", 1)[-1], summary=summary,
+                   build=module.build_params, reference=module.reference_params,
+                   check=module.check, parse_size=module.parse_size,
+                   default_size=default_size, large_size=large_size, **extra)
+
     def params(self, size: str | None = None, seed: int = 0, input: str | None = None) -> Params:
         """The full parameter dict for a size string (the default size if None)."""
         params = self.parse_size(self.default_size if size is None else size)
