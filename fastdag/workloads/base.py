@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..store.arena import result_array
+
 Params = dict[str, Any]
 
 
@@ -139,14 +141,13 @@ def assemble_grid(grid: list[list[np.ndarray]]) -> np.ndarray:
     The assembled output is what the caller receives: born in shared memory
     on ``LocalExecutor``, it reaches the caller without a copy.
     """
-    import fastdag as fd
     heights = [row[0].shape[0] for row in grid]
     widths = [b.shape[1] for b in grid[0]]
     for row, h in zip(grid, heights):
         if len(row) != len(widths) or any(b.shape[:2] != (h, w) for b, w in zip(row, widths)):
             raise ValueError("blocks of a grid row must share a height, of a column a width")
     trailing = grid[0][0].shape[2:]
-    out = fd.result_array((sum(heights), sum(widths), *trailing),
+    out = result_array((sum(heights), sum(widths), *trailing),
                           np.result_type(*[b for row in grid for b in row]))
     y = 0
     for row, h in zip(grid, heights):
@@ -160,8 +161,7 @@ def assemble_grid(grid: list[list[np.ndarray]]) -> np.ndarray:
 
 def stack(blocks: list[np.ndarray]) -> np.ndarray:
     """``np.vstack`` of row blocks into ``fd.result_array`` (see ``assemble_grid``)."""
-    import fastdag as fd
-    out = fd.result_array((sum(b.shape[0] for b in blocks), *blocks[0].shape[1:]),
+    out = result_array((sum(b.shape[0] for b in blocks), *blocks[0].shape[1:]),
                           np.result_type(*blocks))
     return np.concatenate(blocks, axis=0, out=out)
 
