@@ -148,7 +148,7 @@ def assemble_grid(grid: list[list[np.ndarray]]) -> np.ndarray:
             raise ValueError("blocks of a grid row must share a height, of a column a width")
     trailing = grid[0][0].shape[2:]
     out = result_array((sum(heights), sum(widths), *trailing),
-                          np.result_type(*[b for row in grid for b in row]))
+                       np.result_type(*[b for row in grid for b in row]))
     y = 0
     for row, h in zip(grid, heights):
         x = 0
@@ -162,7 +162,7 @@ def assemble_grid(grid: list[list[np.ndarray]]) -> np.ndarray:
 def stack(blocks: list[np.ndarray]) -> np.ndarray:
     """``np.vstack`` of row blocks into ``fd.result_array`` (see ``assemble_grid``)."""
     out = result_array((sum(b.shape[0] for b in blocks), *blocks[0].shape[1:]),
-                          np.result_type(*blocks))
+                       np.result_type(*blocks))
     return np.concatenate(blocks, axis=0, out=out)
 
 
