@@ -72,6 +72,9 @@ class ConstantCache:
         # name -> [bytes, pins, last use]; ordered least recently used first
         self._entries: collections.OrderedDict[str, list] = collections.OrderedDict()
         self._bytes = 0
+        # No unpinned entry idles out before this (monotonic; None: none can):
+        # the scheduler asks on every message, so the answer must not scan.
+        self._due: float | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -115,13 +118,20 @@ class ConstantCache:
                 if entry is not None:
                     entry[1] -= 1
                     entry[2] = now
+                    if not entry[1]:
+                        due = now + self.idle_seconds
+                        self._due = due if self._due is None else min(self._due, due)
         self.expire()
 
     def expire(self) -> None:
         """Evict the unpinned entries unused for ``idle_seconds``."""
         now = time.monotonic()
         with self._lock:
+            if self._due is None or now <= self._due:
+                return
             self._evict(lambda e: now - e[2] > self.idle_seconds)
+            self._due = min((e[2] + self.idle_seconds for e in self._entries.values() if not e[1]),
+                            default=None)
 
     def next_expiry(self) -> float | None:
         """Seconds until the next unpinned entry idles out (None: nothing to expire).
@@ -129,16 +139,14 @@ class ConstantCache:
         The executor's scheduler thread waits at most this long, so an idle
         executor still gives the memory back.
         """
-        with self._lock:
-            idle = [e[2] for e in self._entries.values() if e[1] == 0]
-        if not idle:
-            return None
-        return max(0.0, min(idle) + self.idle_seconds - time.monotonic()) + 0.001
+        due = self._due
+        return None if due is None else max(0.0, due - time.monotonic()) + 0.001
 
     def clear(self) -> None:
         """Unlink every entry no run has pinned."""
         with self._lock:
             self._evict(lambda e: True)
+            self._due = None  # what is left is pinned: its unpin sets a due time
 
     def _make_room(self, nbytes: int) -> bool:
         if self._bytes + nbytes > self.budget:
