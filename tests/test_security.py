@@ -96,8 +96,9 @@ def test_a_spill_folder_made_by_someone_else_is_never_used(hostile, tiny_tmpfs, 
         theirs = tmp_path / name
     store = SharedMemoryStore("fastdag-test", directory=str(tiny_tmpfs))
     value = np.arange(1_000_000, dtype=np.float64)  # 8 MB: does not fit in 2 MiB, spills
+    monkeypatch.setattr("fastdag.store.shm._warned", False)  # its one warning stays unspent
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "/dev/shm is small", once a process
+        warnings.simplefilter("ignore", RuntimeWarning)  # "/dev/shm is small"
         ref = store.put("x", value)
     folder = os.path.dirname(ref.key)
     st = os.lstat(folder)
