@@ -260,3 +260,29 @@ def test_a_status_file_someone_else_wrote_is_not_opened_by_a_worker(tmp_path):
     path = plant(tmp_path / "fastdag-test-status", bytes(64), 0o600)
     with pytest.raises(PermissionError, match="fastdag-test-status"):
         Worker(None, 0, path, "fastdag-test")
+
+
+@pytest.mark.redis
+def test_a_handoff_reference_carries_and_signs_the_whole_header(redis_server, tmp_path):
+    """A value handed over through /dev/shm with a big header (a plan, a dict) loads, and its
+    header travels in the signed reference: the segment holds only array bytes."""
+    import redis
+
+    from fastdag.distributed.handoff import HandOff
+    from fastdag.distributed.signing import Signer
+    from fastdag.store.redis import RedisStore
+    client = redis.Redis.from_url(redis_server.url)
+    handoff = HandOff(RedisStore(client, Signer("k" * 32), ttl=60), directory=str(tmp_path))
+    value = {f"k{i}": i for i in range(5000)}  # a pickled header of about 50 KiB
+    value["a"] = np.ones(1 << 18)               # 2 MiB: through /dev/shm, not Redis
+    pipe = client.pipeline()
+    handoff.queue_put(pipe, "run:", "run:v", value, remote=False)
+    pipe.execute()
+    (segment,) = os.listdir(tmp_path)
+    assert os.path.getsize(tmp_path / segment) == value["a"].nbytes, "the header is in the file"
+    handoff.cache.drop("run:v")
+    back = handoff.get_key("run:v")
+    assert back["k4999"] == 4999
+    np.testing.assert_array_equal(back["a"], value["a"])
+    handoff.sweep_run("run:")
+    client.close()

@@ -62,10 +62,14 @@ class SharedMemoryStore(ObjectStore):
 
     ``spill_dir``: where values go when /dev/shm is full; None means this
     user's private spill folder (``files.spill_dir``), made on first use.
+    ``header_in_ref_max``: larger pickled headers go into the segment (a
+    caller whose refs are signed passes ``sys.maxsize``, so that everything
+    unpickled is covered by the signature).
     """
 
     def __init__(self, prefix: str, inline_threshold: int = INLINE_THRESHOLD,
-                 directory: str = SHM_DIR, spill_dir: str | None = None):
+                 directory: str = SHM_DIR, spill_dir: str | None = None,
+                 header_in_ref_max: int = HEADER_IN_REF_MAX):
         if not prefix.startswith("fastdag-"):
             raise ValueError("segment names start with 'fastdag-' so leaks are easy to spot")
         self.prefix = prefix
@@ -73,6 +77,7 @@ class SharedMemoryStore(ObjectStore):
         self.directory = directory
         self._spill_dir = spill_dir
         self._spill_checked = False
+        self.header_in_ref_max = header_in_ref_max
 
     @property
     def spill_dir(self) -> str:
@@ -99,7 +104,7 @@ class SharedMemoryStore(ObjectStore):
         if size + len(header) < self.inline_threshold:
             return StoredRef(key=key, header=header, kind=payload.kind,
                              inline=[bytes(b) for b in payload.buffers])
-        if len(payload.buffers) == 1 and len(header) <= HEADER_IN_REF_MAX:
+        if len(payload.buffers) == 1 and len(header) <= self.header_in_ref_max:
             adopted = self._adopt(payload)
             if adopted is not None:
                 return adopted
@@ -111,7 +116,7 @@ class SharedMemoryStore(ObjectStore):
         # (offset, buffer, release its pages while copying) for each region
         parts = [(start, buf, consume) for (start, _), buf in zip(layout, payload.buffers)]
         header_span = None
-        if len(header) > HEADER_IN_REF_MAX:
+        if len(header) > self.header_in_ref_max:
             header_span = (offset, len(header))
             parts.append((offset, memoryview(header), False))
             offset += len(header)
