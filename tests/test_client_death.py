@@ -132,6 +132,33 @@ def test_sigterm_of_the_client_cleans_up_like_ctrl_c(client):
     assert segments(prefix) == set(), "SIGTERM left the client's /dev/shm files behind"
 
 
+def test_the_start_up_sweep_spares_live_clients_and_other_users(tmp_path):
+    from fastdag.store import files
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    dead = f"fastdag-{gone}.{'ab' * 8}"       # its pid runs no more, here
+    elsewhere = f"fastdag-{gone}.{'cd' * 8}"  # the same, but it holds its lock: it runs in
+    alive = f"fastdag-{os.getpid()}.{'ef' * 8}"  # another pid namespace sharing /dev/shm
+    names = [f"{dead}-{'0' * 16}-status", f"{dead}-0.0-{'1' * 16}",
+             f"{elsewhere}-{'0' * 16}-status", f"{elsewhere}-c-{'2' * 16}",
+             f"{alive}-c-{'3' * 16}"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    theirs = tmp_path / f"{dead}-c-{'4' * 16}"
+    theirs.write_bytes(b"x")
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)
+    lock = os.open(tmp_path / names[2], os.O_RDONLY)
+    files.hold(lock)
+    try:
+        assert files.sweep_orphans([str(tmp_path)]) == 2 + (os.geteuid() != 0)
+        left = set(os.listdir(tmp_path))
+        assert left == set(names[2:]) | ({theirs.name} if os.geteuid() == 0 else set())
+    finally:
+        os.close(lock)
+    assert files.sweep_orphans([str(tmp_path)]) == 2  # its lock released: the client is gone
+
+
 @fd.task
 def pid_of_worker(_):
     return os.getpid()

@@ -276,8 +276,9 @@ class LocalExecutor(Executor):
                     f"{SHM_DIR} has only {free / 2**20:.0f} MiB free: results that do not fit "
                     "will spill to slower files. In Docker, start the container with a larger "
                     "--shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=4)
-            name, fd = files.create_exclusive(SHM_DIR, self.prefix, "-status")
+            name, fd = files.create_exclusive(SHM_DIR, self.prefix, files.STATUS_SUFFIX)
             self._status_path = os.path.join(SHM_DIR, name)
+            files.hold(fd)  # held by the mapping's own descriptor until it is closed
             os.ftruncate(fd, SLOT.size * self.workers)
             self._status = mmap.mmap(fd, 0)
             os.close(fd)

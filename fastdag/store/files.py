@@ -20,15 +20,19 @@ whatever fastdag creates there is created the way nobody else can pre-empt:
   trusted as much as we are. That is the whole trust rule: no secret to
   share with workers, no per-file record to keep.
 
-Names of ``LocalExecutor`` files start with ``fastdag-<pid>.<16 hex>-``, the
-pid being the client's: ``sweep_orphans`` removes, at the next executor's
-start, the files of a client that died without cleaning up (SIGKILL, out of
-memory), and only files owned by our uid.
+Names of ``LocalExecutor`` files start with ``fastdag-<pid>.<16 hex>-`` (its
+*token*), the pid being the client's: ``sweep_orphans`` removes, at the next
+executor's start, the files of a client that died without cleaning up
+(SIGKILL, out of memory), and only files owned by our uid. The pid alone
+could mislead where /dev/shm is shared across pid namespaces (containers of
+one Kubernetes pod): a running client also holds a lock (``flock``) on its
+``-status`` file, and a token whose lock can be taken is dead.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import os
 import re
@@ -38,7 +42,8 @@ import tempfile
 
 NAME_BITS = 64
 ATTEMPTS = 16            # names drawn before giving up (64 random bits: never, in practice)
-_OWNER_NAME = re.compile(r"fastdag-(\d+)\.[0-9a-f]{16}-")
+STATUS_SUFFIX = "-status"  # a client's status file: it holds the lock that says it runs
+_OWNER_NAME = re.compile(r"fastdag-((\d+)\.[0-9a-f]{16})-")
 
 
 class UntrustedFile(PermissionError):
@@ -163,14 +168,20 @@ def spill_dir() -> str:
     return _spill_dir(tempfile.gettempdir(), os.geteuid())
 
 
-def sweep_orphans(directories: list[str]) -> int:
-    """Unlink our files whose owning client process is gone; count them.
+def hold(fd: int) -> None:
+    """Lock the open status file ``fd`` for as long as it (or a mapping of it) stays open:
+    ``sweep_orphans`` then knows its owner runs, whatever pid namespace it is in."""
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    Only names ``fastdag-<pid>.<16 hex>-*`` owned by our uid, whose pid no
-    longer runs, are touched. A reused pid only delays the sweep.
+
+def sweep_orphans(directories: list[str]) -> int:
+    """Unlink our files whose owning client is gone; count them.
+
+    Only names ``fastdag-<pid>.<16 hex>-*`` owned by our uid are touched,
+    and only when their pid no longer runs and nobody holds the lock on
+    their status file. A reused pid only delays the sweep.
     """
-    removed = 0
-    alive: dict[int, bool] = {}
+    by_token: dict[str, list[str]] = {}
     for directory in directories:
         try:
             entries = list(os.scandir(directory))
@@ -178,20 +189,38 @@ def sweep_orphans(directories: list[str]) -> int:
             continue
         for entry in entries:
             match = _OWNER_NAME.match(entry.name)
-            if match is None:
-                continue
-            pid = int(match.group(1))
-            if pid not in alive:
-                alive[pid] = _running(pid)
-            if alive[pid]:
-                continue
-            if owned(entry.path):
+            if match is not None:
+                by_token.setdefault(match.group(1), []).append(entry.path)
+    removed = 0
+    for token, paths in by_token.items():
+        if _running(int(token.split(".")[0])) or _locked(paths):
+            continue
+        for path in paths:
+            if owned(path):
                 try:
-                    os.unlink(entry.path)
+                    os.unlink(path)
                     removed += 1
                 except FileNotFoundError:
                     pass
     return removed
+
+
+def _locked(paths: list[str]) -> bool:
+    """Whether the status file among ``paths`` is locked by a running client."""
+    for path in paths:
+        if not path.endswith(STATUS_SUFFIX) or not owned(path):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    return False
 
 
 def _running(pid: int) -> bool:
