@@ -1,15 +1,15 @@
-"""Graph constants kept in shared memory across runs, named by their content.
+"""Graph constants kept in shared memory across runs, found by their content.
 
 A numpy array passed straight into task calls (a block of a matrix, a tile of
 an image) is part of the graph. Workers read it from shared memory, so every
 run had to copy it there first: about 3 GB/s, page faults on fresh tmpfs pages
 included, paid before the first task could start. Hashing the same bytes with
-BLAKE3 runs at 6-10 GB/s. So each large array is named by the hash of its bytes
+BLAKE3 runs at 6-10 GB/s. So each large array is known by the hash of its bytes
 and written once; a later run whose graph captures the same bytes (the same
 array, unchanged, or an equal one) maps the segment that is already there.
 Naming by content makes this safe: an array changed in place between two runs
-has a new name, so no run ever reads stale data. BLAKE3 is a cryptographic
-hash, so two different arrays cannot be made to share a name.
+has a new hash, so no run ever reads stale data. BLAKE3 is a cryptographic
+hash, so two different arrays cannot be made to share one.
 
 Lifetime, owned by the executor that made the cache:
 
