@@ -211,11 +211,18 @@ def test_the_watcher_thread_ends_an_orphan_without_the_parent_death_signal(tmp_p
 
 # -- the fastdag worker supervisor ------------------------------------------------------
 def children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:
-        return []
+    """Processes whose parent is ``pid`` (from /proc/*/stat: field 4 is the parent pid)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != b"Z":
+                found.append(int(entry))
+    return found
 
 
 @pytest.mark.redis
