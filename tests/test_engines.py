@@ -96,7 +96,7 @@ def test_large_arrays_go_through_the_engine_store(engine):
     graph = split_plan(build_plan(add(add(big, 1), big).dag), lambda a: put.append(a) or "ref")
     assert len(put) == 1 and put[0] is big
     n = len(graph.specs)
-    refs = [a.i for spec in graph.specs for a in spec.plan.args[0] if type(a) is Ref and a.i >= n]
+    refs = [a.i for spec in graph.specs for a in spec.call_args if type(a) is Ref and a.i >= n]
     assert len(refs) == 2 and set(refs) == set(graph.constants)
 
 

@@ -35,7 +35,7 @@ import cloudpickle
 import numpy as np
 
 from ..errors import CancelledError, TaskError, WorkerCrashedError, task_failure
-from ..graph import DAG, Node, map_nested
+from ..graph import DAG, Node, Task, map_nested
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, Ref, build_plan
 from ..runner import INTERNAL_FILES, describe_failure, execute, nbytes
@@ -46,11 +46,41 @@ INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's functi
 
 
 class TaskSpec(NamedTuple):
-    """One task of a Plan, alone: what an engine worker needs to run it."""
+    """One task of a Plan, alone: what an engine worker needs to run it.
 
-    plan: Plan      # a one-task Plan; its dependency indices are those of the whole Plan
-    index: int      # the task's index in the whole Plan (for records)
+    A plain tuple, so it pickles in one C call with its function by
+    reference. It reads as a one-task Plan (``tasks``, ``args``, ``modes``...
+    at index 0, dependency indices those of the whole Plan), so the
+    runner's ``execute`` runs it unchanged.
+    """
+
+    task: Task
+    call_args: tuple | None
+    call_kwargs: dict | None
+    call_mode: int
+    inputs: tuple[int, ...]   # dependency indices in the whole Plan
+    index: int                # the task's index in the whole Plan (for records)
     name: str
+
+    @property
+    def tasks(self) -> tuple[Task]:
+        return (self.task,)
+
+    @property
+    def args(self) -> tuple:
+        return (self.call_args,)
+
+    @property
+    def kwargs(self) -> tuple:
+        return (self.call_kwargs,)
+
+    @property
+    def modes(self) -> tuple[int]:
+        return (self.call_mode,)
+
+    @property
+    def deps(self) -> tuple[tuple[int, ...]]:
+        return (self.inputs,)
 
 
 @dataclass
@@ -103,10 +133,8 @@ def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
             kwargs = map_nested(kwargs, np.ndarray, lift) if kwargs else kwargs
             if lifted:
                 mode = 2
-        one = Plan(tasks=[plan.tasks[i]], args=[args], kwargs=[kwargs], modes=[mode],
-                   deps=[plan.deps[i]], dependents=[[]], outputs=[], keys=[plan.keys[i]],
-                   wanted=bytearray(1), simple=bytearray(1))
-        graph.specs.append(TaskSpec(one, i, plan.name(i)))
+        graph.specs.append(TaskSpec(plan.tasks[i], args, kwargs, mode, plan.deps[i], i,
+                                    plan.name(i)))
         graph.inputs.append(plan.deps[i] + tuple(dict.fromkeys(lifted)))
     return graph
 
@@ -120,9 +148,9 @@ def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, t
     inputs = dict(zip(ids, values))
     start = time.time()
     try:
-        value, attempts = execute(spec.plan, 0, inputs)
+        value, attempts = execute(spec, 0, inputs)  # type: ignore[arg-type] - a one-task Plan
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
-        failure = describe_failure(spec.index, exc, spec.plan.tasks[0].retries + 1)
+        failure = describe_failure(spec.index, exc, spec.task.retries + 1)
         raise RemoteFailure(spec.index, _picklable(exc), failure.traceback,
                             failure.attempts) from None
     end = time.time()

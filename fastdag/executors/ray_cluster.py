@@ -77,7 +77,7 @@ class RayExecutor(EngineExecutor):
         for i, spec in enumerate(graph.specs):
             ids = graph.inputs[i]
             args = [values[d] if d < n else graph.constants[d] for d in ids]
-            retries = spec.plan.tasks[0].retries
+            retries = spec.task.retries
             call = remote.options(max_retries=retries) if retries else remote
             values[i], records[i] = call.remote(spec, ids, *args)
         # Only the outputs stay referenced: Ray frees the rest once consumed.
