@@ -100,15 +100,22 @@ def test_large_arrays_go_through_the_engine_store(engine):
     assert len(refs) == 2 and set(refs) == set(graph.constants)
 
 
-def test_cancel_stops_the_run(engine):
+def test_cancel_stops_the_run(engine, tmp_path):
     @fd.task
-    def slow(x):
-        time.sleep(2)
-        return x
+    def step(prev, n):
+        (tmp_path / f"ran-{n}").touch()
+        time.sleep(1)
+        return n
 
-    future = engine.submit(add(slow(1), slow(2)))
-    time.sleep(0.5)
+    node = None
+    for n in range(4):
+        node = step(node, n)
+    future = engine.submit(node)
+    while not list(tmp_path.iterdir()):  # the first step has started
+        time.sleep(0.05)
     assert future.cancel()
     with pytest.raises(Exception):
         future.result(timeout=1)
+    time.sleep(4.5)  # long enough for all four steps, had the run gone on
+    assert len(list(tmp_path.iterdir())) <= 2, sorted(p.name for p in tmp_path.iterdir())
     assert engine.compute(add(5, 6)) == 11  # the executor is still usable

@@ -90,9 +90,11 @@ class RayExecutor(EngineExecutor):
         return self._ray.get(run.handle.records)
 
     def _cancel(self, run: EngineRun) -> None:
+        # Every task, not only the outputs: Ray's recursive cancel follows the
+        # tasks a task submitted, not its inputs. A task's record ref names it.
         if run.handle is not None:
-            for ref in run.handle.outputs:
-                self._ray.cancel(ref, recursive=True)
+            for ref in run.handle.records:
+                self._ray.cancel(ref)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._owns_ray and self._ray.is_initialized():
