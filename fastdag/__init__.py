@@ -25,6 +25,13 @@ def __getattr__(name: str):
     if name == "RedisExecutor":
         from .distributed import RedisExecutor
         return RedisExecutor
+    # The engine bridges need dask.distributed or ray: imported on first use too.
+    if name == "DaskExecutor":
+        from .executors.dask_cluster import DaskExecutor
+        return DaskExecutor
+    if name == "RayExecutor":
+        from .executors.ray_cluster import RayExecutor
+        return RayExecutor
     raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
 
 __all__ = [
@@ -32,5 +39,5 @@ __all__ = [
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
     "result_array", "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
-    "RedisExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
+    "RedisExecutor", "DaskExecutor", "RayExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

@@ -71,12 +71,17 @@ class Plan:
     # on its own (ints, strings, Refs...). Only the others need cloudpickle,
     # whose per-object hook costs about a microsecond: see ``__reduce__``.
     simple: bytearray = field(default_factory=bytearray)
+    # Per task, a name given by whoever built the plan (a Dask key), used
+    # instead of "<function>-<number>" in errors and metrics.
+    labels: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.tasks)
 
     def name(self, i: int) -> str:
-        """The readable name of task ``i``, as Node.name gives it."""
+        """The readable name of task ``i``, as Node.name gives it (or its label)."""
+        if self.labels is not None:
+            return self.labels[i]
         return f"{self.tasks[i].name}-{self.keys[i]}"
 
     def names(self) -> _Names:
@@ -114,7 +119,7 @@ class Plan:
         with gc_paused():
             structure = pickle.dumps((plain_tasks, plain_args, self.modes, self.deps,
                                       self.dependents, self.outputs, self.keys, self.wanted,
-                                      simple), protocol=5)
+                                      simple, self.labels), protocol=5)
         return (_restore_plan, (structure, table, rich))
 
 
@@ -135,7 +140,7 @@ class _Names(Sequence):
 
 def _restore_plan(structure: bytes, table: list[Task] | None, rich: dict) -> Plan:
     with gc_paused():
-        tasks, args, modes, deps, dependents, outputs, keys, wanted, simple = \
+        tasks, args, modes, deps, dependents, outputs, keys, wanted, simple, labels = \
             pickle.loads(structure)
     if table is not None:
         tasks = [table[k] for k in tasks]
@@ -145,7 +150,7 @@ def _restore_plan(structure: bytes, table: list[Task] | None, rich: dict) -> Pla
         kwargs[i] = kw
     return Plan(tasks=tasks, args=args, kwargs=kwargs, modes=modes,
                 deps=deps, dependents=dependents, outputs=outputs, keys=keys, wanted=wanted,
-                simple=simple)
+                simple=simple, labels=labels)
 
 
 def build_plan(dag: DAG) -> Plan:

@@ -98,6 +98,15 @@ class Executor(ABC):
         """Processes that run tasks (for memory metrics)."""
         return [os.getpid()]
 
+    def dask_get(self, dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        """Dask's scheduler ``get`` on this executor's workers.
+
+        ``x.compute(scheduler=ex.dask_get)`` or ``dask.config.set(scheduler=ex.dask_get)``;
+        see ``fastdag.dask``.
+        """
+        from ..bridges.dask_scheduler import run_dask_graph
+        return run_dask_graph(self, wait_for, dsk, keys, **kwargs)
+
     def _track(self, future: RunFuture, options: dict[str, Any]) -> RunFuture:
         """Hand a started run to the metrics layer (sinks, fd.last_run, progress).
 

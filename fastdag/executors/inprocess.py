@@ -23,8 +23,8 @@ from .base import RunFuture, new_run_id
 class InProcessRun:
     """One DAG being run by threads of this process."""
 
-    def __init__(self, dag: DAG, single: bool, executor: str, settings: dict):
-        self.plan: Plan = build_plan(dag)
+    def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict):
+        self.plan: Plan = dag if isinstance(dag, Plan) else build_plan(dag)
         self.future = RunFuture(new_run_id(), single)
         self.values: list[Any] = [None] * len(self.plan)
         self.sizes = [0] * len(self.plan)

@@ -208,7 +208,12 @@ class LocalExecutor(Executor):
         if self._closed:
             raise RuntimeError("this LocalExecutor has been shut down")
         dag, single = as_dag(dag_or_nodes)
-        plan = build_plan(dag)
+        return self.submit_plan(build_plan(dag), single, **options)
+
+    def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
+        """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
+        if self._closed:
+            raise RuntimeError("this LocalExecutor has been shut down")
         run_id = next(self._run_ids)
         with gc_paused():
             plan_ref, constants = self._store_plan(plan)

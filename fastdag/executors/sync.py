@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import TaskError
 from ..graph import DAG, Node
+from ..plan import Plan
 from .base import Executor, RunFuture, as_dag
 from .inprocess import InProcessRun
 
@@ -26,7 +27,11 @@ class SyncExecutor(Executor):
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
-        run = InProcessRun(dag, single, self.name, self.settings())
+        return self.submit_plan(dag, single, **options)
+
+    def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
+        """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
+        run = InProcessRun(plan, single, self.name, self.settings())
         for i in range(len(run.plan)):
             try:
                 value = run.run_one(i, time.time())

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import TaskError
 from ..graph import DAG, Node
-from ..plan import batch_size
+from ..plan import Plan, batch_size
 from .base import Executor, RunFuture, as_dag
 from .inprocess import InProcessRun
 
@@ -43,7 +43,11 @@ class ThreadExecutor(Executor):
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
-        run = InProcessRun(dag, single, self.name, self.settings())
+        return self.submit_plan(dag, single, **options)
+
+    def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
+        """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
+        run = InProcessRun(plan, single, self.name, self.settings())
         run.future.tasks_total = len(run.plan)
         _PoolRun(run, self._get_pool(), self.workers).start()
         return self._track(run.future, options)

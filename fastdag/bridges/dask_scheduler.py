@@ -1,0 +1,58 @@
+"""Dask's ``get`` protocol on a fastdag executor: ``get(dsk, keys, **kwargs)``.
+
+    dask.compute(x, scheduler=...) ──> run_dask_graph(executor, dsk, keys)
+        to_plan (dask_graph) ──> executor.submit_plan ──> workers
+        ◄── outputs, shaped like ``keys`` ── or the task's own exception
+
+Dask code catches the exceptions its tasks raise (``except ValueError``), so
+a failed task reaches the caller as the original exception, not fastdag's
+``TaskError``; the Dask key and the worker's traceback are attached as a note.
+Options Dask passes to every scheduler (``num_workers``, ``pool``,
+``chunksize``...) mean nothing here and are ignored; fastdag's own run
+options (``metrics``, ``name``, ``progress``) are passed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import TaskError
+from .dask_graph import nest_results, to_plan
+
+RUN_OPTIONS = ("metrics", "name", "progress")
+
+
+def run_dask_graph(executor: Any, wait: Callable[[Any], Any], dsk: Any, keys: Any,
+                   **kwargs: Any) -> Any:
+    """Compute ``keys`` of the Dask graph ``dsk`` on ``executor``; results as dask's get gives.
+
+    ``wait`` turns the executor's Future into its value (executors.base.wait_for).
+    """
+    submit_plan = getattr(executor, "submit_plan", None)
+    if submit_plan is None:
+        raise TypeError(f"{type(executor).__name__} cannot run Dask graphs; use a "
+                        "LocalExecutor, ThreadExecutor or SyncExecutor")
+    converted = to_plan(dsk, keys)
+    options = {k: kwargs[k] for k in RUN_OPTIONS if k in kwargs}
+    try:
+        values = wait(submit_plan(converted.plan, False, **options))
+    except TaskError as err:
+        raise original_exception(err) from None
+    return nest_results(keys, converted.position, values)
+
+
+def original_exception(err: TaskError) -> BaseException:
+    """The exception the task raised, noted with its Dask key and remote traceback.
+
+    A worker crash has no original exception: the TaskError itself is returned.
+    """
+    cause = err.__cause__
+    if cause is None:
+        return err
+    if hasattr(cause, "add_note"):  # Python 3.11+
+        note = f"raised by Dask key {err.task!r} on a fastdag worker"
+        if err.remote_traceback:
+            note += "; traceback in the worker:\n" + err.remote_traceback.rstrip()
+        cause.add_note(note)
+    return cause

@@ -1,0 +1,268 @@
+"""What DaskExecutor and RayExecutor share: a Plan run task by task on another engine.
+
+Data flow::
+
+    caller                     EngineExecutor                      engine workers
+    ------                     --------------                      --------------
+    submit(dag) ─> Plan ─> split_plan: one-task Plans (TaskSpec),
+                           large numpy arrays ─engine.put─> object store / worker memory
+                           ─launch─> one engine task per fastdag task ─> run_spec(spec, ids, *inputs)
+                                                                         runner.execute (retries)
+    Future <── outputs ── waiter thread <── results ──────────────────── value
+                          records <── engine-specific channel ◄───────── (worker, RAW record)
+
+Each engine task gets only its own slice of the Plan (its function,
+argument template and dependency indices), so a worker unpickles one task,
+not the graph, and the engine moves the inputs: Dask between its workers'
+memories, Ray through its object store. The task body is fastdag's own
+runner, so retries, argument substitution and failure capture behave as on
+the local executors; a failure travels as ``RemoteFailure`` and becomes the
+same ``TaskError`` (original exception as ``__cause__``, the worker's
+traceback in the message).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import cloudpickle
+import numpy as np
+
+from ..errors import CancelledError, TaskError, WorkerCrashedError, task_failure
+from ..graph import DAG, Node, Task, map_nested
+from ..metrics import HOST, RunRecord, RunReport
+from ..plan import Plan, Ref, build_plan
+from ..runner import INTERNAL_FILES, describe_failure, execute, nbytes
+from .base import Executor, RunFuture, as_dag, new_run_id
+
+LARGE_ARRAY = 1 << 20  # bytes: numpy arguments this big go through the engine's store
+INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
+
+
+class TaskSpec(NamedTuple):
+    """One task of a Plan, alone: what an engine worker needs to run it.
+
+    A plain tuple, so it pickles in one C call with its function by
+    reference. It reads as a one-task Plan (``tasks``, ``args``, ``modes``...
+    at index 0, dependency indices those of the whole Plan), so the
+    runner's ``execute`` runs it unchanged.
+    """
+
+    task: Task
+    call_args: tuple | None
+    call_kwargs: dict | None
+    call_mode: int
+    inputs: tuple[int, ...]   # dependency indices in the whole Plan
+    index: int                # the task's index in the whole Plan (for records)
+    name: str
+
+    @property
+    def tasks(self) -> tuple[Task]:
+        return (self.task,)
+
+    @property
+    def args(self) -> tuple:
+        return (self.call_args,)
+
+    @property
+    def kwargs(self) -> tuple:
+        return (self.call_kwargs,)
+
+    @property
+    def modes(self) -> tuple[int]:
+        return (self.call_mode,)
+
+    @property
+    def deps(self) -> tuple[tuple[int, ...]]:
+        return (self.inputs,)
+
+
+@dataclass
+class EngineGraph:
+    """A Plan cut into engine tasks, with the large arrays lifted out of it."""
+
+    plan: Plan
+    specs: list[TaskSpec]
+    inputs: list[tuple[int, ...]]          # per task: dependency indices, then constant ids
+    constants: dict[int, Any] = field(default_factory=dict)  # constant id -> engine reference
+
+
+class RemoteFailure(Exception):
+    """A task raised on an engine worker (after its retries); carried back to the caller."""
+
+    def __init__(self, index: int, exc: BaseException, traceback: str, attempts: int):
+        super().__init__(index, exc, traceback, attempts)
+        self.index, self.exc, self.traceback, self.attempts = index, exc, traceback, attempts
+
+    def __reduce__(self):
+        return (RemoteFailure, (self.index, self.exc, self.traceback, self.attempts))
+
+
+def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
+    """Cut ``plan`` into TaskSpecs; numpy arguments of LARGE_ARRAY bytes or more are ``put``.
+
+    A lifted array becomes ``Ref(id)`` with an id past the last task, and its
+    task switches to the nested substitution mode, so the runner fills it in
+    from the inputs like any dependency.
+    """
+    n = len(plan)
+    graph = EngineGraph(plan, [], [])
+    by_id: dict[int, int] = {}
+
+    def lift(array: np.ndarray) -> Any:
+        if array.nbytes < LARGE_ARRAY:
+            return array
+        ref = by_id.get(id(array))
+        if ref is None:
+            ref = by_id[id(array)] = n + len(by_id)
+            graph.constants[ref] = put(array)
+        lifted.append(ref)
+        return Ref(ref)
+
+    for i in range(n):
+        args, kwargs, mode = plan.args[i], plan.kwargs[i], plan.modes[i]
+        lifted: list[int] = []
+        if not plan.simple[i] and mode != 3:
+            args = map_nested(args, np.ndarray, lift)
+            kwargs = map_nested(kwargs, np.ndarray, lift) if kwargs else kwargs
+            if lifted:
+                mode = 2
+        graph.specs.append(TaskSpec(plan.tasks[i], args, kwargs, mode, plan.deps[i], i,
+                                    plan.name(i)))
+        graph.inputs.append(plan.deps[i] + tuple(dict.fromkeys(lifted)))
+    return graph
+
+
+def worker_name() -> str:
+    return f"{HOST}:{os.getpid()}"
+
+
+def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, tuple]:
+    """Run one task on an engine worker: (value, RAW_FIELDS record), or raise RemoteFailure."""
+    inputs = dict(zip(ids, values))
+    start = time.time()
+    try:
+        value, attempts = execute(spec, 0, inputs)  # type: ignore[arg-type] - a one-task Plan
+    except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+        failure = describe_failure(spec.index, exc, spec.task.retries + 1)
+        raise RemoteFailure(spec.index, _picklable(exc), failure.traceback,
+                            failure.attempts) from None
+    end = time.time()
+    in_bytes = sum(nbytes(v) for v in values)
+    record = (spec.index, start, end, 0.0, 0.0, in_bytes, nbytes(value), attempts, start)
+    return value, record
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        cloudpickle.dumps(exc)
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(exc).__name__}: {exc} (the exception itself cannot be pickled)")
+
+
+def remote_error(plan: Plan, exc: BaseException) -> BaseException:
+    """The error ``compute()`` raises for an engine's exception ``exc``."""
+    failure = getattr(exc, "cause", exc)  # Ray wraps task exceptions in RayTaskError
+    if isinstance(failure, RemoteFailure):
+        return task_failure(plan.name(failure.index), failure.exc, failure.traceback)
+    if isinstance(exc, (TaskError, CancelledError)):
+        return exc
+    what = f"{type(exc).__name__}: {exc}"
+    if any(word in type(exc).__name__ for word in CRASH_WORDS):  # KilledWorker, WorkerCrashedError...
+        return WorkerCrashedError(f"a worker died while running the graph: {what}")
+    error = TaskError(f"the engine could not run a task: {what}")
+    error.__cause__ = exc
+    return error
+
+
+CRASH_WORDS = ("Killed", "Crash", "Died", "Lost", "Unavailable")
+
+
+@dataclass
+class EngineRun:
+    """One run on an engine: its graph, Future, and whatever the engine tracks it by."""
+
+    graph: EngineGraph
+    future: RunFuture
+    start: float
+    handle: Any = None  # the engine's own references to the run's tasks
+
+
+class EngineExecutor(Executor):
+    """submit/compute over an engine; subclasses say how to put, launch, wait and cancel."""
+
+    def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
+        dag, single = as_dag(dag_or_nodes)
+        plan = build_plan(dag)
+        graph = split_plan(plan, self._put)
+        run = EngineRun(graph, RunFuture(new_run_id(), single), time.time())
+        run.future._on_cancel = lambda: self._cancel(run)
+        run.future.tasks_total = len(plan)
+        self._track(run.future, options)
+        try:
+            run.handle = self._launch(run)
+        except BaseException:
+            self._release(run)
+            raise
+        if run.future.cancelled():  # cancelled while launching
+            self._cancel(run)
+        threading.Thread(target=self._wait_run, args=(run,), daemon=True,
+                         name=f"fastdag-{self.name}-wait").start()
+        return run.future
+
+    def _wait_run(self, run: EngineRun) -> None:
+        """The waiter thread: outputs or the error, then the records, then the Future."""
+        plan = run.graph.plan
+        try:
+            outputs = self._outputs(run)
+        except BaseException as exc:  # noqa: BLE001 - the caller must hear of it
+            error = CancelledError("the run was cancelled") if run.future.cancelled() \
+                else remote_error(plan, exc)
+            try:
+                self._records(run)  # the finished tasks' records: not kept, but freed
+            except Exception:  # noqa: BLE001, S110 - a lost worker cannot be asked
+                pass
+            self._release(run)
+            run.future.fail(error)
+            return
+        records = self._records(run)
+        self._release(run)
+        run.future.tasks_done = len(plan)
+        run.future.report = RunReport(
+            run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
+                          settings=self.settings(), start=run.start,
+                          makespan=time.time() - run.start, tasks=len(plan)),
+            _raw=records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+        run.future.finish(outputs)
+
+    @abstractmethod
+    def _put(self, array: np.ndarray) -> Any:
+        """Store a large array in the engine; return what a task argument refers to it by."""
+
+    @abstractmethod
+    def _launch(self, run: EngineRun) -> Any:
+        """Hand every task of ``run.graph`` to the engine; return the engine's handle."""
+
+    @abstractmethod
+    def _outputs(self, run: EngineRun) -> list[Any]:
+        """Block until the outputs (``plan.outputs`` order) are computed; raise on failure."""
+
+    @abstractmethod
+    def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
+        """The (worker, RAW record) pairs of the run's tasks."""
+
+    @abstractmethod
+    def _cancel(self, run: EngineRun) -> None:
+        """Stop the run's tasks (called when the Future is cancelled)."""
+
+    def _release(self, run: EngineRun) -> None:
+        """Let the engine free the run's data (constants included)."""
+        run.graph.constants.clear()
+        run.handle = None

@@ -1,0 +1,102 @@
+"""RayExecutor: a fastdag graph on Ray (a cluster, or a local Ray).
+
+    submit(dag) ─> Plan ─> one Ray task per fastdag task, two returns each:
+                           (value ObjectRef, record ObjectRef)
+    Future <── waiter thread: ray.get(output refs), ray.get(record refs)
+
+Ray's object store carries the results between tasks (numpy arrays are read
+by consumers without a copy, read-only) and large numpy arguments captured
+in the graph are ``ray.put`` once. The driver keeps references only to the
+outputs and to the small records, so Ray frees each intermediate result as
+soon as its consumers have run. A task whose worker died is retried by Ray
+up to the task's ``retries``; after that the run fails with
+``WorkerCrashedError``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .engine import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
+
+
+def run_ray_task(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, tuple]:
+    """The function of every Ray task: (value, (worker, record)), returned as two objects."""
+    value, record = run_spec(spec, ids, *values)
+    return value, (worker_name(), record)
+
+
+class RayRun(NamedTuple):
+    """The references a run keeps: its outputs' and every task's record."""
+
+    outputs: list[Any]
+    records: list[Any]
+
+
+class RayExecutor(EngineExecutor):
+    """Runs fastdag graphs on the Ray cluster at ``address`` (a local Ray when None).
+
+    Connects with ``ray.init`` unless Ray is already initialised in this
+    process; ``init_options`` go to ``ray.init`` (e.g. ``num_cpus=4``). A Ray
+    this executor started is shut down with it.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, metrics: Any = None, **init_options: Any):
+        import ray
+        self._ray = ray
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            init_options.setdefault("include_dashboard", False)
+            if address is None and "runtime_env" not in init_options:
+                # A local Ray's workers import tasks from where this process does,
+                # as LocalExecutor's workers do (a cluster needs a working_dir).
+                paths = [p or os.getcwd() for p in sys.path if os.path.isdir(p or ".")]
+                init_options["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
+            ray.init(address=address, **init_options)
+        self.metrics = metrics
+        self._remote = ray.remote(num_returns=2, max_retries=0)(run_ray_task)
+
+    def settings(self) -> dict[str, Any]:
+        return {"cpus": self._ray.cluster_resources().get("CPU", 0)}
+
+    def _put(self, array: np.ndarray) -> Any:
+        return self._ray.put(array)
+
+    def _launch(self, run: EngineRun) -> RayRun:
+        graph = run.graph
+        n = len(graph.plan)
+        values: list[Any] = [None] * n
+        records: list[Any] = [None] * n
+        remote = self._remote
+        for i, spec in enumerate(graph.specs):
+            ids = graph.inputs[i]
+            args = [values[d] if d < n else graph.constants[d] for d in ids]
+            retries = spec.task.retries
+            call = remote.options(max_retries=retries) if retries else remote
+            values[i], records[i] = call.remote(spec, ids, *args)
+        # Only the outputs stay referenced: Ray frees the rest once consumed.
+        return RayRun([values[o] for o in graph.plan.outputs], records)
+
+    def _outputs(self, run: EngineRun) -> list[Any]:
+        return self._ray.get(run.handle.outputs)
+
+    def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
+        return self._ray.get(run.handle.records)
+
+    def _cancel(self, run: EngineRun) -> None:
+        # Every task, not only the outputs: Ray's recursive cancel follows the
+        # tasks a task submitted, not its inputs. A task's record ref names it.
+        if run.handle is not None:
+            for ref in run.handle.records:
+                self._ray.cancel(ref)
+
+    def shutdown(self, wait: bool = True) -> None:
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._owns_ray = False

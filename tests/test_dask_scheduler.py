@@ -1,0 +1,134 @@
+"""fastdag as a Dask scheduler: fastdag.dask.get and executor.dask_get."""
+
+from __future__ import annotations
+
+import ast
+from operator import add
+
+import numpy as np
+import pytest
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+from dask._task_spec import Alias, DataNode, Dict, List, Task, TaskRef  # noqa: E402
+from dask.utils import key_split  # noqa: E402
+from dask.utils_test import GetFunctionTestMixin  # noqa: E402
+
+import fastdag as fd  # noqa: E402
+import fastdag.dask  # noqa: E402
+
+
+class TestGetFunction(GetFunctionTestMixin):
+    """Dask's own checks for a foreign ``get`` (on fastdag's default executor)."""
+
+    get = staticmethod(fastdag.dask.get)
+
+
+def _fail(x):
+    raise ValueError(f"bad chunk {x}")
+
+
+def test_array_results_identical_to_sync(local_executor):
+    x = da.random.RandomState(0).random_sample((300, 200), chunks=(60, 50))
+    expr = (x @ x.T)[::7].sum(axis=0) + x[:, :3].mean()
+    expected = expr.compute(scheduler="sync")
+    got = expr.compute(scheduler=local_executor.dask_get)
+    # BLAS rounds differently for differently aligned inputs (worker memory vs
+    # shared memory): the last bit of a matmul may differ, nothing more.
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
+    # and through dask's configuration, as users set a scheduler globally
+    with dask.config.set(scheduler=local_executor.dask_get):
+        np.testing.assert_allclose(expr.compute(), expected, rtol=1e-14, atol=0)
+    # no BLAS, no rounding freedom: bit for bit
+    sums = x.sum(axis=0) + x[::3].mean()
+    np.testing.assert_array_equal(sums.compute(scheduler=local_executor.dask_get),
+                                  sums.compute(scheduler="sync"))
+
+
+def test_bag_dataframe_and_delayed(local_executor):
+    db = pytest.importorskip("dask.bag")
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    words = db.from_sequence(["a b", "b c", "c c"] * 20, npartitions=4)
+    counts = words.map(str.split).flatten().frequencies()
+    assert sorted(counts.compute(scheduler=local_executor.dask_get)) == \
+        sorted(counts.compute(scheduler="sync"))
+    frame = pd.DataFrame({"k": np.arange(1000) % 7, "v": np.arange(1000.0)})
+    agg = dd.from_pandas(frame, npartitions=5).groupby("k").v.agg(["sum", "mean"])
+    pd.testing.assert_frame_equal(agg.compute(scheduler=local_executor.dask_get),
+                                  agg.compute(scheduler="sync"))
+    leaves = [dask.delayed(add)(i, 1) for i in range(64)]
+    while len(leaves) > 1:
+        leaves = [dask.delayed(add)(a, b) for a, b in zip(leaves[::2], leaves[1::2])]
+    assert leaves[0].compute(scheduler=local_executor.dask_get) == sum(range(1, 65))
+
+
+def test_task_spec_nodes_and_nested_keys(local_executor):
+    dsk = {
+        "a": DataNode("a", np.arange(5)),
+        "b": Task("b", np.sum, TaskRef("a")),
+        "c": Alias("c", "b"),
+        "d": Task("d", sorted, List(TaskRef("c"), 3, TaskRef("b"))),
+        "e": Task("e", dict, Dict({"x": TaskRef("a"), "y": TaskRef("d")})),
+        ("f", 0): Task(("f", 0), add, TaskRef("c"), 1),
+    }
+    got = fastdag.dask.get(dsk, [["d", ("f", 0)], "c", ["e"]], executor=local_executor)
+    want = dask.get(dsk, [["d", ("f", 0)], "c", ["e"]])
+    assert got[0] == want[0] == ([3, 10, 10], 11)
+    assert got[1] == 10
+    np.testing.assert_array_equal(got[2][0]["x"], np.arange(5))
+
+
+@pytest.mark.parametrize("kind", ["sync", "threads", "local"])
+def test_original_exception_type_with_key_and_traceback(kind, local_executor):
+    executor = {"sync": fd.SyncExecutor, "threads": fd.ThreadExecutor}.get(kind)
+    ex = executor() if executor else local_executor
+    x = da.ones(10, chunks=5).map_blocks(_fail, dtype=float)
+    with pytest.raises(ValueError, match="bad chunk") as info:
+        x.compute(scheduler=ex.dask_get)
+    assert not isinstance(info.value, fd.TaskError)
+    note = "\n".join(getattr(info.value, "__notes__", []))
+    assert "_fail" in note and "Dask key" in note
+    if kind == "threads":
+        ex.shutdown()
+
+
+def test_metrics_use_dask_keys(local_executor):
+    x = da.ones((40, 40), chunks=20)
+    total = (x + 1).sum()
+    total.compute(scheduler=local_executor.dask_get)
+    report = fd.last_run()
+    keys = {t.task_key for t in report.tasks}
+    assert any(k.startswith("('sum-") for k in keys), keys
+    # functions are the keys' prefixes, as Dask's dashboard groups them
+    for t in report.tasks:
+        key = ast.literal_eval(t.task_key) if t.task_key.startswith("(") else t.task_key
+        assert t.function == key_split(key), t
+    assert len(report.tasks) == report.run.tasks
+
+
+def test_bad_graphs_raise_clear_errors(local_executor):
+    with pytest.raises(KeyError):
+        fastdag.dask.get({"x": Task("x", add, TaskRef("y"), 1)}, "x", executor=local_executor)
+    with pytest.raises(ValueError, match="cycle"):
+        fastdag.dask.get({"x": (add, "y", 1), "y": (add, "x", 1)}, "x",
+                         executor=local_executor)
+
+
+def test_large_chain_is_not_recursive(local_executor):
+    dsk = {f"x{i + 1}": (add, f"x{i}", 1) for i in range(20000)}
+    dsk["x0"] = 0
+    assert fastdag.dask.get(dsk, "x20000", executor=local_executor) == 20000
+
+
+def test_flat_tasks_become_plain_fastdag_calls():
+    from fastdag.bridges.dask_graph import to_plan
+    leaves = [dask.delayed(add, pure=False)(i, 1) for i in range(256)]
+    while len(leaves) > 1:
+        leaves = [dask.delayed(add, pure=False)(a, b) for a, b in zip(leaves[::2], leaves[1::2])]
+    plan = to_plan(leaves[0].__dask_graph__(), leaves[0].key).plan
+    assert len(plan) == 511 and all(plan.simple)   # the Plan pickles without cloudpickle
+    assert {t.func for t in plan.tasks} == {add} and set(plan.modes) == {0, 3}
+    # a task with keyword arguments keeps Dask's own evaluation
+    kw = to_plan({"a": Task("a", round, 2.567, ndigits=1)}, "a").plan
+    assert kw.tasks[0].func is not round and not kw.simple[0]
