@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..events import EventBus, Subscription
 from ..graph import DAG, Node
 from ..metrics import RunReport
 
@@ -93,6 +94,18 @@ class Executor(ABC):
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def event_bus(self) -> EventBus:
+        """This executor's event stream (``fastdag.events``), made on first use."""
+        bus = self.__dict__.get("_events")
+        if bus is None:
+            bus = self.__dict__.setdefault("_events", EventBus())
+        return bus
+
+    def subscribe(self, callback: Callable[[Any], None], batched: bool = False) -> Subscription:
+        """Call ``callback(event)`` for every event of every run from now on."""
+        return self.event_bus.subscribe(callback, batched)
 
     def worker_pids(self) -> list[int]:
         """Processes that run tasks (for memory metrics)."""

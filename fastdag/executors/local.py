@@ -77,6 +77,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import events as ev
 from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
 from ..graph import DAG, Node, gc_paused
 from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
@@ -156,7 +157,8 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
-                 metrics: Any = None, constant_cache: int | None = None):
+                 metrics: Any = None, constant_cache: int | None = None,
+                 dashboard: bool | int = False):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -183,6 +185,9 @@ class LocalExecutor(Executor):
         self._status_path = os.path.join(SHM_DIR, self.prefix + "-status")
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
+        self._feed = ev.RecordFeed(self.event_bus)
+        self._dashboard = None
+        self.dashboard_url = self._serve_dashboard(dashboard)
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -209,6 +214,7 @@ class LocalExecutor(Executor):
                          constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
+        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
         self._ensure_started()
         self._post(("run", state))
         return future
@@ -225,6 +231,14 @@ class LocalExecutor(Executor):
                 raise
             raise _unpicklable_argument(plan, exc) from exc
 
+    def _serve_dashboard(self, dashboard: bool | int) -> str | None:
+        """Start the web dashboard if asked (``fastdag.dashboard``); its URL."""
+        if dashboard is False or dashboard is None:
+            return None
+        from ..dashboard import serve_executor
+        self._dashboard = serve_executor(self, dashboard)
+        return self._dashboard.url
+
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
         try:
@@ -238,6 +252,8 @@ class LocalExecutor(Executor):
                 return
             self._closed = True
             thread = self._thread
+        if self._dashboard is not None:
+            self._dashboard.stop()
         if thread is None:
             self._cleanup_files()
             return
@@ -286,8 +302,10 @@ class LocalExecutor(Executor):
         theirs.close()
         conn = Connection(ours.detach())
         conn.send_bytes(pickle.dumps(("init", sys.path)))
-        return WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
-                            sentinel=os.pidfd_open(proc.pid), prefix=prefix)
+        handle = WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
+                              sentinel=os.pidfd_open(proc.pid), prefix=prefix)
+        ev.worker_changed(self.event_bus, handle.name, None)
+        return handle
 
     # -- the scheduler thread ----------------------------------------------
     def _loop(self) -> None:
@@ -372,6 +390,7 @@ class LocalExecutor(Executor):
             run = self._runs.get(msg[1])
             if run is not None:
                 run.future.tasks_done = run.ndone + msg[2]
+                self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
             return
         if msg[0] == "report":
             _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
@@ -389,7 +408,10 @@ class LocalExecutor(Executor):
                 self.store.delete(ref)
             if run is not None:
                 self._maybe_forget(run)
+            self._feed.forget(h.wid)
             return
+        self._feed.report(run.future.run_id, h.wid, h.name, records)
+        self._feed.stored(run.future.run_id, h.name, stored)
         if records:
             run.records.append((h.name, records))
             # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
@@ -397,7 +419,10 @@ class LocalExecutor(Executor):
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
-            self._close_run(run, _failure_error(run.plan, cloudpickle.loads(failure)))
+            failure = cloudpickle.loads(failure)
+            error = _failure_error(run.plan, failure)
+            ev.task_failed(self.event_bus, run.future.run_id, failure.index, h.name, error)
+            self._close_run(run, error)
         elif run.ndone == len(run.plan):
             self._finish_run(run)
 
@@ -469,6 +494,7 @@ class LocalExecutor(Executor):
         if run.closed:
             return
         run.closed = True
+        ev.run_finished(self.event_bus, run.future.run_id, run.start, error)
         if error is not None:
             run.future.fail(error)
         for ref in run.stored.values():
@@ -533,6 +559,7 @@ class LocalExecutor(Executor):
         run.seen_by.add(h.wid)
         h.busy_run = run.id
         h.batch = tasks
+        ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
         self._send(h, ("batch", run.id, plan_ref, tasks, refs))
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
@@ -549,6 +576,7 @@ class LocalExecutor(Executor):
         except subprocess.TimeoutExpired:
             h.process.kill()
             code = h.process.wait()
+        ev.worker_changed(self.event_bus, h.name, code)
         run_id, task = SLOT.unpack_from(self._status, h.wid * SLOT.size)
         run = self._runs.get(h.busy_run) if h.busy_run is not None else None
         if run is not None and not run.closed:
@@ -577,6 +605,9 @@ class LocalExecutor(Executor):
                     f"worker {h.name} died ({how}) while running task {plan.name(culprit)!r}",
                     task=plan.name(culprit)))
                 return
+        if culprit >= 0:
+            ev.task_retried(self.event_bus, run.future.run_id, culprit, h.name,
+                            run.crashes[culprit] + 1, f"worker died (exit code {code})")
         # Give the lost work back: its batch, and the continuations it had claimed.
         for t in h.batch:
             if not run.done[t]:

@@ -26,7 +26,8 @@ class SyncExecutor(Executor):
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
-        run = InProcessRun(dag, single, self.name, self.settings())
+        run = InProcessRun(dag, single, self.name, self.settings(), self.event_bus,
+                           options.get("name", ""))
         for i in range(len(run.plan)):
             try:
                 value = run.run_one(i, time.time())

@@ -43,7 +43,8 @@ class ThreadExecutor(Executor):
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
-        run = InProcessRun(dag, single, self.name, self.settings())
+        run = InProcessRun(dag, single, self.name, self.settings(), self.event_bus,
+                           options.get("name", ""))
         run.future.tasks_total = len(run.plan)
         _PoolRun(run, self._get_pool(), self.workers).start()
         return self._track(run.future, options)
