@@ -1,0 +1,220 @@
+"""What the dashboard knows about runs, built from events, served as JSON.
+
+Data flow::
+
+    executor thread                       dashboard server thread
+    ---------------                       -----------------------
+    EventBus --emit--> RunStore.receive   RunStore.ingest() (on each API call and
+                       (deque.append:      each tick of the live channel): events
+                        nothing else)      -> RunView columns -> JSON
+
+The executor's thread only appends the event to a deque, so a subscribed
+dashboard costs the scheduler a call and an append per message; the work of
+turning events into columns is done on the server thread, and only when a
+page asks for it.
+
+A ``RunView`` keeps tasks as columns (one row per task run, in the order
+workers reported them) because the page draws them on a canvas and 10,000
+rows of numbers parse far faster as ten arrays than as 10,000 objects.
+Past runs loaded from a metrics store become a ``RunView`` through the same
+events (``events_of_report``), so live and stored runs look the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .. import events as ev
+from ..metrics import RAW_WIDTH, RunReport
+
+# Columns of ``RunView.rows``, one entry per task run (RAW_FIELDS plus worker).
+COLUMNS = ("task", "worker", "start", "end", "fetch_s", "store_s", "input_bytes",
+           "output_bytes", "attempts", "ready")
+MAX_RUNS = 50  # finished runs beyond this many are forgotten, oldest first
+
+
+class RunView:
+    """One run as the page sees it: record, graph, task rows, events."""
+
+    def __init__(self, submitted: ev.RunSubmitted):
+        self.id = submitted.run_id
+        self.name = submitted.name
+        self.executor = submitted.executor
+        self.start = submitted.time
+        self.end: float | None = None
+        self.state = "running"
+        self.error = ""
+        self.names = list(submitted.names)
+        self.functions = list(submitted.functions)
+        self.deps = [list(d) for d in submitted.deps]
+        self.workers: list[str] = []
+        self._worker_ids: dict[str, int] = {}
+        self.columns: dict[str, list[float]] = {c: [] for c in COLUMNS}
+        self.done: set[int] = set()
+        self.events: list[dict[str, Any]] = []
+        self.failures: dict[int, dict[str, str]] = {}
+        self.bytes_moved = 0
+
+    def worker_id(self, name: str) -> int:
+        wid = self._worker_ids.get(name)
+        if wid is None:
+            wid = self._worker_ids[name] = len(self.workers)
+            self.workers.append(name)
+        return wid
+
+    def add_rows(self, worker: str, raw: Iterable[float]) -> tuple[int, int]:
+        """Task rows from flat RAW_FIELDS; returns the row range they took."""
+        first = len(self.columns["task"])
+        wid = self.worker_id(worker)
+        cols = [self.columns[c] for c in COLUMNS]
+        raw = list(raw)
+        for k in range(0, len(raw), RAW_WIDTH):
+            i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = raw[k:k + RAW_WIDTH]
+            for col, value in zip(cols, (int(i), wid, start, end, fetch_s, store_s, int(in_b),
+                                         int(out_b), int(attempts), ready)):
+                col.append(value)
+            self.done.add(int(i))
+        return first, len(self.columns["task"])
+
+    def apply(self, event: Any) -> None:
+        """Fold one event into the view (the event log keeps it too)."""
+        kind = type(event).__name__
+        if isinstance(event, ev.TaskBatch):
+            first, last = self.add_rows(event.worker, event.records)
+            self.events.append({"type": kind, "time": event.time, "worker": event.worker,
+                                "rows": [first, last]})
+            return
+        if isinstance(event, ev.TaskFinished):
+            first, last = self.add_rows(event.worker, (
+                event.task, event.start, event.end, event.fetch_s, event.store_s,
+                event.input_bytes, event.output_bytes, event.attempts, event.ready))
+            self.events.append({"type": "TaskBatch", "time": event.time,
+                                "worker": event.worker, "rows": [first, last]})
+            return
+        record = {"type": kind, **_jsonable(event._asdict())}
+        record.pop("run_id", None)
+        if isinstance(event, ev.RunSubmitted):
+            for key in ("names", "functions", "deps"):
+                record.pop(key)
+        elif isinstance(event, ev.TaskFailed):
+            self.failures[event.task] = {"error": event.error, "traceback": event.traceback,
+                                         "worker": event.worker, "time": event.time}
+        elif isinstance(event, ev.DataMoved):
+            self.bytes_moved += event.nbytes
+        elif isinstance(event, ev.RunFinished):
+            self.end, self.state, self.error = event.time, event.state, event.error
+        self.events.append(record)
+
+    def summary(self) -> dict[str, Any]:
+        """The run record: what ``GET /api/runs`` lists."""
+        return {"id": self.id, "name": self.name, "executor": self.executor,
+                "start": self.start, "end": self.end,
+                "makespan": (self.end - self.start) if self.end is not None else None,
+                "tasks": len(self.names), "done": len(self.done), "state": self.state,
+                "error": self.error, "workers": len(self.workers),
+                "bytes_moved": self.bytes_moved, "version": len(self.events)}
+
+    def detail(self, rows_from: int = 0, events_from: int = 0) -> dict[str, Any]:
+        """``GET /api/runs/<id>``: everything, or what came after the given offsets."""
+        out: dict[str, Any] = {
+            "run": self.summary(), "workers": list(self.workers),
+            "tasks": {"offset": rows_from,
+                      **{c: self.columns[c][rows_from:] for c in COLUMNS}},
+            "events": {"offset": events_from, "items": self.events[events_from:]},
+            "failures": {str(k): v for k, v in self.failures.items()},
+        }
+        if rows_from == 0 and events_from == 0:
+            out["graph"] = {"names": self.names, "functions": self.functions,
+                            "deps": self.deps}
+        return out
+
+
+def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in fields.items()}
+
+
+class RunStore:
+    """Runs by id: fed by an executor's events, or by reports from a metrics store."""
+
+    def __init__(self) -> None:
+        self._pending: collections.deque = collections.deque()
+        self.receive = self._pending.append  # the subscriber: an append, nothing more
+        self._lock = threading.Lock()
+        self.runs: dict[str, RunView] = {}
+        self.workers: dict[str, str] = {}  # worker -> "up" / "died (code)"
+
+    def ingest(self) -> None:
+        """Fold the events received so far into the run views (server thread)."""
+        with self._lock:
+            pending = self._pending
+            while pending:
+                self._apply(pending.popleft())
+
+    def _apply(self, event: Any) -> None:
+        if isinstance(event, ev.RunSubmitted):
+            self.runs[event.run_id] = RunView(event)
+            self.runs[event.run_id].apply(event)
+            self._forget_old()
+        elif isinstance(event, ev.WorkerStarted):
+            self.workers[event.worker] = "up"
+        elif isinstance(event, ev.WorkerDied):
+            self.workers[event.worker] = f"died (exit code {event.exit_code})"
+        else:
+            view = self.runs.get(event.run_id)
+            if view is not None:
+                view.apply(event)
+
+    def _forget_old(self) -> None:
+        finished = [r for r in self.runs.values() if r.state != "running"]
+        for view in finished[:max(0, len(self.runs) - MAX_RUNS)]:
+            del self.runs[view.id]
+
+    def add_report(self, report: RunReport) -> None:
+        """A finished run from a metrics store, through the same events as a live one."""
+        for event in events_of_report(report):
+            self._pending.append(event)
+        self.ingest()
+
+    def list(self) -> list[dict[str, Any]]:
+        self.ingest()
+        with self._lock:
+            return [view.summary() for view in self.runs.values()]
+
+    def detail(self, run_id: str, rows_from: int = 0,
+               events_from: int = 0) -> dict[str, Any] | None:
+        self.ingest()
+        with self._lock:
+            view = self.runs.get(run_id)
+            return None if view is None else view.detail(rows_from, events_from)
+
+    def versions(self) -> dict[str, int]:
+        """Per run, how many events it has: the live channel sends what changed."""
+        self.ingest()
+        with self._lock:
+            return {rid: len(view.events) for rid, view in self.runs.items()}
+
+
+def events_of_report(report: RunReport) -> Iterator[Any]:
+    """The events a stored run would have sent: submitted, one batch per worker, finished."""
+    run = report.run
+    tasks = report.tasks
+    size = max([run.tasks, *(t.index + 1 for t in tasks)]) if tasks else run.tasks
+    names = [f"task-{i}" for i in range(size)]
+    functions = ["?"] * size
+    deps: list[tuple[int, ...]] = [()] * size
+    by_worker: dict[str, list[float]] = {}
+    for t in tasks:
+        if t.index < 0:
+            continue
+        names[t.index], functions[t.index], deps[t.index] = t.task_key, t.function, t.deps
+        by_worker.setdefault(t.worker, []).extend((
+            t.index, t.start, t.end, t.fetch_s, t.store_s, t.input_bytes, t.output_bytes,
+            t.retries + 1, t.start - t.queued_s))
+    yield ev.RunSubmitted(run.run_id, run.start, run.executor, run.workflow, names,
+                          functions, deps)
+    for worker, flat in by_worker.items():
+        yield ev.TaskBatch(run.run_id, run.start + run.makespan, worker, flat)
+    yield ev.RunFinished(run.run_id, run.start + run.makespan, "done", run.makespan, "")
