@@ -25,14 +25,18 @@ function fit(canvas) {
   return { ctx, w, h };
 }
 
+// Levels top to bottom, tasks spread evenly across each level; a crowded
+// level draws its tasks as thin bars, so 4,096 leaves still show colour.
 function dagGeometry(run, w, h) {
   const rowH = run.depth > 1 ? (h - 2 * PAD) / (run.depth - 1) : 0;
-  const widest = run.byLevel.reduce((m, ids) => Math.max(m, ids.length), 1);
-  const size = Math.max(1, Math.min(10, (w - 2 * PAD) / widest - 1, rowH ? rowH * 0.5 : 10));
+  const height = Math.max(2, Math.min(10, rowH ? rowH * 0.6 : 10));
+  const widths = run.byLevel.map((ids) => Math.max(1, Math.min(10, (w - 2 * PAD) / ids.length - 1)));
   return {
     x: (i) => PAD + run.pos[i] * (w - 2 * PAD),
     y: (i) => (run.depth > 1 ? PAD + run.level[i] * rowH : h / 2),
-    size,
+    width: (i) => widths[run.level[i]],
+    height,
+    size: height,
   };
 }
 
@@ -61,19 +65,20 @@ export function drawDag(canvas, run, t, lineage) {
       ctx.stroke();
     }
   }
-  const s = g.size, half = s / 2;
+  const hh = g.height / 2;
   let last = "";
   for (let i = 0; i < n; i++) {
     const colour = STATE_COLOURS[run.stateAt(i, t)];
     ctx.globalAlpha = lineage && !lineage[i] ? 0.2 : 1;
     if (colour !== last) { ctx.fillStyle = colour; last = colour; }
-    ctx.fillRect(g.x(i) - half, g.y(i) - half, s, s);
+    const wi = g.width(i);
+    ctx.fillRect(g.x(i) - wi / 2, g.y(i) - hh, wi, g.height);
   }
   ctx.globalAlpha = 1;
   if (lineage) {
-    const sel = lineage.indexOf(2);
+    const sel = lineage.indexOf(2), wi = g.width(sel);
     ctx.strokeStyle = "#000"; ctx.lineWidth = 2;
-    ctx.strokeRect(g.x(sel) - half - 2, g.y(sel) - half - 2, s + 4, s + 4);
+    ctx.strokeRect(g.x(sel) - wi / 2 - 2, g.y(sel) - hh - 2, wi + 4, g.height + 4);
   }
 }
 
@@ -108,7 +113,8 @@ export function drawStream(canvas, run, t, lineage) {
   ctx.font = "11px system-ui, sans-serif";
   ctx.fillStyle = "#5b6570";
   run.workers.forEach((name, k) => {
-    ctx.fillText(name.length > 14 ? "…" + name.slice(-13) : name, 2, g.lane(k) + g.laneH / 2 + 4);
+    ctx.fillText(name.length > 14 ? "…" + name.slice(-13) : name, 2, g.lane(k) + g.laneH / 2 + 4,
+                 g.left - 6);
   });
   const top = (k) => g.lane(r.worker[k]) + 2, height = Math.max(2, g.laneH - 4);
   startup(ctx, run, g, h);
@@ -127,6 +133,13 @@ export function drawStream(canvas, run, t, lineage) {
     if (m.time > t || !lanes.has(m.worker)) continue;
     ctx.fillRect(g.x(m.time) - 0.5, g.lane(lanes.get(m.worker)), 1, 4);
   }
+  ctx.fillStyle = "#d64541";  // a failed task: a red mark where its worker gave up
+  for (const [i, f] of Object.entries(run.failures)) {
+    if (f.time > t || !lanes.has(f.worker)) continue;
+    ctx.globalAlpha = lineage && !lineage[+i] ? 0.15 : 1;
+    ctx.fillRect(g.x(f.time) - 3, g.lane(lanes.get(f.worker)) + 2, 6, height);
+  }
+  ctx.globalAlpha = 1;
   if (isFinite(t) && t < run.t1) {
     ctx.strokeStyle = "#d64541"; ctx.lineWidth = 1;
     ctx.beginPath(); ctx.moveTo(g.x(t), 0); ctx.lineTo(g.x(t), h); ctx.stroke();

@@ -50,7 +50,10 @@ export class Run {
       this.row[i] = k; this.start[i] = r.start[k]; this.end[i] = r.end[k];
     }
     this.failedAt = new Float64Array(n).fill(Infinity);
-    for (const [i, f] of Object.entries(this.failures)) this.failedAt[+i] = f.time;
+    for (const [i, f] of Object.entries(this.failures)) {
+      this.failedAt[+i] = f.time;
+      if (f.worker && !this.workers.includes(f.worker)) this.workers.push(f.worker);
+    }
     const t0 = this.summary.start;
     this.readyAt = new Float64Array(n);
     for (let i = 0; i < n; i++) {
