@@ -47,7 +47,8 @@ def add_plot_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=plot_bench_command)
 
 
-def _fail(command: str, message: str) -> int:
+def command_error(command: str, message: str) -> int:
+    """Print ``fastdag COMMAND: error: MESSAGE`` on stderr; the exit code for bad input."""
     print(f"fastdag {command}: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -59,7 +60,7 @@ def report_command(args: argparse.Namespace) -> int:
     try:
         reports = load_metrics(args.metrics)
     except MetricsError as exc:
-        return _fail("report", str(exc))
+        return command_error("report", str(exc))
     if args.run in (None, "latest"):
         chosen = [(reports[-1], args.output)]
     elif args.run == "all":
@@ -69,7 +70,7 @@ def report_command(args: argparse.Namespace) -> int:
         matches = [r for r in reports if r.run.run_id == args.run]
         if not matches:
             known = ", ".join(r.run.run_id for r in reports[-5:])
-            return _fail("report", f"no run {args.run!r} in {args.metrics} "
+            return command_error("report", f"no run {args.run!r} in {args.metrics} "
                                    f"(latest runs: {known})")
         chosen = [(matches[0], args.output)]
     for report, out in chosen:
@@ -93,7 +94,7 @@ def plot_bench_command(args: argparse.Namespace) -> int:
     try:
         path = write_bench_chart(args.bench, args.output)
     except BenchFileError as exc:
-        return _fail("plot-bench", str(exc))
+        return command_error("plot-bench", str(exc))
     print(f"wrote {path}")
     return 0
 

@@ -249,9 +249,19 @@ def state(page) -> dict:
     return page.evaluate("window.fastdagDashboard.state()")
 
 
-def open_run(page, run_id: str) -> None:
-    page.click(f'#runs button[data-run="{run_id}"]')
-    page.wait_for_function(f"window.fastdagDashboard.state()?.run === {json.dumps(run_id)}")
+def show_run(page, dash, node: fd.Node, name: str, fails: bool = False) -> str:
+    """Run ``node`` on ``dash``, open the page on that run; the run id."""
+    future = dash.submit(node, name=name)
+    if fails:
+        with pytest.raises(fd.TaskError):
+            future.result(timeout=120)
+    else:
+        future.result(timeout=120)
+    page.goto(dash.dashboard_url)
+    page.click(f'#runs button[data-run="{future.run_id}"]')
+    page.wait_for_function(f"window.fastdagDashboard.state()?.run === "
+                           f"{json.dumps(future.run_id)}")
+    return future.run_id
 
 
 def test_page_loads(dash, page):
@@ -278,11 +288,7 @@ def test_live_run_reaches_all_done(dash, page):
 
 
 def test_replay_scrubbed_to_the_middle_shows_part_done(dash, page):
-    future = dash.submit(pipeline(64), name="replay-run")
-    future.result(timeout=120)
-    page.goto(dash.dashboard_url)
-    page.wait_for_selector(f'#runs button[data-run="{future.run_id}"]')
-    open_run(page, future.run_id)
+    show_run(page, dash, pipeline(64), "replay-run")
     assert state(page)["counts"]["done"] == 191
     page.fill("#scrub", "500")
     page.dispatch_event("#scrub", "input")
@@ -300,11 +306,7 @@ def test_replay_scrubbed_to_the_middle_shows_part_done(dash, page):
 
 
 def test_clicking_a_task_shows_details_and_lineage(dash, page):
-    future = dash.submit(pipeline(16), name="click-run")
-    future.result(timeout=120)
-    page.goto(dash.dashboard_url)
-    page.wait_for_selector(f'#runs button[data-run="{future.run_id}"]')
-    open_run(page, future.run_id)
+    show_run(page, dash, pipeline(16), "click-run")
     leaf = next(t for t in fd.last_run().tasks if t.function == "load")
     i = page.evaluate(f"window.fastdagDashboard.findTask({json.dumps(leaf.task_key)})")
     assert i >= 0
@@ -319,12 +321,7 @@ def test_clicking_a_task_shows_details_and_lineage(dash, page):
 
 
 def test_a_failed_task_shows_its_traceback_as_text(dash, page):
-    future = dash.submit(merge(explode(7), clean(load(3))), name="failing-run")
-    with pytest.raises(fd.TaskError):
-        future.result(timeout=120)
-    page.goto(dash.dashboard_url)
-    page.wait_for_selector(f'#runs button[data-run="{future.run_id}"]')
-    open_run(page, future.run_id)
+    show_run(page, dash, merge(explode(7), clean(load(3))), "failing-run", fails=True)
     assert page.text_content("#status").startswith("failed:")
     failed = page.evaluate("Object.keys(window.fastdagDashboard.failures())")
     assert len(failed) == 1

@@ -8,10 +8,8 @@ import threading
 
 from ..metrics import RunReport
 
-EXIT_BAD_INPUT = 2
-
-
 def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
+    """``fastdag dashboard [SOURCE ...] [--host H] [--port P]``."""
     p = sub.add_parser("dashboard", help="serve the web dashboard of stored runs",
                        description="Serve the dashboard of the runs in metrics stores "
                                    "(Parquet files or folders, redis:// URLs) until Ctrl-C.")
@@ -23,43 +21,44 @@ def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_trace_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("trace", help="export a run as a Chrome trace (Perfetto)",
-                       description="Write one run of a metrics store in the Chrome Trace "
-                                   "Event format: a track per worker, arrows for data moved.")
+    """``fastdag trace SOURCE [-o run.json] [--run ID]``."""
+    description = ("Write one run of a metrics store in the Chrome Trace Event format "
+                   "(Perfetto, chrome://tracing): a track per worker, arrows for data moved.")
+    p = sub.add_parser("trace", help="export a run as a Chrome trace", description=description)
+    p.set_defaults(handler=trace_command)
     p.add_argument("source", help="a Parquet metrics file or folder, or a redis:// URL")
     p.add_argument("-o", "--output", default="run.json", help="file to write (run.json)")
     p.add_argument("--run", default=None, help="run id (default: the latest run)")
-    p.set_defaults(handler=trace_command)
 
 
-def _error(command: str, message: str) -> int:
-    print(f"fastdag {command}: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-def _load(sources: list[str]) -> list[RunReport]:
-    from ..sinks import load_metrics
+def _reports(command: str, sources: list[str]) -> list[RunReport] | int:
+    """Every run in ``sources``, oldest first, or the exit code after a one-line error."""
+    from ..report import command_error
+    from ..sinks import MetricsError, load_metrics
     reports: list[RunReport] = []
     for source in sources:
-        reports += load_metrics(source)
-    return reports
+        try:
+            reports += load_metrics(source)
+        except MetricsError as exc:
+            return command_error(command, str(exc))
+    return sorted(reports, key=lambda r: r.run.start)
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """Serve the stored runs; block until interrupted."""
-    from ..sinks import MetricsError
+    from ..report import command_error
     from . import RunStore, serve_store
-    try:
-        reports = _load(args.sources)
-    except MetricsError as exc:
-        return _error("dashboard", str(exc))
+    reports = _reports("dashboard", args.sources)
+    if isinstance(reports, int):
+        return reports
     store = RunStore()
-    for report in sorted(reports, key=lambda r: r.run.start):
+    for report in reports:
         store.add_report(report)
     try:
         server = serve_store(store, args.host, args.port)
     except OSError as exc:
-        return _error("dashboard", f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        return command_error("dashboard", f"cannot listen on {args.host}:{args.port}: "
+                                          f"{exc.strerror}")
     print(f"fastdag dashboard: {server.url} ({len(reports)} runs)", file=sys.stderr, flush=True)
     try:
         threading.Event().wait()
@@ -71,19 +70,16 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
 
 def trace_command(args: argparse.Namespace) -> int:
-    from ..sinks import MetricsError
+    """Write the chosen run (default: the latest) as a Chrome trace."""
+    from ..report import command_error
     from .trace import write_trace
-    try:
-        reports = _load([args.source])
-    except MetricsError as exc:
-        return _error("trace", str(exc))
-    if args.run is None:
-        report = reports[-1]
-    else:
-        found = [r for r in reports if r.run.run_id == args.run]
-        if not found:
-            return _error("trace", f"no run {args.run!r} in {args.source}")
-        report = found[0]
+    reports = _reports("trace", [args.source])
+    if isinstance(reports, int):
+        return reports
+    chosen = [r for r in reports if args.run in (None, r.run.run_id)]
+    if not chosen:
+        return command_error("trace", f"no run {args.run!r} in {args.source}")
+    report = chosen[-1]
     path = write_trace(report, args.output)
     print(f"wrote {path} (run {report.run.run_id}, {len(report.tasks)} tasks): open it in "
           "https://ui.perfetto.dev or chrome://tracing")
