@@ -225,7 +225,7 @@ def _warn_dropped(callback: Callback, exc: Exception) -> None:
 def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: str) -> None:
     if bus.active:
         bus.emit(RunSubmitted(run_id, time.time(), executor, name or "", plan.names(),
-                              plan.functions(), [tuple(d) for d in plan.deps]))
+                              plan.functions(), plan.deps))
 
 
 def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:

@@ -29,6 +29,7 @@ from .model import RunStore
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 TICK = 0.25  # seconds between checks of the live channel
+INGEST_EVERY = 1.0  # seconds between folds of events when no page asks
 COOKIE = "fastdag_dashboard_token"
 
 
@@ -92,7 +93,17 @@ class DashboardServer:
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
         self._stopping = asyncio.Event()
+        self._loop.create_task(self._ingest_forever())
         return self._runner.addresses[0][1]
+
+    async def _ingest_forever(self) -> None:
+        """Fold events in now and then even with no page open, so they do not pile up."""
+        while not self._stopping.is_set():
+            self.store.ingest()
+            try:
+                await asyncio.wait_for(self._stopping.wait(), INGEST_EVERY)
+            except asyncio.TimeoutError:
+                pass
 
     def stop(self) -> None:
         """Close every connection and the thread; idempotent."""
