@@ -224,8 +224,28 @@ def _warn_dropped(callback: Callback, exc: Exception) -> None:
 
 def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: str) -> None:
     if bus.active:
-        bus.emit(RunSubmitted(run_id, time.time(), executor, name or "", plan.names(),
-                              plan.functions(), plan.deps))
+        functions = plan.functions()
+        bus.emit(RunSubmitted(run_id, time.time(), executor, name or "",
+                              TaskNames(functions, plan.keys), functions, plan.deps))
+
+
+class TaskNames(Sequence):
+    """Task names (``Plan.name``: function-key) made when read.
+
+    It holds the two lists it needs, not the plan, so a subscriber that
+    keeps the event does not keep the run's arguments alive.
+    """
+
+    def __init__(self, functions: list[str], keys: Sequence[Any]):
+        self.functions, self.keys = functions, keys
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{f}-{k}" for f, k in zip(self.functions[i], self.keys[i])]
+        return f"{self.functions[i]}-{self.keys[i]}"
 
 
 def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:

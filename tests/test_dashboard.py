@@ -358,3 +358,14 @@ def test_ten_thousand_tasks_paint_fast(page):
           f"scrubbed repaint {scrub:.0f} ms")
     assert shown < 10  # generous under load; README quotes the measured figures
     assert repaint < 1000 and scrub < 1000
+
+
+def test_events_of_old_runs_nobody_looked_at_are_dropped():
+    from fastdag.dashboard.model import MAX_RUNS
+    store = RunStore()
+    ex = fd.SyncExecutor()
+    with ex.subscribe(store.receive, batched=True):
+        ids = [ex.submit(merge(1, i)).run_id for i in range(MAX_RUNS + 5)]
+    store.trim()
+    assert len(store._pending) == 4 * MAX_RUNS  # submitted, started, finished, run done
+    assert [r["id"] for r in store.list()] == ids[5:]

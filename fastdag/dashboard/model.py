@@ -11,7 +11,7 @@ Data flow::
 The executor's thread only appends the event to a deque, so a subscribed
 dashboard costs the scheduler a call and an append per message; the work of
 turning events into columns is done on the server thread, and only when a
-page asks for it.
+page asks for it (``trim`` drops the events of old runs nobody looked at).
 
 A ``RunView`` keeps tasks as columns (one row per task run, in the order
 workers reported them) because the page draws them on a canvas and 10,000
@@ -22,8 +22,11 @@ events (``events_of_report``), so live and stored runs look the same.
 
 from __future__ import annotations
 
+import base64
 import collections
+import sys
 import threading
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -48,16 +51,21 @@ class RunView:
         self.end: float | None = None
         self.state = "running"
         self.error = ""
-        self.names = list(submitted.names)
-        self.functions = list(submitted.functions)
+        self._names = submitted.names  # made into a list when a page first asks
+        self.functions = submitted.functions
         self.deps = submitted.deps  # tuples of ints: the garbage collector skips them
         self.workers: list[str] = []
         self._worker_ids: dict[str, int] = {}
-        self.columns: dict[str, list[float]] = {c: [] for c in COLUMNS}
-        self.done: set[int] = set()
+        self.columns: dict[str, array] = {c: array("d") for c in COLUMNS}
+        self.ndone = 0  # tasks reported done (each task is reported once)
         self.events: list[dict[str, Any]] = []
         self.failures: dict[int, dict[str, str]] = {}
         self.bytes_moved = 0
+
+    def names(self) -> list[str]:
+        if not isinstance(self._names, list):
+            self._names = self._names[:]
+        return self._names
 
     def worker_id(self, name: str) -> int:
         wid = self._worker_ids.get(name)
@@ -73,13 +81,13 @@ class RunView:
         a few list operations, not 4,000 Python iterations.
         """
         first = len(self.columns["task"])
-        flat = list(raw)
+        flat = raw if isinstance(raw, array) and raw.typecode == "d" else array("d", raw)
         count = len(flat) // RAW_WIDTH
         columns = self.columns
         for k, name in enumerate(RAW_FIELDS):
             columns[RAW_COLUMN.get(name, name)].extend(flat[k::RAW_WIDTH])
-        columns["worker"].extend([self.worker_id(worker)] * count)
-        self.done.update(flat[0::RAW_WIDTH])
+        columns["worker"].extend(array("d", [self.worker_id(worker)]) * count)
+        self.ndone += count
         return first, first + count
 
     def apply(self, event: Any) -> None:
@@ -116,21 +124,28 @@ class RunView:
         return {"id": self.id, "name": self.name, "executor": self.executor,
                 "start": self.start, "end": self.end,
                 "makespan": (self.end - self.start) if self.end is not None else None,
-                "tasks": len(self.names), "done": len(self.done), "state": self.state,
+                "tasks": len(self.functions), "done": self.ndone, "state": self.state,
                 "error": self.error, "workers": len(self.workers),
                 "bytes_moved": self.bytes_moved, "version": len(self.events)}
 
-    def detail(self, rows_from: int = 0, events_from: int = 0) -> dict[str, Any]:
-        """``GET /api/runs/<id>``: everything, or what came after the given offsets."""
+    def detail(self, rows_from: int = 0, events_from: int = 0,
+               packed: bool = False) -> dict[str, Any]:
+        """``GET /api/runs/<id>``: everything, or what came after the given offsets.
+
+        ``packed``: each task column as base64 of little-endian float64s, which
+        the page decodes into a Float64Array: five times quicker to encode
+        than 50,000 floats in decimal, and smaller.
+        """
+        encode = _packed if packed else _column
         out: dict[str, Any] = {
             "run": self.summary(), "workers": list(self.workers),
             "tasks": {"offset": rows_from,
-                      **{c: _column(c, self.columns[c][rows_from:]) for c in COLUMNS}},
+                      **{c: encode(c, self.columns[c][rows_from:]) for c in COLUMNS}},
             "events": {"offset": events_from, "items": self.events[events_from:]},
             "failures": {str(k): v for k, v in self.failures.items()},
         }
         if rows_from == 0 and events_from == 0:
-            out["graph"] = {"names": self.names, "functions": self.functions,
+            out["graph"] = {"names": self.names(), "functions": self.functions,
                             "deps": self.deps}
         return out
 
@@ -138,8 +153,15 @@ class RunView:
 INTEGER_COLUMNS = frozenset({"task", "worker", "input_bytes", "output_bytes", "attempts"})
 
 
-def _column(name: str, values: list[float]) -> list[float] | list[int]:
-    return list(map(int, values)) if name in INTEGER_COLUMNS else values
+def _column(name: str, values: array) -> list[float] | list[int]:
+    return list(map(int, values)) if name in INTEGER_COLUMNS else values.tolist()
+
+
+def _packed(name: str, values: array) -> str:
+    if sys.byteorder != "little":
+        values = array("d", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode("ascii")
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +184,22 @@ class RunStore:
             pending = self._pending
             while pending:
                 self._apply(pending.popleft())
+
+    def trim(self) -> None:
+        """Drop, unread, the events of runs too old to be kept (no page asked for them).
+
+        Folding costs the process CPU time (a millisecond for 8,000 tasks), so
+        events wait in the queue until a page asks; this bounds the queue when
+        no page does, at the price of a scan of the queued events.
+        """
+        with self._lock:
+            submitted = [e.run_id for e in self._pending if isinstance(e, ev.RunSubmitted)]
+            if len(submitted) <= MAX_RUNS:
+                return
+            old = set(submitted[:-MAX_RUNS])
+            kept = [e for e in self._pending if e.run_id not in old]
+            self._pending.clear()
+            self._pending.extend(kept)
 
     def _apply(self, event: Any) -> None:
         if isinstance(event, ev.RunSubmitted):
@@ -193,12 +231,12 @@ class RunStore:
         with self._lock:
             return [view.summary() for view in self.runs.values()]
 
-    def detail(self, run_id: str, rows_from: int = 0,
-               events_from: int = 0) -> dict[str, Any] | None:
+    def detail(self, run_id: str, rows_from: int = 0, events_from: int = 0,
+               packed: bool = False) -> dict[str, Any] | None:
         self.ingest()
         with self._lock:
             view = self.runs.get(run_id)
-            return None if view is None else view.detail(rows_from, events_from)
+            return None if view is None else view.detail(rows_from, events_from, packed)
 
     def versions(self) -> dict[str, int]:
         """Per run, how many events it has: the live channel sends what changed."""

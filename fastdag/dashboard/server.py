@@ -4,7 +4,7 @@ Data flow::
 
     browser --GET /, /static/*-----------> files in fastdag/dashboard/static
             --GET /api/runs--------------> RunStore.list()
-            --GET /api/runs/<id>---------> RunStore.detail(id, rows_from, events_from)
+            --GET /api/runs/<id>---------> RunStore.detail(id, rows_from, events_from, packed)
             <-GET /api/live (SSE)--------- every TICK s: {"runs": {id: version}} when changed
 
 The server thread never touches the scheduler: the executor only appends
@@ -29,7 +29,7 @@ from .model import RunStore
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 TICK = 0.25  # seconds between checks of the live channel
-INGEST_EVERY = 1.0  # seconds between folds of events when no page asks
+TRIM_EVERY = 1.0  # seconds between trims of the events no page asked for
 COOKIE = "fastdag_dashboard_token"
 
 
@@ -93,15 +93,15 @@ class DashboardServer:
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
         self._stopping = asyncio.Event()
-        self._loop.create_task(self._ingest_forever())
+        self._loop.create_task(self._trim_forever())
         return self._runner.addresses[0][1]
 
-    async def _ingest_forever(self) -> None:
-        """Fold events in now and then even with no page open, so they do not pile up."""
+    async def _trim_forever(self) -> None:
+        """Bound the events waiting for a page, when no page asks for them."""
         while not self._stopping.is_set():
-            self.store.ingest()
+            self.store.trim()
             try:
-                await asyncio.wait_for(self._stopping.wait(), INGEST_EVERY)
+                await asyncio.wait_for(self._stopping.wait(), TRIM_EVERY)
             except asyncio.TimeoutError:
                 pass
 
@@ -151,7 +151,7 @@ class DashboardServer:
         except ValueError:
             raise self._web.HTTPBadRequest(text="rows_from and events_from are integers\n")
         detail = self.store.detail(request.match_info["run_id"], max(0, rows_from),
-                                   max(0, events_from))
+                                   max(0, events_from), request.query.get("packed") == "1")
         if detail is None:
             raise self._web.HTTPNotFound(text=f"no run {request.match_info['run_id']!r}\n")
         return self._web.json_response(detail, dumps=_dumps)

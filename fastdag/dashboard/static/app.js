@@ -55,7 +55,7 @@ async function refreshRuns() {
 }
 
 async function openRun(id) {
-  const detail = await getJSON(`api/runs/${encodeURIComponent(id)}`);
+  const detail = await getJSON(`api/runs/${encodeURIComponent(id)}?packed=1`);
   ui.run = new Run(detail);
   ui.runId = id;
   ui.selected = -1;
@@ -76,7 +76,8 @@ async function pullRun() {
   try {
     const run = ui.run;
     const detail = await getJSON(`api/runs/${encodeURIComponent(ui.runId)}` +
-                                 `?rows_from=${run.rowCount}&events_from=${run.events.length}`);
+                                 `?packed=1&rows_from=${run.rowCount}` +
+                                 `&events_from=${run.events.length}`);
     if (run === ui.run) {
       run.merge(detail);
       if (run.summary.state !== "running" && ui.live) { ui.live = false; ui.t = run.t1; }

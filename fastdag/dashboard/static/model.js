@@ -29,7 +29,7 @@ export class Run {
     this.summary = detail.run;
     this.workers = detail.workers;
     for (const [k, col] of Object.entries(this.rows)) {
-      const add = detail.tasks[k];
+      const add = unpack(detail.tasks[k]);
       for (let j = 0; j < add.length; j++) col.push(add[j]);
     }
     for (const e of detail.events.items) this.events.push(e);
@@ -130,6 +130,14 @@ export class Run {
     seen[i] = 2;
     return seen;
   }
+}
+
+// A task column: a JSON array, or (?packed=1) base64 of little-endian float64s.
+function unpack(column) {
+  if (typeof column !== "string") return column;
+  const text = atob(column), bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new Float64Array(bytes.buffer);
 }
 
 export function humanBytes(n) {
