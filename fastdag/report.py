@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .graph import DAG
+    from .metrics import RunReport
 
 EXIT_BAD_INPUT = 2
 
@@ -33,6 +34,8 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: plots)")
     p.add_argument("--run", default=None, help="run id to draw (default: the latest run; "
                    "'all': every run, each in its own subdirectory)")
+    p.add_argument("--html", action="store_true", help="write report.html instead: the "
+                   "dashboard of the run in one file that works offline")
     p.set_defaults(handler=report_command)
 
 
@@ -74,13 +77,18 @@ def report_command(args: argparse.Namespace) -> int:
                                    f"(latest runs: {known})")
         chosen = [(matches[0], args.output)]
     for report, out in chosen:
-        paths = write_report(report, out)
+        paths = _write_html(report, out) if args.html else write_report(report, out)
         width = max(len(k) for k, _ in summary_rows(report))
         for key, value in summary_rows(report):
             print(f"{key:<{width}}  {value}")
         for path in paths:
             print(f"wrote {path}")
     return 0
+
+
+def _write_html(report: RunReport, out: str) -> list[str]:
+    from .dashboard.standalone import write_report_html
+    return [write_report_html(report, out)]
 
 
 def _safe(*parts: str) -> str:

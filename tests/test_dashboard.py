@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -288,9 +289,13 @@ def test_live_run_reaches_all_done(dash, page):
 
 
 def test_replay_scrubbed_to_the_middle_shows_part_done(dash, page):
-    show_run(page, dash, pipeline(64), "replay-run")
+    run_id = show_run(page, dash, pipeline(64), "replay-run")
     assert state(page)["counts"]["done"] == 191
-    page.fill("#scrub", "500")
+    # The middle of the tasks' span (a loaded machine may take long to start the first).
+    detail = get(dash.dashboard_url + f"api/runs/{run_id}")
+    run, tasks = detail["run"], detail["tasks"]
+    middle_t = (min(tasks["start"]) + max(tasks["end"])) / 2
+    page.fill("#scrub", str(round(1000 * (middle_t - run["start"]) / run["makespan"])))
     page.dispatch_event("#scrub", "input")
     middle = state(page)["counts"]
     assert 0 < middle["done"] < 191 and middle["waiting"] + middle["ready"] > 0
@@ -369,3 +374,24 @@ def test_events_of_old_runs_nobody_looked_at_are_dropped():
     store.trim()
     assert len(store._pending) == 4 * MAX_RUNS  # submitted, started, finished, run done
     assert [r["id"] for r in store.list()] == ids[5:]
+
+
+def test_report_html_is_one_file_that_shows_the_run_offline(tmp_path, page):
+    def odd(x):
+        return x
+
+    odd.__name__ = odd.__qualname__ = "</script><b>odd</b>"  # must stay text
+    path = tmp_path / "m.parquet"
+    merge(pipeline(8), fd.task(odd)([1])).compute(executor=fd.SyncExecutor(), metrics=str(path),
+                                                name="offline")
+    from fastdag.cli import main
+    assert main(["report", str(path), "--html", "-o", str(tmp_path / "out")]) == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "static/" not in html and "<script type=\"module\">" in html
+    page.route(re.compile(r"^https?://"), lambda route: route.abort())  # offline
+    page.goto((tmp_path / "out" / "report.html").as_uri())
+    page.wait_for_function("window.fastdagDashboard.state()?.counts.done === 25")
+    assert page.text_content("#title").startswith("offline")
+    assert "</script><b>odd</b>" in page.text_content("#progress")
+    assert page.locator("b").count() == 0
+    shot(page, "report-html")

@@ -158,7 +158,7 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
                  metrics: Any = None, constant_cache: int | None = None,
-                 dashboard: bool | int = False):
+                 dashboard: bool | int | str = False):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -231,7 +231,7 @@ class LocalExecutor(Executor):
                 raise
             raise _unpicklable_argument(plan, exc) from exc
 
-    def _serve_dashboard(self, dashboard: bool | int) -> str | None:
+    def _serve_dashboard(self, dashboard: bool | int | str) -> str | None:
         """Start the web dashboard if asked (``fastdag.dashboard``); its URL."""
         if dashboard is False or dashboard is None:
             return None

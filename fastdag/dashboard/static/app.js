@@ -22,7 +22,15 @@ const ui = {
   fetching: false,
 };
 
+// A report saved by `fastdag report --html` carries its one run in the page.
+const EMBEDDED = document.getElementById("fastdag-run");
+let embedded = null;
+
 async function getJSON(url) {
+  if (EMBEDDED) {
+    embedded = embedded || JSON.parse(EMBEDDED.textContent);
+    return url.startsWith("api/runs/") ? embedded : { runs: [embedded.run] };
+  }
   const response = await fetch(url, { credentials: "same-origin" });
   if (!response.ok) throw new Error(`${url}: ${response.status}`);
   return response.json();
@@ -280,7 +288,7 @@ function start() {
   clickOn($("stream"), streamTaskAt);
   window.addEventListener("resize", redraw);
   legend();
-  refreshRuns().then(listen);
+  refreshRuns().then(() => { if (!EMBEDDED) listen(); });
 }
 
 start();

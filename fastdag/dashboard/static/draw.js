@@ -2,8 +2,6 @@
 // which task is under a point. One fillRect per task, no DOM node per task,
 // so 10,000 tasks draw in milliseconds.
 
-import { STATE } from "./model.js";
-
 export const STATE_COLOURS = ["#c9ced6", "#f2c14e", "#2f6fde", "#3fa34d", "#d64541", "#f08a24"];
 const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
                  "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
@@ -172,5 +170,3 @@ export function streamTaskAt(canvas, run, px, py) {
   }
   return bestD <= 4 ? best : -1;
 }
-
-export { STATE };
