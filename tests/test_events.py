@@ -140,3 +140,23 @@ def test_redis_executor_emits_the_same_events(redis_server):
     failed = [e for e in got if isinstance(e, ev.TaskFailed)]
     assert len(failed) == 1 and "in explode" in failed[0].traceback
     assert got[-1].state == "failed"
+
+
+@pytest.mark.redis
+def test_redis_executor_serves_the_dashboard(redis_server):
+    import json
+    import urllib.request
+    from test_distributed import SECRET, Workers, wait_for_workers
+    workers = Workers(redis_server.url)
+    ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.2, dashboard=True)
+    try:
+        workers.start(1)
+        wait_for_workers(ex, 1)
+        assert tree(8).compute(executor=ex, name="over-redis") == 28
+        with urllib.request.urlopen(ex.dashboard_url + "api/runs", timeout=30) as r:
+            runs = json.load(r)["runs"]
+    finally:
+        ex.shutdown(wait=False)
+        workers.stop()
+    assert [(r["name"], r["state"], r["done"], r["executor"]) for r in runs] == \
+        [("over-redis", "done", 7, "redis")]

@@ -75,7 +75,7 @@ class RedisExecutor(Executor):
     def __init__(self, url: str, *, secret: str | bytes | None = None, insecure: bool = False,
                  prefix: str = "fastdag", ttl: int = DEFAULT_TTL, poll: float = 1.0,
                  socket_timeout: float = 30.0, batches_per_worker: int = 1,
-                 metrics: Any = True):
+                 metrics: Any = True, dashboard: bool | int | str = False):
         if batches_per_worker < 1:
             raise ValueError(f"batches_per_worker must be >= 1, got {batches_per_worker}")
         self.batches_per_worker = batches_per_worker
@@ -97,6 +97,7 @@ class RedisExecutor(Executor):
         self._closed = False
         self._grouped = False
         self._counter = itertools.count(1)
+        self._serve_dashboard(dashboard)
 
     @staticmethod
     def _metrics_sink(url: str, ttl: int) -> Any:
@@ -365,6 +366,7 @@ class RedisExecutor(Executor):
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=self.poll + 5)
+        self._stop_dashboard()
         try:
             self.client.delete(self.events)
         except Exception:  # noqa: BLE001

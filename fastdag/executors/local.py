@@ -151,6 +151,9 @@ class LocalExecutor(Executor):
     graphs may keep between runs (see ``store.constants``), so that running
     a graph again on the same data does not copy the data again; None means
     a quarter of /dev/shm, 0 turns the cache off.
+
+    ``dashboard``: True (any free port), a port or "host:port" serves the
+    live web dashboard while the executor lives (``dashboard_url``).
     """
 
     name = "local"
@@ -186,8 +189,7 @@ class LocalExecutor(Executor):
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
         self._feed = ev.RecordFeed(self.event_bus)
-        self._dashboard = None
-        self.dashboard_url = self._serve_dashboard(dashboard)
+        self._serve_dashboard(dashboard)
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -231,14 +233,6 @@ class LocalExecutor(Executor):
                 raise
             raise _unpicklable_argument(plan, exc) from exc
 
-    def _serve_dashboard(self, dashboard: bool | int | str) -> str | None:
-        """Start the web dashboard if asked (``fastdag.dashboard``); its URL."""
-        if dashboard is False or dashboard is None:
-            return None
-        from ..dashboard import serve_executor
-        self._dashboard = serve_executor(self, dashboard)
-        return self._dashboard.url
-
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
         try:
@@ -252,8 +246,7 @@ class LocalExecutor(Executor):
                 return
             self._closed = True
             thread = self._thread
-        if self._dashboard is not None:
-            self._dashboard.stop()
+        self._stop_dashboard()
         if thread is None:
             self._cleanup_files()
             return
