@@ -137,13 +137,25 @@ def test_bad_dashboard_argument():
         fd.LocalExecutor(1, dashboard=-5)
 
 
-def test_cli_serves_runs_from_a_metrics_file(tmp_path):
-    path = tmp_path / "m.parquet"
-    pipeline(8).compute(executor=fd.SyncExecutor(), metrics=str(path), name="stored")
+@pytest.fixture(params=["parquet", pytest.param("redis", marks=pytest.mark.redis)])
+def metrics_store(request, tmp_path):
+    """Where a run's metrics go: a Parquet file, or a private redis-server."""
+    if request.param == "parquet":
+        yield str(tmp_path / "m.parquet")
+        return
+    from conftest import RedisServer
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def test_cli_serves_runs_from_a_metrics_store(metrics_store):
+    pipeline(8).compute(executor=fd.SyncExecutor(), metrics=metrics_store, name="stored")
     from fastdag.sinkwriter import flush
     flush()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "fastdag.cli", "dashboard", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "fastdag.cli", "dashboard", metrics_store,
                              "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stderr.readline()
@@ -284,6 +296,7 @@ def test_live_run_reaches_all_done(dash, page):
                            timeout=60_000)
     assert state(page)["counts"]["done"] == 299
     assert page.text_content("#status").startswith("done: 299/299 done")
+    assert "to shared memory" in page.text_content("#progress")  # 2 workers share results
     shot(page, "live-done")
     print(f"the page saw the run part done: {seen_partial}")
 

@@ -158,7 +158,7 @@ function progress(t) {
     total.set(f, (total.get(f) || 0) + 1);
     if (run.end[i] <= t) done.set(f, (done.get(f) || 0) + 1);
   }
-  $("progress").replaceChildren(...[...total].map(([f, n]) => {
+  const bars = [...total].map(([f, n]) => {
     const bar = el("div", undefined, "bar");
     const track = el("div", undefined, "track");
     const fill = el("div", undefined, "fill");
@@ -167,7 +167,22 @@ function progress(t) {
     track.append(fill);
     bar.append(el("span", f, "name"), track, el("span", `${done.get(f) || 0}/${n}`, "count"));
     return bar;
-  }));
+  });
+  $("progress").replaceChildren(...bars, el("p", moved(t), "moved"));
+}
+
+// Bytes that left their worker by time t, per medium (DataMoved events).
+function moved(t) {
+  const by = new Map();
+  for (const m of ui.run.moves) {
+    if (m.time > t) continue;
+    const [count, bytes] = by.get(m.via) || [0, 0];
+    by.set(m.via, [count + 1, bytes + m.nbytes]);
+  }
+  const names = { shm: "shared memory", spill: "spilled to disk", redis: "Redis" };
+  const parts = [...by].map(([via, [count, bytes]]) =>
+    `${humanBytes(bytes)} in ${count} results to ${names[via] || via}`);
+  return `Data moved: ${parts.length ? parts.join(", ") : "none (results stayed where they were made)"}`;
 }
 
 function legend() {
