@@ -3,7 +3,7 @@
 // so 10,000 tasks draw in milliseconds.
 
 export const STATE_COLOURS = ["#c9ced6", "#f2c14e", "#2f6fde", "#3fa34d", "#d64541", "#f08a24"];
-const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
+const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#8c6bb1", "#76b7b2", "#edc948",
                  "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 export const functionColour = (k) => PALETTE[k % PALETTE.length];
 
