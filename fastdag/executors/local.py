@@ -383,7 +383,8 @@ class LocalExecutor(Executor):
             run = self._runs.get(msg[1])
             if run is not None:
                 run.future.tasks_done = run.ndone + msg[2]
-                self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
+                if not run.closed:  # no events after a run's RunFinished
+                    self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
             return
         if msg[0] == "report":
             _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
