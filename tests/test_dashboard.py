@@ -408,3 +408,32 @@ def test_report_html_is_one_file_that_shows_the_run_offline(tmp_path, page):
     assert "</script><b>odd</b>" in page.text_content("#progress")
     assert page.locator("b").count() == 0
     shot(page, "report-html")
+
+
+def test_a_big_run_is_shown_by_level_and_function(page):
+    """Past the store's threshold the page asks for the aggregate view (a low
+    threshold here stands for the 50,000 tasks of the default)."""
+    store = RunStore(aggregate_over=1000)
+    ex = fd.SyncExecutor()
+    with ex.subscribe(store.receive, batched=True):
+        pipeline(1000, quick_load).compute(executor=ex, name="big")  # 2,999 tasks
+    server = serve_store(store)
+    try:
+        run_id = store.list()[0]["id"]
+        summary = get(server.url + f"api/runs/{run_id}?aggregate=1")
+        assert sum(g["count"] for g in summary["groups"]) == 2999
+        assert {g["function"] for g in summary["groups"] if g["level"] == 0} == {"quick_load"}
+        assert all(g["ended"][-1] == g["count"] for g in summary["groups"])
+        page.goto(server.url)
+        page.wait_for_function("window.fastdagDashboard.state()?.counts.done === 2999")
+        assert state(page)["aggregated"]
+        assert "by level and function" in page.text_content("#hint")
+        detail = get(server.url + f"api/runs/{run_id}")
+        middle_t = (min(detail["tasks"]["start"]) + max(detail["tasks"]["end"])) / 2
+        page.fill("#scrub", str(round(1000 * (middle_t - detail["run"]["start"])
+                                      / detail["run"]["makespan"])))
+        page.dispatch_event("#scrub", "input")
+        assert 0 < state(page)["counts"]["done"] < 2999
+        shot(page, "aggregated")
+    finally:
+        server.stop()

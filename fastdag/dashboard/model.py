@@ -38,12 +38,13 @@ from ..metrics import RAW_FIELDS, RAW_WIDTH, RunReport
 RAW_COLUMN = {"index": "task"}
 COLUMNS = ("task", "worker", *(RAW_COLUMN.get(f, f) for f in RAW_FIELDS[1:]))
 MAX_RUNS = 20  # finished runs beyond this many are forgotten, oldest first
+AGGREGATE_OVER = 50_000  # tasks: past this the page shows a run by level and function
 
 
 class RunView:
     """One run as the page sees it: record, graph, task rows, events."""
 
-    def __init__(self, submitted: ev.RunSubmitted):
+    def __init__(self, submitted: ev.RunSubmitted, aggregate_over: int = AGGREGATE_OVER):
         self.id = submitted.run_id
         self.name = submitted.name
         self.executor = submitted.executor
@@ -61,11 +62,31 @@ class RunView:
         self.events: list[dict[str, Any]] = []
         self.failures: dict[int, dict[str, str]] = {}
         self.bytes_moved = 0
+        self._levels: Any = None
+        self.aggregate = len(submitted.functions) > aggregate_over  # the page asks for a summary
 
     def names(self) -> list[str]:
         if not isinstance(self._names, list):
             self._names = self._names[:]
         return self._names
+
+    def levels(self) -> Any:
+        """Each task's level (numpy array), computed once."""
+        if self._levels is None:
+            from .aggregate import levels
+            self._levels = levels(self.deps)
+        return self._levels
+
+    def aggregated(self) -> dict[str, Any]:
+        """``GET /api/runs/<id>?aggregate=1``: the run by (level, function) and time bins."""
+        from .aggregate import aggregate
+        last = self.end if self.end is not None else max(
+            [self.start, *(e["time"] for e in self.events[-1:])])
+        if self.end is None and len(self.columns["end"]):
+            last = max(last, max(self.columns["end"]))
+        return {"run": self.summary(), "workers": list(self.workers),
+                "failures": {str(k): v for k, v in self.failures.items()},
+                **aggregate(self, last)}
 
     def worker_id(self, name: str) -> int:
         wid = self._worker_ids.get(name)
@@ -126,7 +147,8 @@ class RunView:
                 "makespan": (self.end - self.start) if self.end is not None else None,
                 "tasks": len(self.functions), "done": self.ndone, "state": self.state,
                 "error": self.error, "workers": len(self.workers),
-                "bytes_moved": self.bytes_moved, "version": len(self.events)}
+                "bytes_moved": self.bytes_moved, "version": len(self.events),
+                "aggregate": self.aggregate}
 
     def detail(self, rows_from: int = 0, events_from: int = 0,
                packed: bool = False) -> dict[str, Any]:
@@ -171,7 +193,8 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
 class RunStore:
     """Runs by id: fed by an executor's events, or by reports from a metrics store."""
 
-    def __init__(self) -> None:
+    def __init__(self, aggregate_over: int = AGGREGATE_OVER) -> None:
+        self.aggregate_over = aggregate_over
         self._pending: collections.deque = collections.deque()
         self.receive = self._pending.append  # the subscriber: an append, nothing more
         self._lock = threading.Lock()
@@ -203,7 +226,7 @@ class RunStore:
 
     def _apply(self, event: Any) -> None:
         if isinstance(event, ev.RunSubmitted):
-            self.runs[event.run_id] = RunView(event)
+            self.runs[event.run_id] = RunView(event, self.aggregate_over)
             self.runs[event.run_id].apply(event)
             self._forget_old()
         elif isinstance(event, ev.WorkerStarted):
@@ -237,6 +260,12 @@ class RunStore:
         with self._lock:
             view = self.runs.get(run_id)
             return None if view is None else view.detail(rows_from, events_from, packed)
+
+    def aggregated(self, run_id: str) -> dict[str, Any] | None:
+        self.ingest()
+        with self._lock:
+            view = self.runs.get(run_id)
+            return None if view is None else view.aggregated()
 
     def versions(self) -> dict[str, int]:
         """Per run, how many events it has: the live channel sends what changed."""

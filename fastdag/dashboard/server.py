@@ -5,6 +5,7 @@ Data flow::
     browser --GET /, /static/*-----------> files in fastdag/dashboard/static
             --GET /api/runs--------------> RunStore.list()
             --GET /api/runs/<id>---------> RunStore.detail(id, rows_from, events_from, packed)
+                 ?aggregate=1 -----------> RunStore.aggregated(id): big runs, summarised
             <-GET /api/live (SSE)--------- every TICK s: {"runs": {id: version}} when changed
 
 The server thread never touches the scheduler: the executor only appends
@@ -150,8 +151,11 @@ class DashboardServer:
             events_from = int(request.query.get("events_from", 0))
         except ValueError:
             raise self._web.HTTPBadRequest(text="rows_from and events_from are integers\n")
-        detail = self.store.detail(request.match_info["run_id"], max(0, rows_from),
-                                   max(0, events_from), request.query.get("packed") == "1")
+        if request.query.get("aggregate") == "1":
+            detail = self.store.aggregated(request.match_info["run_id"])
+        else:
+            detail = self.store.detail(request.match_info["run_id"], max(0, rows_from),
+                                       max(0, events_from), request.query.get("packed") == "1")
         if detail is None:
             raise self._web.HTTPNotFound(text=f"no run {request.match_info['run_id']!r}\n")
         return self._web.json_response(detail, dumps=_dumps)

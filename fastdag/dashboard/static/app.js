@@ -4,9 +4,9 @@
 // changed, and the page then fetches only what is new. Task data is shown
 // with textContent only: the page never interprets it as HTML.
 
-import { Run, STATE_NAMES, humanBytes, humanSeconds } from "./model.js";
-import { STATE_COLOURS, dagPoint, dagTaskAt, drawDag, drawStream, functionColour,
-         streamTaskAt } from "./draw.js";
+import { AggregatedRun, Run, STATE_NAMES, humanBytes, humanSeconds } from "./model.js";
+import { STATE_COLOURS, dagPoint, dagTaskAt, drawDag, drawDagAggregated, drawStream,
+         drawStreamAggregated, functionColour, streamTaskAt } from "./draw.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -19,6 +19,7 @@ const ui = {
   selected: -1,
   lineage: null,
   versions: {},
+  summaries: new Map(), // run id -> its entry in /api/runs
   fetching: false,
 };
 
@@ -46,6 +47,7 @@ function el(tag, text, cls) {
 // -- runs ----------------------------------------------------------------
 async function refreshRuns() {
   const { runs } = await getJSON("api/runs");
+  ui.summaries = new Map(runs.map((r) => [r.id, r]));
   const list = $("runs");
   list.replaceChildren(...runs.slice().reverse().map((r) => {
     const button = el("button", r.name || r.id);
@@ -63,8 +65,10 @@ async function refreshRuns() {
 }
 
 async function openRun(id) {
-  const detail = await getJSON(`api/runs/${encodeURIComponent(id)}?packed=1`);
-  ui.run = new Run(detail);
+  const big = ui.summaries.get(id)?.aggregate;
+  const detail = await getJSON(`api/runs/${encodeURIComponent(id)}?` +
+                               (big ? "aggregate=1" : "packed=1"));
+  ui.run = big ? new AggregatedRun(detail) : new Run(detail);
   ui.runId = id;
   ui.selected = -1;
   ui.lineage = null;
@@ -83,9 +87,9 @@ async function pullRun() {
   ui.fetching = true;
   try {
     const run = ui.run;
-    const detail = await getJSON(`api/runs/${encodeURIComponent(ui.runId)}` +
-                                 `?packed=1&rows_from=${run.rowCount}` +
-                                 `&events_from=${run.events.length}`);
+    const detail = await getJSON(`api/runs/${encodeURIComponent(ui.runId)}` + (run.aggregated
+      ? "?aggregate=1"
+      : `?packed=1&rows_from=${run.rowCount}&events_from=${run.events.length}`));
     if (run === ui.run) {
       run.merge(detail);
       if (run.summary.state !== "running" && ui.live) { ui.live = false; ui.t = run.t1; }
@@ -128,8 +132,13 @@ function paint() {
   const run = ui.run;
   if (!run) return;
   const t = now();
-  drawDag($("dag"), run, t, ui.lineage);
-  drawStream($("stream"), run, t, ui.lineage);
+  if (run.aggregated) {
+    drawDagAggregated($("dag"), run, t);
+    drawStreamAggregated($("stream"), run, t);
+  } else {
+    drawDag($("dag"), run, t, ui.lineage);
+    drawStream($("stream"), run, t, ui.lineage);
+  }
   const counts = run.counts(t);
   const done = counts[3] + counts[5];
   const s = run.summary;
@@ -152,20 +161,14 @@ function paint() {
 
 function progress(t) {
   const run = ui.run;
-  const total = new Map(), done = new Map();
-  for (let i = 0; i < run.n; i++) {
-    const f = run.functions[i];
-    total.set(f, (total.get(f) || 0) + 1);
-    if (run.end[i] <= t) done.set(f, (done.get(f) || 0) + 1);
-  }
-  const bars = [...total].map(([f, n]) => {
+  const bars = run.progress(t).map(([f, done, n]) => {
     const bar = el("div", undefined, "bar");
     const track = el("div", undefined, "track");
     const fill = el("div", undefined, "fill");
-    fill.style.width = `${(100 * (done.get(f) || 0)) / n}%`;
+    fill.style.width = `${(100 * done) / n}%`;
     fill.style.background = functionColour(run.fnames.indexOf(f));
     track.append(fill);
-    bar.append(el("span", f, "name"), track, el("span", `${done.get(f) || 0}/${n}`, "count"));
+    bar.append(el("span", f, "name"), track, el("span", `${done}/${n}`, "count"));
     return bar;
   });
   $("progress").replaceChildren(...bars, el("p", moved(t), "moved"));
@@ -173,6 +176,7 @@ function progress(t) {
 
 // Bytes that left their worker by time t, per medium (DataMoved events).
 function moved(t) {
+  if (ui.run.aggregated) return `Data moved: ${humanBytes(ui.run.summary.bytes_moved)} (whole run)`;
   const by = new Map();
   for (const m of ui.run.moves) {
     if (m.time > t) continue;
@@ -238,7 +242,10 @@ function showDetails() {
   const run = ui.run, i = ui.selected;
   const fields = $("fields"), tb = $("traceback");
   $("hint").hidden = i >= 0;
-  if (!run || i < 0) { fields.replaceChildren(); tb.hidden = true; return; }
+  $("hint").textContent = run && run.aggregated
+    ? `${run.n} tasks: too many to draw one by one, shown by level and function.`
+    : "Click a task in the graph or the stream: its ancestors and descendants light up.";
+  if (!run || i < 0 || run.aggregated) { fields.replaceChildren(); tb.hidden = true; return; }
   const k = run.row[i], r = run.rows, fail = run.failures[String(i)];
   const marks = ui.lineage || run.lineage(i);
   let ancestors = 0, descendants = 0;
@@ -266,7 +273,7 @@ function showDetails() {
 
 function clickOn(canvas, find) {
   canvas.addEventListener("click", (e) => {
-    if (!ui.run) return;
+    if (!ui.run || ui.run.aggregated) return;
     const box = canvas.getBoundingClientRect();
     select(find(canvas, ui.run, e.clientX - box.left, e.clientY - box.top));
   });
@@ -285,6 +292,7 @@ window.fastdagDashboard = {
     if (!ui.run) return null;
     const counts = ui.run.counts(now());
     return { run: ui.runId, live: ui.live, n: ui.run.n, selected: ui.selected,
+             aggregated: Boolean(ui.run.aggregated),
              counts: Object.fromEntries(STATE_NAMES.map((s, k) => [s, counts[k]])) };
   },
   paintMs() { const t = performance.now(); paint(); return performance.now() - t; },

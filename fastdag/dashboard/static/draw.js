@@ -170,3 +170,57 @@ export function streamTaskAt(canvas, run, px, py) {
   }
   return bestD <= 4 ? best : -1;
 }
+
+// -- a big run, by level and function (AggregatedRun) ---------------------
+
+// One row per level; in it one box per function, as wide as its share of
+// the level's tasks, filled green for the part done at t, blue running.
+export function drawDagAggregated(canvas, run, t) {
+  const { ctx, w, h } = fit(canvas);
+  const rowH = (h - 2 * PAD) / Math.max(1, run.depth), k = run.edge(t);
+  ctx.font = "11px system-ui, sans-serif";
+  run.byLevel.forEach((groups, level) => {
+    const total = groups.reduce((s, g) => s + g.count, 0);
+    let x = PAD;
+    const y = PAD + level * rowH, bh = Math.max(2, rowH * 0.7);
+    for (const g of groups) {
+      const bw = ((w - 2 * PAD) * g.count) / total;
+      const done = g.ended[k] / g.count, running = (g.started[k] - g.ended[k]) / g.count;
+      ctx.fillStyle = STATE_COLOURS[0];
+      ctx.fillRect(x, y, bw - 1, bh);
+      ctx.fillStyle = STATE_COLOURS[3];
+      ctx.fillRect(x, y, (bw - 1) * done, bh);
+      ctx.fillStyle = STATE_COLOURS[2];
+      ctx.fillRect(x + (bw - 1) * done, y, (bw - 1) * running, bh);
+      if (bw > 90 && bh >= 11) {
+        ctx.fillStyle = "#1d232a";
+        ctx.fillText(`${g.function} ×${g.count}`, x + 4, y + bh / 2 + 4, bw - 8);
+      }
+      x += bw;
+    }
+  });
+}
+
+// One lane per worker; per time bin, bars as tall as the busy fraction,
+// stacked by function.
+export function drawStreamAggregated(canvas, run, t) {
+  const { ctx, w, h } = fit(canvas);
+  const g = streamGeometry(run, w, h), k = run.edge(t);
+  const bw = (w - g.left - PAD) / run.bins, laneH = g.laneH - 4;
+  ctx.font = "11px system-ui, sans-serif";
+  run.lanes.forEach((perFunction, lane) => {
+    const name = run.workers[lane] || "";
+    ctx.fillStyle = "#5b6570";
+    ctx.fillText(name.length > 14 ? "…" + name.slice(-13) : name, 2,
+                 g.lane(lane) + g.laneH / 2 + 4, g.left - 6);
+    for (let b = 0; b < Math.min(k, run.bins); b++) {
+      let y = g.lane(lane) + 2 + laneH;
+      perFunction.forEach((busy, f) => {
+        if (!busy[b]) return;
+        ctx.fillStyle = functionColour(f);
+        ctx.fillRect(g.left + b * bw, y - busy[b] * laneH, Math.max(1, bw), busy[b] * laneH);
+        y -= busy[b] * laneH;
+      });
+    }
+  });
+}

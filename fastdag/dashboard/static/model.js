@@ -86,6 +86,17 @@ export class Run {
     return c;
   }
 
+  // Per function: [name, done by t, total].
+  progress(t) {
+    const total = new Map(), done = new Map();
+    for (let i = 0; i < this.n; i++) {
+      const f = this.functions[i];
+      total.set(f, (total.get(f) || 0) + 1);
+      if (this.end[i] <= t) done.set(f, (done.get(f) || 0) + 1);
+    }
+    return [...total].map(([f, n]) => [f, done.get(f) || 0, n]);
+  }
+
   // Levels: longest path from a task without inputs; order inside a level
   // by the mean position of the inputs, so a tree draws as a tree.
   layout() {
@@ -129,6 +140,62 @@ export class Run {
     walk(this.dependents, 3);
     seen[i] = 2;
     return seen;
+  }
+}
+
+// A run too big to draw task by task, as the server summarised it
+// (aggregate.py): per (level, function) how many tasks had started and
+// ended by each time-bin edge; per worker and function the busy fraction
+// of each bin.
+export class AggregatedRun {
+  constructor(detail) {
+    this.aggregated = true;
+    this.events = [];
+    this.moves = [];
+    this.rowCount = 0;
+    this.merge(detail);
+  }
+
+  merge(detail) {
+    this.summary = detail.run;
+    this.n = detail.run.tasks;
+    this.workers = detail.workers;
+    this.failures = detail.failures;
+    this.groups = detail.groups;
+    this.lanes = detail.lanes;
+    this.fnames = detail.functions;
+    this.bins = detail.bins;
+    this.depth = detail.depth;
+    this.t0 = detail.t0;
+    this.t1 = detail.t1;
+    this.byLevel = Array.from({ length: this.depth }, () => []);
+    for (const g of this.groups) this.byLevel[g.level].push(g);
+  }
+
+  edge(t) {
+    if (!(t < this.t1)) return this.bins;
+    return Math.max(0, Math.floor(((t - this.t0) / (this.t1 - this.t0)) * this.bins));
+  }
+
+  counts(t) {
+    const k = this.edge(t), c = new Array(STATE_NAMES.length).fill(0);
+    for (const g of this.groups) {
+      c[STATE.done] += g.ended[k];
+      c[STATE.running] += g.started[k] - g.ended[k];
+    }
+    c[STATE.failed] = Object.values(this.failures).filter((f) => f.time <= t).length;
+    c[STATE.waiting] = this.n - c[STATE.done] - c[STATE.running] - c[STATE.failed];
+    return c;
+  }
+
+  progress(t) {
+    const k = this.edge(t), rows = new Map(this.fnames.map((f) => [f, [f, 0, 0]]));
+    for (const g of this.groups) {
+      const row = rows.get(g.function);
+      row[1] += g.ended[k];
+      row[2] += g.count;
+    }
+    return [...rows.values()];
   }
 }
 
