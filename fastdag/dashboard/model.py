@@ -63,6 +63,7 @@ class RunView:
         self.failures: dict[int, dict[str, str]] = {}
         self.bytes_moved = 0
         self._levels: Any = None
+        self._last: dict[str, dict[str, Any]] = {}  # the latest event entry of each type
         self.aggregate = len(submitted.functions) > aggregate_over  # the page asks for a summary
 
     def names(self) -> list[str]:
@@ -116,15 +117,17 @@ class RunView:
         kind = type(event).__name__
         if isinstance(event, ev.TaskBatch):
             first, last = self.add_rows(event.worker, event.records)
-            self.events.append({"type": kind, "time": event.time, "worker": event.worker,
-                                "rows": [first, last]})
+            self._append({"type": kind, "time": event.time, "worker": event.worker,
+                          "rows": [first, last]})
             return
         if isinstance(event, ev.TaskFinished):
-            first, last = self.add_rows(event.worker, (
-                event.task, event.start, event.end, event.fetch_s, event.store_s,
-                event.input_bytes, event.output_bytes, event.attempts, event.ready))
-            self.events.append({"type": "TaskBatch", "time": event.time,
-                                "worker": event.worker, "rows": [first, last]})
+            self._add_finished(event)
+            return
+        if isinstance(event, ev.TaskStarted):
+            return  # the task's row, added when it ends, holds its start
+        last = self._last.get(kind)
+        if isinstance(event, ev.TasksReady) and last and last["worker"] == event.worker == "":
+            last["tasks"].extend(event.tasks)  # in-process runs: one entry, not one per task
             return
         record = {"type": kind, **_jsonable(event._asdict())}
         record.pop("run_id", None)
@@ -138,7 +141,34 @@ class RunView:
             self.bytes_moved += event.nbytes
         elif isinstance(event, ev.RunFinished):
             self.end, self.state, self.error = event.time, event.state, event.error
+        self._append(record)
+
+    @property
+    def version(self) -> int:
+        """Grows with every event and every task row: the live channel compares it."""
+        return len(self.events) + len(self.columns["task"])
+
+    def _add_finished(self, event: ev.TaskFinished) -> None:
+        """One task's row; consecutive tasks of one worker share one TaskBatch entry."""
+        columns = self.columns
+        row = len(columns["task"])
+        for name, value in zip(COLUMNS, (event.task, self.worker_id(event.worker), event.start,
+                                         event.end, event.fetch_s, event.store_s,
+                                         event.input_bytes, event.output_bytes,
+                                         event.attempts, event.ready)):
+            columns[name].append(value)
+        self.ndone += 1
+        last = self._last.get("TaskBatch")
+        if last and last["worker"] == event.worker and last["rows"][1] == row:
+            last["rows"][1] = row + 1
+            last["time"] = event.time
+        else:
+            self._append({"type": "TaskBatch", "time": event.time, "worker": event.worker,
+                          "rows": [row, row + 1]})
+
+    def _append(self, record: dict[str, Any]) -> None:
         self.events.append(record)
+        self._last[record["type"]] = record
 
     def summary(self) -> dict[str, Any]:
         """The run record: what ``GET /api/runs`` lists."""
@@ -147,7 +177,7 @@ class RunView:
                 "makespan": (self.end - self.start) if self.end is not None else None,
                 "tasks": len(self.functions), "done": self.ndone, "state": self.state,
                 "error": self.error, "workers": len(self.workers),
-                "bytes_moved": self.bytes_moved, "version": len(self.events),
+                "bytes_moved": self.bytes_moved, "version": self.version,
                 "aggregate": self.aggregate}
 
     def detail(self, rows_from: int = 0, events_from: int = 0,
@@ -271,7 +301,7 @@ class RunStore:
         """Per run, how many events it has: the live channel sends what changed."""
         self.ingest()
         with self._lock:
-            return {rid: len(view.events) for rid, view in self.runs.items()}
+            return {rid: view.version for rid, view in self.runs.items()}
 
 
 def events_of_report(report: RunReport) -> Iterator[Any]:
