@@ -139,15 +139,21 @@ class TaskBatch(NamedTuple):
 
     def expand(self) -> Iterator[Any]:
         """The same tasks as TaskStarted / TaskRetried / TaskFinished events."""
-        run, worker, raw = self.run_id, self.worker, self.records
+        raw = self.records
         for k in range(0, len(raw), RAW_WIDTH):
-            i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = raw[k:k + RAW_WIDTH]
-            i, attempts = int(i), int(attempts)
-            yield TaskStarted(run, start, i, worker)
-            for attempt in range(2, attempts + 1):
-                yield TaskRetried(run, start, i, worker, attempt, "raised")
-            yield TaskFinished(run, end, i, worker, start, end, fetch_s, store_s,
-                               int(in_b), int(out_b), attempts, ready)
+            record = raw[k:k + RAW_WIDTH]
+            yield TaskStarted(self.run_id, record[1], int(record[0]), self.worker)
+            yield from _ended(self.run_id, self.worker, record)
+
+
+def _ended(run_id: str, worker: str, record: Sequence[float]) -> Iterator[Any]:
+    """TaskRetried for each extra attempt, then TaskFinished, of one RAW_FIELDS record."""
+    i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = record
+    i, attempts = int(i), int(attempts)
+    for attempt in range(2, attempts + 1):
+        yield TaskRetried(run_id, start, i, worker, attempt, "raised")
+    yield TaskFinished(run_id, end, i, worker, start, end, fetch_s, store_s,
+                       int(in_b), int(out_b), attempts, ready)
 
 
 Callback = Callable[[Any], None]
@@ -264,6 +270,12 @@ def task_failed(bus: EventBus, run_id: str, task: int, worker: str,
     if bus.active:
         bus.emit(TaskFailed(run_id, time.time(), task, worker, _first_line(error),
                             getattr(error, "remote_traceback", None) or _traceback_of(error)))
+
+
+def task_ended(bus: EventBus, run_id: str, worker: str, record: Sequence[float]) -> None:
+    """A task that ran in this process (its RAW_FIELDS record): retries, then finished."""
+    for event in _ended(run_id, worker, record):
+        bus.emit(event)
 
 
 def tasks_ready(bus: EventBus, run_id: str, tasks: Sequence[int], worker: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 import fastdag as fd
 from fastdag import events as ev
+from fastdag import sinkwriter
 
 
 @fd.task
@@ -131,6 +132,7 @@ def test_redis_executor_emits_the_same_events(redis_server):
             explode(3).compute(executor=ex)
     finally:
         ex.shutdown(wait=False)
+        sinkwriter.flush(timeout=10)  # the runs' metrics reach Redis before it stops
         workers.stop()
     kinds = [type(e).__name__ for e in got]
     assert kinds[0] == "RunSubmitted" and kinds.count("RunFinished") == 2
@@ -157,6 +159,35 @@ def test_redis_executor_serves_the_dashboard(redis_server):
             runs = json.load(r)["runs"]
     finally:
         ex.shutdown(wait=False)
+        sinkwriter.flush(timeout=10)  # the runs' metrics reach Redis before it stops
         workers.stop()
     assert [(r["name"], r["state"], r["done"], r["executor"]) for r in runs] == \
         [("over-redis", "done", 7, "redis")]
+
+
+def test_a_retried_task_says_so(executor):
+    tries = []
+
+    @fd.task(retries=2)
+    def flaky(x):
+        tries.append(x)
+        if len(tries) < 3:
+            raise RuntimeError("not yet")
+        return x
+
+    if executor.name == "local":
+        pytest.skip("worker processes count their own tries; covered by TaskBatch.expand")
+    got: list = []
+    with executor.subscribe(got.append):
+        assert flaky(5).compute(executor=executor) == 5
+    retried = [e for e in got if isinstance(e, ev.TaskRetried)]
+    assert [e.attempt for e in retried] == [2, 3]
+    finished = [e for e in got if isinstance(e, ev.TaskFinished)]
+    assert finished[0].attempts == 3 and got.index(retried[-1]) < got.index(finished[0])
+
+
+def test_expand_gives_retries_of_a_record():
+    record = (4, 10.0, 11.0, 0.0, 0.0, 8, 16, 2, 9.5)
+    events = list(ev.TaskBatch("r", 11.0, "w", record).expand())
+    assert [type(e).__name__ for e in events] == ["TaskStarted", "TaskRetried", "TaskFinished"]
+    assert events[2].input_bytes == 8 and events[2].ready == 9.5

@@ -71,8 +71,7 @@ class InProcessRun:
         record = (i, start, end, 0.0, 0.0, in_bytes, out_bytes, attempts, ready_at)
         self.records.append((worker, record))
         if bus is not None:
-            bus.emit(ev.TaskFinished(self.future.run_id, end, i, worker, start, end, 0.0, 0.0,
-                                     in_bytes, out_bytes, attempts, ready_at))
+            ev.task_ended(bus, self.future.run_id, worker, record)
         return value
 
     def mean_task_s(self) -> float | None:
