@@ -14,12 +14,9 @@ Computed with numpy from the run's task columns (``RunView.columns``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .model import RunView
 
 BINS = 400
 
@@ -33,8 +30,8 @@ def levels(deps: list[tuple[int, ...]]) -> np.ndarray:
     return level
 
 
-def aggregate(view: RunView, t1: float, bins: int = BINS) -> dict[str, Any]:
-    """The summary of ``view`` over [view.start, t1] in ``bins`` time bins."""
+def aggregate(view: Any, t1: float, bins: int = BINS) -> dict[str, Any]:
+    """The summary of ``view`` (a ``model.RunView``) over [view.start, t1] in ``bins`` bins."""
     cols = {c: np.frombuffer(view.columns[c], dtype=np.float64) for c in
             ("task", "worker", "start", "end")}
     task = cols["task"].astype(np.int64)
