@@ -64,6 +64,11 @@ def pipeline(n: int, first=load) -> fd.Node:
     return level[0]
 
 
+def dash_workers(ex: fd.LocalExecutor) -> list[str]:
+    from fastdag.metrics import HOST
+    return [f"{HOST}:{pid}" for pid in ex.worker_pids()]
+
+
 def get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.load(response)
@@ -297,6 +302,11 @@ def test_live_run_reaches_all_done(dash, page):
     assert state(page)["counts"]["done"] == 299
     assert page.text_content("#status").startswith("done: 299/299 done")
     assert "to shared memory" in page.text_content("#progress")  # 2 workers share results
+    # Worker memory: sampled by the server while the run went, drawn by the page.
+    memory = get(dash.dashboard_url + f"api/runs/{future.run_id}")["memory"]
+    assert {worker for _, worker, _ in memory} == set(dash_workers(dash))
+    assert all(rss > 10 * 2**20 for _, _, rss in memory)  # a Python process: > 10 MiB
+    assert state(page)["memorySamples"] == len(memory)
     shot(page, "live-done")
     print(f"the page saw the run part done: {seen_partial}")
 

@@ -45,8 +45,19 @@ def serve_executor(executor: Any, spec: bool | int | str) -> Any:
         if isinstance(spec, bool) or not isinstance(spec, int) or not 0 <= spec < 65536:
             raise ValueError(f"dashboard= takes True, a port number or 'host:port', not {spec!r}")
         port = spec
-    store = RunStore()
+    store = RunStore(memory_source=lambda: worker_memory(executor))
     server = serve_store(store, host, port)
     server.subscription = executor.subscribe(store.receive, batched=True)
     print(f"fastdag dashboard: {server.url}", file=sys.stderr, flush=True)
     return server
+
+
+def worker_memory(executor: Any) -> dict[str, int]:
+    """Resident memory of each of ``executor``'s worker processes on this host, by name."""
+    from ..metrics import HOST
+    from ..monitor import rss_of
+    try:
+        pids = list(executor.worker_pids())
+    except Exception:  # noqa: BLE001 - an executor shutting down
+        return {}
+    return {f"{HOST}:{pid}": rss_of([pid]) for pid in pids}

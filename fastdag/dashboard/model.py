@@ -26,8 +26,9 @@ import base64
 import collections
 import sys
 import threading
+import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import events as ev
@@ -38,6 +39,7 @@ from ..metrics import RAW_FIELDS, RAW_WIDTH, RunReport
 RAW_COLUMN = {"index": "task"}
 COLUMNS = ("task", "worker", *(RAW_COLUMN.get(f, f) for f in RAW_FIELDS[1:]))
 MAX_RUNS = 20  # finished runs beyond this many are forgotten, oldest first
+MEMORY_SAMPLES = 200_000  # (time, worker, rss) samples kept, newest last
 AGGREGATE_OVER = 50_000  # tasks: past this the page shows a run by level and function
 
 
@@ -223,8 +225,12 @@ def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:
 class RunStore:
     """Runs by id: fed by an executor's events, or by reports from a metrics store."""
 
-    def __init__(self, aggregate_over: int = AGGREGATE_OVER) -> None:
+    def __init__(self, aggregate_over: int = AGGREGATE_OVER,
+                 memory_source: Callable[[], dict[str, int]] | None = None) -> None:
         self.aggregate_over = aggregate_over
+        # Resident memory per worker name, sampled while a run is going.
+        self.memory_source = memory_source
+        self.memory: collections.deque = collections.deque(maxlen=MEMORY_SAMPLES)
         self._pending: collections.deque = collections.deque()
         self.receive = self._pending.append  # the subscriber: an append, nothing more
         self._lock = threading.Lock()
@@ -237,6 +243,20 @@ class RunStore:
             pending = self._pending
             while pending:
                 self._apply(pending.popleft())
+
+    def sample_memory(self) -> None:
+        """Record each worker's resident memory now, if a run is going (server thread)."""
+        if self.memory_source is None:
+            return
+        going = bool(self._pending) or any(v.state == "running" for v in self.runs.values())
+        if going:
+            now = time.time()
+            for worker, rss in self.memory_source().items():
+                self.memory.append((now, worker, rss))
+
+    def _memory_of(self, view: RunView) -> list[tuple[float, str, int]]:
+        end = view.end if view.end is not None else float("inf")
+        return [m for m in self.memory if view.start <= m[0] <= end]
 
     def trim(self) -> None:
         """Drop, unread, the events of runs too old to be kept (no page asked for them).
@@ -289,13 +309,17 @@ class RunStore:
         self.ingest()
         with self._lock:
             view = self.runs.get(run_id)
-            return None if view is None else view.detail(rows_from, events_from, packed)
+            if view is None:
+                return None
+            return {**view.detail(rows_from, events_from, packed),
+                    "memory": self._memory_of(view)}
 
     def aggregated(self, run_id: str) -> dict[str, Any] | None:
         self.ingest()
         with self._lock:
             view = self.runs.get(run_id)
-            return None if view is None else view.aggregated()
+            return None if view is None else {**view.aggregated(),
+                                              "memory": self._memory_of(view)}
 
     def versions(self) -> dict[str, int]:
         """Per run, how many events it has: the live channel sends what changed."""

@@ -31,6 +31,7 @@ from .model import RunStore
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 TICK = 0.25  # seconds between checks of the live channel
 TRIM_EVERY = 1.0  # seconds between trims of the events no page asked for
+MEMORY_EVERY = 0.25  # seconds between samples of the workers' memory during a run
 COOKIE = "fastdag_dashboard_token"
 
 
@@ -94,15 +95,17 @@ class DashboardServer:
         site = web.TCPSite(self._runner, self.host, port)
         self._loop.run_until_complete(site.start())
         self._stopping = asyncio.Event()
-        self._loop.create_task(self._trim_forever())
+        # Bound the events waiting for a page, when no page asks for them.
+        self._loop.create_task(self._every(TRIM_EVERY, self.store.trim))
+        self._loop.create_task(self._every(MEMORY_EVERY, self.store.sample_memory))
         return self._runner.addresses[0][1]
 
-    async def _trim_forever(self) -> None:
-        """Bound the events waiting for a page, when no page asks for them."""
+    async def _every(self, seconds: float, step: Any) -> None:
+        """Call ``step()`` every ``seconds`` until the server stops."""
         while not self._stopping.is_set():
-            self.store.trim()
+            step()
             try:
-                await asyncio.wait_for(self._stopping.wait(), TRIM_EVERY)
+                await asyncio.wait_for(self._stopping.wait(), seconds)
             except asyncio.TimeoutError:
                 pass
 

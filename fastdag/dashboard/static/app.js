@@ -5,8 +5,8 @@
 // with textContent only: the page never interprets it as HTML.
 
 import { AggregatedRun, Run, STATE_NAMES, humanBytes, humanSeconds } from "./model.js";
-import { STATE_COLOURS, dagPoint, dagTaskAt, drawDag, drawDagAggregated, drawStream,
-         drawStreamAggregated, functionColour, streamTaskAt } from "./draw.js";
+import { STATE_COLOURS, dagPoint, dagTaskAt, drawDag, drawDagAggregated, drawMemory,
+         drawStream, drawStreamAggregated, functionColour, streamTaskAt } from "./draw.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -139,6 +139,7 @@ function paint() {
     drawDag($("dag"), run, t, ui.lineage);
     drawStream($("stream"), run, t, ui.lineage);
   }
+  drawMemory($("memory"), run, t);
   const counts = run.counts(t);
   const done = counts[3] + counts[5];
   const s = run.summary;
@@ -292,7 +293,7 @@ window.fastdagDashboard = {
     if (!ui.run) return null;
     const counts = ui.run.counts(now());
     return { run: ui.runId, live: ui.live, n: ui.run.n, selected: ui.selected,
-             aggregated: Boolean(ui.run.aggregated),
+             aggregated: Boolean(ui.run.aggregated), memorySamples: ui.run.memory.length,
              counts: Object.fromEntries(STATE_NAMES.map((s, k) => [s, counts[k]])) };
   },
   paintMs() { const t = performance.now(); paint(); return performance.now() - t; },

@@ -2,6 +2,8 @@
 // which task is under a point. One fillRect per task, no DOM node per task,
 // so 10,000 tasks draw in milliseconds.
 
+import { humanBytes } from "./model.js";
+
 export const STATE_COLOURS = ["#c9ced6", "#f2c14e", "#2f6fde", "#3fa34d", "#d64541", "#f08a24"];
 const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#8c6bb1", "#76b7b2", "#edc948",
                  "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
@@ -222,5 +224,39 @@ export function drawStreamAggregated(canvas, run, t) {
         y -= busy[b] * laneH;
       });
     }
+  });
+}
+
+// Resident memory of each worker over the run, up to t: one line per worker.
+export function drawMemory(canvas, run, t) {
+  const { ctx, w, h } = fit(canvas);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.fillStyle = "#7a848e";
+  if (!run.memory.length) {
+    ctx.fillText("no sample: a stored run, or a live one shorter than the 250 ms between samples",
+                 PAD, h / 2, w - 2 * PAD);
+    return;
+  }
+  let top = 1;
+  for (const m of run.memory) top = Math.max(top, m[2]);
+  const g = streamGeometry(run, w, h);
+  const y = (v) => h - PAD - (v / top) * (h - 2 * PAD);
+  ctx.fillText(humanBytes(top), 2, PAD + 4, g.left - 6);
+  ctx.fillText("0", 2, h - PAD, g.left - 6);
+  const lines = new Map();
+  for (const m of run.memory) {
+    if (m[0] > t) continue;
+    if (!lines.has(m[1])) lines.set(m[1], []);
+    lines.get(m[1]).push(m);
+  }
+  [...lines].forEach(([worker, points], k) => {
+    ctx.strokeStyle = ctx.fillStyle = PALETTE[(k + 4) % PALETTE.length];
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    points.forEach(([time, , rss], j) => (j ? ctx.lineTo : ctx.moveTo).call(ctx, g.x(time), y(rss)));
+    ctx.stroke();
+    for (const [time, , rss] of points) ctx.fillRect(g.x(time) - 1.5, y(rss) - 1.5, 3, 3);
+    const [time, , rss] = points[points.length - 1];  // the worker's name at its line's end
+    ctx.fillText(worker.split(":").pop(), g.x(time) + 3, y(rss) + 4 + 11 * k);
   });
 }

@@ -28,6 +28,7 @@ export class Run {
   merge(detail) {
     this.summary = detail.run;
     this.workers = detail.workers;
+    this.memory = detail.memory || [];
     for (const [k, col] of Object.entries(this.rows)) {
       const add = unpack(detail.tasks[k]);
       for (let j = 0; j < add.length; j++) col.push(add[j]);
@@ -158,6 +159,7 @@ export class AggregatedRun {
 
   merge(detail) {
     this.summary = detail.run;
+    this.memory = detail.memory || [];
     this.n = detail.run.tasks;
     this.workers = detail.workers;
     this.failures = detail.failures;
