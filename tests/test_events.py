@@ -165,7 +165,9 @@ def test_redis_executor_serves_the_dashboard(redis_server):
         [("over-redis", "done", 7, "redis")]
 
 
-def test_a_retried_task_says_so(executor):
+@pytest.mark.parametrize("make", [fd.SyncExecutor, lambda: fd.ThreadExecutor(2)],
+                         ids=["sync", "threads"])  # local workers: TaskBatch.expand, below
+def test_a_retried_task_says_so(make):
     tries = []
 
     @fd.task(retries=2)
@@ -175,10 +177,8 @@ def test_a_retried_task_says_so(executor):
             raise RuntimeError("not yet")
         return x
 
-    if executor.name == "local":
-        pytest.skip("worker processes count their own tries; covered by TaskBatch.expand")
     got: list = []
-    with executor.subscribe(got.append):
+    with make() as executor, executor.subscribe(got.append):
         assert flaky(5).compute(executor=executor) == 5
     retried = [e for e in got if isinstance(e, ev.TaskRetried)]
     assert [e.attempt for e in retried] == [2, 3]
