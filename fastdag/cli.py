@@ -1,4 +1,4 @@
-"""The ``fastdag`` command: demo, run, worker, report, plot-bench.
+"""The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace.
 
 Each subcommand lives with the code it drives; this module only parses the
 command line and imports the one it needs, so ``fastdag --help`` is quick.
@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import report
     report.add_report_parser(sub)
     report.add_plot_bench_parser(sub)
+
+    from .dashboard import cli as dashboard_cli
+    dashboard_cli.add_dashboard_parser(sub)
+    dashboard_cli.add_trace_parser(sub)
 
     try:
         from .distributed import cli as worker_cli

@@ -78,8 +78,12 @@ def timeline_figure(report: RunReport) -> Figure:
         # planning and shipping the graph, then collecting the results.
         first = min(t.start for t in tasks) - t0
         last = max(t.end for t in tasks) - t0
-        ax.axvspan(0, first / scale, color="#eeeeee", zorder=0)
-        ax.axvspan(last / scale, span / scale, color="#eeeeee", zorder=0)
+        ax.axvspan(0, first / scale, color=_STARTUP, zorder=0)
+        ax.axvspan(last / scale, span / scale, color=_AFTER, zorder=0)
+        if first > 0.08 * span:
+            ax.text(first / scale / 2, (len(workers) - 1) / 2, "start-up", ha="center",
+                    va="center", rotation=90 if first < 0.2 * span else 0, color="#777777",
+                    fontsize=9)
     path = report.critical_path()
     if path:
         for t in path:
@@ -98,12 +102,15 @@ def timeline_figure(report: RunReport) -> Figure:
         handles.append(Patch(color="white", label=f"… {len(functions) - _MAX_LEGEND} more"))
     if path:
         handles.append(Patch(facecolor="none", edgecolor="red", label="critical path"))
-    handles.append(Patch(color="#eeeeee", label="no task yet / any more"))
+    handles.append(Patch(color=_STARTUP, label="start-up: workers starting,\ngraph sent"))
+    handles.append(Patch(color=_AFTER, label="after the last task:\nresults collected"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
               title="function", frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
+
+_STARTUP, _AFTER = "#e4e4e4", "#f3f3f3"
 
 _PARTS = (("exec_s", "execute", "#4c72b0"), ("fetch_s", "fetch inputs", "#dd8452"),
           ("store_s", "store output", "#55a868"), ("queued_s", "queued", "#c7c7c7"))
@@ -200,11 +207,11 @@ def critical_path_figure(report: RunReport) -> Figure:
     for k, t in enumerate(path):
         ax.barh(k, max(min_w, (t.end - t.start) / scale), left=(t.start - t0) / scale,
                 color=colour[t.function], edgecolor="red", linewidth=1)
-        if k:
-            prev = path[k - 1]
-            ax.plot([(prev.end - t0) / scale, (t.start - t0) / scale], [k - 1, k],
-                    color="red", linewidth=0.8, alpha=0.7)
+        if k and t.start > path[k - 1].end:  # waiting for this task to start
+            ax.barh(k, (t.start - path[k - 1].end) / scale, left=(path[k - 1].end - t0) / scale,
+                    color="#dddddd", hatch="///", edgecolor="#aaaaaa", linewidth=0)
     busy = sum(t.end - t.start for t in path)
+    waits = sum(max(0.0, t.start - p.end) for p, t in zip(path, path[1:]))
     labelled = len(path) <= 40
     if labelled:
         ax.set_yticks(range(len(path)),
@@ -216,10 +223,11 @@ def critical_path_figure(report: RunReport) -> Figure:
     ax.set_xlim(lo / scale, hi / scale)
     ax.set_xlabel(f"time since the run started ({unit})")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(_title(report, "Critical path")
-                 + f"\n{len(path)} tasks, busy {human_seconds(busy)} of a "
-                 f"{human_seconds(span)} makespan; first task started at "
-                 f"{human_seconds(path[0].start - t0)}; red lines: waits between tasks")
+    ax.set_title(_title(report, "Chain of inputs that ended last")
+                 + f"\n{len(path)} tasks: busy {human_seconds(busy)}, waiting "
+                 f"{human_seconds(waits)} between them (hatched), "
+                 f"{human_seconds(path[0].start - t0)} before the first; "
+                 f"makespan {human_seconds(span)}", fontsize=10)
     return fig
 
 
@@ -231,10 +239,10 @@ def summary_rows(report: RunReport) -> list[tuple[str, str]]:
     started = dt.datetime.fromtimestamp(run.start, dt.timezone.utc).strftime(
         "%Y-%m-%d %H:%M:%S UTC")
     return [
-        ("run id", run.run_id),
-        ("workflow", run.workflow or "(unnamed)"),
+        ("run id", _cut(run.run_id, 48)),
+        ("workflow", _cut(run.workflow or "(unnamed)", 48)),
         ("executor", run.executor),
-        ("settings", json.dumps(run.settings, sort_keys=True) if run.settings else "{}"),
+        *_setting_rows(run.settings),
         ("started", started),
         ("makespan", human_seconds(s["makespan_s"])),
         ("tasks", f"{s['tasks']}" + (f" ({s['retries']} retries)" if s["retries"] else "")),
@@ -248,6 +256,25 @@ def summary_rows(report: RunReport) -> list[tuple[str, str]]:
         ("critical path", f"{len(path)} tasks, {human_seconds(sum(t.end - t.start for t in path))}"
          if path else "not recorded"),
     ]
+
+
+def _setting_rows(settings: dict) -> list[tuple[str, str]]:
+    """One row per executor setting, sizes in human units, long values cut."""
+    if not settings:
+        return [("settings", "(none recorded)")]
+    rows = []
+    for key, value in sorted(settings.items()):
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                any(w in key for w in ("threshold", "cache", "bytes", "memory")):
+            text = human_bytes(value)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+        rows.append((f"setting: {key.replace('_', ' ')}", _cut(text, 48)))
+    return rows
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def summary_figure(report: RunReport) -> Figure:

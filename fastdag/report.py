@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .graph import DAG
+    from .metrics import RunReport
 
 EXIT_BAD_INPUT = 2
 
@@ -33,6 +34,8 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: plots)")
     p.add_argument("--run", default=None, help="run id to draw (default: the latest run; "
                    "'all': every run, each in its own subdirectory)")
+    p.add_argument("--html", action="store_true", help="write report.html instead: the "
+                   "dashboard of the run in one file that works offline")
     p.set_defaults(handler=report_command)
 
 
@@ -47,7 +50,8 @@ def add_plot_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=plot_bench_command)
 
 
-def _fail(command: str, message: str) -> int:
+def command_error(command: str, message: str) -> int:
+    """Print ``fastdag COMMAND: error: MESSAGE`` on stderr; the exit code for bad input."""
     print(f"fastdag {command}: error: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -59,7 +63,7 @@ def report_command(args: argparse.Namespace) -> int:
     try:
         reports = load_metrics(args.metrics)
     except MetricsError as exc:
-        return _fail("report", str(exc))
+        return command_error("report", str(exc))
     if args.run in (None, "latest"):
         chosen = [(reports[-1], args.output)]
     elif args.run == "all":
@@ -69,17 +73,22 @@ def report_command(args: argparse.Namespace) -> int:
         matches = [r for r in reports if r.run.run_id == args.run]
         if not matches:
             known = ", ".join(r.run.run_id for r in reports[-5:])
-            return _fail("report", f"no run {args.run!r} in {args.metrics} "
+            return command_error("report", f"no run {args.run!r} in {args.metrics} "
                                    f"(latest runs: {known})")
         chosen = [(matches[0], args.output)]
     for report, out in chosen:
-        paths = write_report(report, out)
+        paths = _write_html(report, out) if args.html else write_report(report, out)
         width = max(len(k) for k, _ in summary_rows(report))
         for key, value in summary_rows(report):
             print(f"{key:<{width}}  {value}")
         for path in paths:
             print(f"wrote {path}")
     return 0
+
+
+def _write_html(report: RunReport, out: str) -> list[str]:
+    from .dashboard.standalone import write_report_html
+    return [write_report_html(report, out)]
 
 
 def _safe(*parts: str) -> str:
@@ -93,7 +102,7 @@ def plot_bench_command(args: argparse.Namespace) -> int:
     try:
         path = write_bench_chart(args.bench, args.output)
     except BenchFileError as exc:
-        return _fail("plot-bench", str(exc))
+        return command_error("plot-bench", str(exc))
     print(f"wrote {path}")
     return 0
 

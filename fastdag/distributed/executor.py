@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import CancelledError, FastdagError, SerializationError, WorkerCrashedError, task_failure
 from ..graph import DAG, Node
+from .. import events as fd_events
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
 from ..store.redis import DEFAULT_TTL, RedisStore
@@ -50,6 +51,7 @@ class _Run:
     future: RunFuture
     start: float
     settings: dict[str, Any]
+    records_seen: int = 0  # metrics records already given to event subscribers
 
 
 class RedisExecutor(Executor):
@@ -73,7 +75,7 @@ class RedisExecutor(Executor):
     def __init__(self, url: str, *, secret: str | bytes | None = None, insecure: bool = False,
                  prefix: str = "fastdag", ttl: int = DEFAULT_TTL, poll: float = 1.0,
                  socket_timeout: float = 30.0, batches_per_worker: int = 1,
-                 metrics: Any = True):
+                 metrics: Any = True, dashboard: bool | int | str = False):
         if batches_per_worker < 1:
             raise ValueError(f"batches_per_worker must be >= 1, got {batches_per_worker}")
         self.batches_per_worker = batches_per_worker
@@ -95,6 +97,7 @@ class RedisExecutor(Executor):
         self._closed = False
         self._grouped = False
         self._counter = itertools.count(1)
+        self._serve_dashboard(dashboard)
 
     @staticmethod
     def _metrics_sink(url: str, ttl: int) -> Any:
@@ -128,6 +131,7 @@ class RedisExecutor(Executor):
         future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
         future.tasks_total = len(plan)
         self._track(future, options)
+        fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""))
         try:
             self._start(run, plan, future)
         except BaseException as exc:
@@ -221,6 +225,8 @@ class RedisExecutor(Executor):
                     "restarted or flushed, or its keys expired, while the run was going"))
             else:
                 state.future.tasks_done = int(ndone or 0)
+                if self.event_bus.active:
+                    self._emit_records(run, state)
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
@@ -238,6 +244,8 @@ class RedisExecutor(Executor):
                 failure = self.store.get_key(self.keys.run(run, "error"))
                 exc: BaseException = task_failure(plan.name(failure.index), failure.exc,
                                                   failure.traceback)
+                self._emit_records(run, state)
+                fd_events.task_failed(self.event_bus, run, failure.index, "", exc)
             elif kind == "rejected":
                 exc = PayloadRejected(f"worker {ev.get('worker')} rejected a payload of run "
                                       f"{run}: {ev.get('reason')}")
@@ -269,8 +277,10 @@ class RedisExecutor(Executor):
         future = state.future
         try:
             future.report = self._report(run, state)
+            fd_events.record_rows(self.event_bus, run, future.report._raw[state.records_seen:])
         except Exception:  # noqa: BLE001 - a report is not worth failing the run over
             pass
+        fd_events.run_finished(self.event_bus, run, state.start, exc)
         try:
             # Before resolving: whoever waits on the future finds Redis clean.
             self._delete_run(run)
@@ -289,6 +299,12 @@ class RedisExecutor(Executor):
             self._resolve(run, exc=exc)
 
     # -- metrics --------------------------------------------------------------
+    def _emit_records(self, run: str, state: _Run) -> None:
+        """Give event subscribers the metrics records workers pushed since the last call."""
+        rows = self.client.lrange(self.keys.metrics(run), state.records_seen, -1)
+        state.records_seen += len(rows)
+        fd_events.record_rows(self.event_bus, run, [(w, tuple(f)) for w, *f in map(json.loads, rows)])
+
     def _report(self, run: str, state: _Run) -> RunReport:
         raw = self.client.lrange(self.keys.metrics(run), 0, -1)
         records = []
@@ -309,6 +325,7 @@ class RedisExecutor(Executor):
             state = self._runs.pop(run, None)
         if state is None:
             return
+        fd_events.run_finished(self.event_bus, run, state.start, CancelledError("the run was cancelled"))
         try:
             self.client.hset(self.keys.run(run, "meta"), "state", "cancelled")
             self._delete_run(run, keep_meta=True)
@@ -349,6 +366,7 @@ class RedisExecutor(Executor):
             self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=self.poll + 5)
+        self._stop_dashboard()
         try:
             self.client.delete(self.events)
         except Exception:  # noqa: BLE001

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..events import EventBus, Subscription
 from ..graph import DAG, Node
 from ..metrics import RunReport
 
@@ -74,6 +75,7 @@ class Executor(ABC):
     """submit / compute / shutdown and the context-manager protocol."""
 
     name = "executor"
+    dashboard_url: str | None = None  # set when the executor serves the web dashboard
     metrics: Any = None  # default metrics sink (a path, Redis URL or sink) for every run
 
     @abstractmethod
@@ -93,6 +95,37 @@ class Executor(ABC):
 
     def settings(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def event_bus(self) -> EventBus:
+        """This executor's event stream (``fastdag.events``), made on first use."""
+        bus = self.__dict__.get("_events")
+        if bus is None:
+            bus = self.__dict__.setdefault("_events", EventBus())
+        return bus
+
+    def _serve_dashboard(self, spec: bool | int | str | None) -> None:
+        """Serve the web dashboard (``fastdag.dashboard``) if ``spec`` asks for it.
+
+        The one place an executor reaches up to a higher layer, as
+        ``Node.compute()`` reaches down: the dashboard is a subscriber, and
+        this only starts it for the executor's lifetime.
+        """
+        self._dashboard = None
+        if spec is False or spec is None:
+            return
+        from ..dashboard import serve_executor
+        self._dashboard = serve_executor(self, spec)
+        self.dashboard_url = self._dashboard.url
+
+    def _stop_dashboard(self) -> None:
+        server = self.__dict__.get("_dashboard")
+        if server is not None:
+            server.stop()
+
+    def subscribe(self, callback: Callable[[Any], None], batched: bool = False) -> Subscription:
+        """Call ``callback(event)`` for every event of every run from now on."""
+        return self.event_bus.subscribe(callback, batched)
 
     def worker_pids(self) -> list[int]:
         """Processes that run tasks (for memory metrics)."""

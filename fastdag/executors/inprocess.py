@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from .. import events as ev
 from ..errors import TaskError, task_failure
 from ..graph import DAG
 from ..metrics import HOST, RunRecord, RunReport
@@ -23,7 +24,8 @@ from .base import RunFuture, new_run_id
 class InProcessRun:
     """One DAG being run by threads of this process."""
 
-    def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict):
+    def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
+                 events: ev.EventBus | None = None, name: str = ""):
         self.plan: Plan = dag if isinstance(dag, Plan) else build_plan(dag)
         self.future = RunFuture(new_run_id(), single)
         self.values: list[Any] = [None] * len(self.plan)
@@ -37,16 +39,26 @@ class InProcessRun:
         self.executor = executor
         self.settings = settings
         self.lock = threading.Lock()
+        # Subscribers present at the start see the whole run; None: nobody listens.
+        self.bus = events if events is not None and events.active else None
+        if self.bus is not None:
+            ev.run_submitted(self.bus, self.future.run_id, executor, self.plan, name)
 
     def run_one(self, i: int, ready_at: float) -> Any:
         """Run task ``i``; record it; raise TaskError if it failed."""
         plan = self.plan
         start = time.time()
+        bus = self.bus
+        if bus is not None:
+            bus.emit(ev.TaskStarted(self.future.run_id, start, i, _worker_name()))
         try:
             value, attempts = execute(plan, i, self.values)
         except Exception as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
-            raise task_failure(plan.name(i), exc, failure.traceback) from exc
+            error = task_failure(plan.name(i), exc, failure.traceback)
+            if bus is not None:
+                ev.task_failed(bus, self.future.run_id, i, _worker_name(), error)
+            raise error from exc
         end = time.time()
         self.busy_s += end - start
         self.ran += 1
@@ -55,9 +67,11 @@ class InProcessRun:
         for d in plan.deps[i]:
             in_bytes += sizes[d]
         out_bytes = sizes[i] = nbytes(value)
-        worker = f"{HOST}:{os.getpid()}:{threading.current_thread().name}"
-        self.records.append((worker, (i, start, end, 0.0, 0.0, in_bytes, out_bytes,
-                                      attempts, ready_at)))
+        worker = _worker_name()
+        record = (i, start, end, 0.0, 0.0, in_bytes, out_bytes, attempts, ready_at)
+        self.records.append((worker, record))
+        if bus is not None:
+            ev.task_ended(bus, self.future.run_id, worker, record)
         return value
 
     def mean_task_s(self) -> float | None:
@@ -77,6 +91,8 @@ class InProcessRun:
             self.remaining[c] -= 1
             if not self.remaining[c]:
                 ready.append(c)
+        if ready and self.bus is not None:
+            self.bus.emit(ev.TasksReady(self.future.run_id, time.time(), ready, ""))
         return ready
 
     def finish(self) -> None:
@@ -86,7 +102,15 @@ class InProcessRun:
                           makespan=time.time() - self.start, tasks=len(self.plan)),
             _raw=self.records, _names=self.plan.names(), _functions=self.plan.functions(),
             _deps=self.plan.deps)
+        if self.bus is not None:
+            ev.run_finished(self.bus, self.future.run_id, self.start, None)
         self.future.finish([self.values[o] for o in self.plan.outputs])
 
-    def fail(self, exc: TaskError) -> None:
+    def fail(self, exc: BaseException) -> None:
+        if self.bus is not None and not self.future.done():
+            ev.run_finished(self.bus, self.future.run_id, self.start, exc)
         self.future.fail(exc)
+
+
+def _worker_name() -> str:
+    return f"{HOST}:{os.getpid()}:{threading.current_thread().name}"

@@ -85,6 +85,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import events as ev
 from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
 from ..graph import DAG, Node, gc_paused
 from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
@@ -160,13 +161,17 @@ class LocalExecutor(Executor):
     graphs may keep between runs (see ``store.constants``), so that running
     a graph again on the same data does not copy the data again; None means
     a quarter of /dev/shm, 0 turns the cache off.
+
+    ``dashboard``: True (any free port), a port or "host:port" serves the
+    live web dashboard while the executor lives (``dashboard_url``).
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
-                 metrics: Any = None, constant_cache: int | None = None):
+                 metrics: Any = None, constant_cache: int | None = None,
+                 dashboard: bool | int | str = False):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -194,6 +199,8 @@ class LocalExecutor(Executor):
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
         sigterm.watch(self)
+        self._feed = ev.RecordFeed(self.event_bus)
+        self._serve_dashboard(dashboard)
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -225,6 +232,7 @@ class LocalExecutor(Executor):
                          constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
+        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
         self._ensure_started()
         self._post(("run", state))
         return future
@@ -254,6 +262,7 @@ class LocalExecutor(Executor):
                 return
             self._closed = True
             thread = self._thread
+        self._stop_dashboard()
         if thread is None:
             self._cleanup_files()
             return
@@ -356,8 +365,10 @@ class LocalExecutor(Executor):
         theirs.close()
         conn = Connection(ours.detach())
         conn.send_bytes(pickle.dumps(("init", sys.path)))
-        return WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
-                            sentinel=os.pidfd_open(proc.pid), prefix=prefix)
+        handle = WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
+                              sentinel=os.pidfd_open(proc.pid), prefix=prefix)
+        ev.worker_changed(self.event_bus, handle.name, None)
+        return handle
 
     # -- the scheduler thread ----------------------------------------------
     def _loop(self) -> None:
@@ -442,6 +453,8 @@ class LocalExecutor(Executor):
             run = self._runs.get(msg[1])
             if run is not None:
                 run.future.tasks_done = run.ndone + msg[2]
+                if not run.closed:  # no events after a run's RunFinished
+                    self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
             return
         if msg[0] == "report":
             _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
@@ -459,7 +472,10 @@ class LocalExecutor(Executor):
                 self.store.delete(ref)
             if run is not None:
                 self._maybe_forget(run)
+            self._feed.forget(h.wid)
             return
+        self._feed.report(run.future.run_id, h.wid, h.name, records)
+        self._feed.stored(run.future.run_id, h.name, stored)
         if records:
             run.records.append((h.name, records))
             # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
@@ -467,7 +483,10 @@ class LocalExecutor(Executor):
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
-            self._close_run(run, _failure_error(run.plan, cloudpickle.loads(failure)))
+            failure = cloudpickle.loads(failure)
+            error = _failure_error(run.plan, failure)
+            ev.task_failed(self.event_bus, run.future.run_id, failure.index, h.name, error)
+            self._close_run(run, error)
         elif run.ndone == len(run.plan):
             self._finish_run(run)
 
@@ -539,6 +558,7 @@ class LocalExecutor(Executor):
         if run.closed:
             return
         run.closed = True
+        ev.run_finished(self.event_bus, run.future.run_id, run.start, error)
         if error is not None:
             run.future.fail(error)
         for ref in run.stored.values():
@@ -603,6 +623,7 @@ class LocalExecutor(Executor):
         run.seen_by.add(h.wid)
         h.busy_run = run.id
         h.batch = tasks
+        ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
         self._send(h, ("batch", run.id, plan_ref, tasks, refs))
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
@@ -619,6 +640,7 @@ class LocalExecutor(Executor):
         except subprocess.TimeoutExpired:
             h.process.kill()
             code = h.process.wait()
+        ev.worker_changed(self.event_bus, h.name, code)
         run_id, task = SLOT.unpack_from(self._status, h.wid * SLOT.size)
         run = self._runs.get(h.busy_run) if h.busy_run is not None else None
         if run is not None and not run.closed:
@@ -647,6 +669,9 @@ class LocalExecutor(Executor):
                     f"worker {h.name} died ({how}) while running task {plan.name(culprit)!r}",
                     task=plan.name(culprit)))
                 return
+        if culprit >= 0:
+            ev.task_retried(self.event_bus, run.future.run_id, culprit, h.name,
+                            run.crashes[culprit] + 1, f"worker died (exit code {code})")
         # Give the lost work back: its batch, and the continuations it had claimed.
         for t in h.batch:
             if not run.done[t]:

@@ -31,7 +31,8 @@ class SyncExecutor(Executor):
 
     def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
-        run = InProcessRun(plan, single, self.name, self.settings())
+        run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
+                           options.get("name", ""))
         for i in range(len(run.plan)):
             try:
                 value = run.run_one(i, time.time())

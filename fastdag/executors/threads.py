@@ -47,7 +47,8 @@ class ThreadExecutor(Executor):
 
     def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
-        run = InProcessRun(plan, single, self.name, self.settings())
+        run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
+                           options.get("name", ""))
         run.future.tasks_total = len(run.plan)
         _PoolRun(run, self._get_pool(), self.workers).start()
         return self._track(run.future, options)

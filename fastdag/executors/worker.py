@@ -22,7 +22,8 @@ Messages (pickled tuples over a duplex pipe):
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
                          claimed, records, final)
                         ("error", run, failure, stored)
-                        ("progress", run, n)  n tasks done since the last report
+                        ("progress", run, n, records)  n tasks done since the last
+                                          report, and the records not sent yet
 
 ``completed`` is an array of task indices; ``boundary`` the completed tasks
 with a consumer not run here; ``consumed`` the stored results that tasks read
@@ -60,7 +61,7 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
-PROGRESS_INTERVAL = 0.5
+PROGRESS_INTERVAL = 0.1  # live views (fastdag.events) see a batch at least this often
 
 
 class Held(dict):
@@ -105,13 +106,14 @@ class RunData:
 class Progress:
     """What a batch has done since its last report."""
 
-    __slots__ = ("completed", "stored", "records", "consumed")
+    __slots__ = ("completed", "stored", "records", "consumed", "sent")
 
     def __init__(self) -> None:
         self.completed: list[int] = []
         self.stored: dict[int, StoredRef] = {}
         self.records = array("d")  # metrics.RAW_FIELDS of each task, flat
         self.consumed: list[int] = []
+        self.sent = 0  # numbers of ``records`` already sent in progress messages
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
@@ -119,6 +121,7 @@ class Progress:
         self.stored.clear()
         del self.records[:]
         self.consumed.clear()
+        self.sent = 0
 
 
 class Cancelled(Exception):
@@ -224,7 +227,8 @@ class Worker:
                 self.poll_control(run)
                 last_poll = start
                 if start - last_progress > PROGRESS_INTERVAL:
-                    self.send(("progress", run, len(completed)))  # for progress bars only
+                    self.send(("progress", run, len(completed), records[progress.sent:]))
+                    progress.sent = len(records)
                     last_progress = start
             values.fetch_s = 0.0
             deps = deps_of[i]

@@ -59,6 +59,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="PATH", help="a file to use instead of generated input")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated input (default 0)")
     p.add_argument("--no-check", action="store_true", help="skip the serial reference")
+    p.add_argument("--metrics", metavar="PATH", help="save the run's metrics (a Parquet file "
+                   "or folder, or a redis:// URL) for fastdag report / dashboard / trace")
     _add_executor_args(p)
     p.set_defaults(handler=run_command)
 
@@ -125,7 +127,10 @@ def run_command(args: argparse.Namespace) -> int:
             raise ValueError(f"{wl.name} generates its input from --seed; it takes no --input")
         with open_executor(args.executor, args.workers) as ex:
             print(f"pool       {_describe(ex)}, ready in {warm_up(ex):.3f} s")
+            ex.metrics = args.metrics  # after the warm-up: only the workload's run is saved
             result = run_workload(wl, params, ex, check=not args.no_check)
+        if args.metrics:
+            print(f"metrics    {args.metrics} (fastdag report / dashboard / trace read it)")
     except ValueError as exc:
         return _error(str(exc))
     except TaskError as exc:
@@ -150,7 +155,7 @@ def run_workload(wl: Any, params: dict, ex: Any, check: bool = True,
     nodes = outputs if isinstance(outputs, tuple) else (outputs,)
     dag = fd.DAG(list(nodes))
     t1 = time.perf_counter()
-    values = fd.compute(*nodes, executor=ex)
+    values = fd.compute(*nodes, executor=ex, name=wl.name)
     t2 = time.perf_counter()
     value = values if isinstance(outputs, tuple) else values[0]
     source = f"input {params['input']}" if params.get("input") else f"seed {params['seed']}"

@@ -1,0 +1,197 @@
+"""The dashboard's web server: an aiohttp app on its own thread and event loop.
+
+Data flow::
+
+    browser --GET /, /static/*-----------> files in fastdag/dashboard/static
+            --GET /api/runs--------------> RunStore.list()
+            --GET /api/runs/<id>---------> RunStore.detail(id, rows_from, events_from, packed)
+                 ?aggregate=1 -----------> RunStore.aggregated(id): big runs, summarised
+            <-GET /api/live (SSE)--------- every TICK s: {"runs": {id: version}} when changed
+
+The server thread never touches the scheduler: the executor only appends
+events to the store's deque (see ``model.py``), the server folds them in
+when asked. Bound to a loopback address it serves anyone on this host, as
+Jupyter and Dask's dashboard do; bound to any other address every request
+needs the token printed in the URL (``?token=...``, then a cookie).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import threading
+from typing import Any
+
+from .model import RunStore
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+TICK = 0.25  # seconds between checks of the live channel
+TRIM_EVERY = 1.0  # seconds between trims of the events no page asked for
+MEMORY_EVERY = 0.25  # seconds between samples of the workers' memory during a run
+COOKIE = "fastdag_dashboard_token"
+
+
+class DashboardServer:
+    """Serves ``store`` at http://host:port until ``stop()``."""
+
+    def __init__(self, store: RunStore, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None):
+        from aiohttp import web  # checked by fastdag.dashboard.require_aiohttp
+        self.store = store
+        self.host = host
+        self.token = token if token is not None else \
+            (None if _is_loopback(host) else secrets.token_urlsafe(18))
+        self._web = web
+        self._loop = asyncio.new_event_loop()
+        self._runner: Any = None
+        self._stopping: asyncio.Event | None = None
+        self.port = 0
+        started: list[BaseException | None] = []
+        ready = threading.Event()
+        # The loop is set up on its own thread too: the caller's thread may
+        # already run an event loop (Jupyter, Playwright's sync API).
+        self._thread = threading.Thread(target=self._serve, args=(port, started, ready),
+                                        name="fastdag-dashboard", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if started[0] is not None:
+            self._thread.join()
+            raise started[0]
+
+    def _serve(self, port: int, started: list, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self.port = self._start(port)
+        except BaseException as exc:  # noqa: BLE001 - handed to the constructor
+            started.append(exc)
+            ready.set()
+            self._loop.close()
+            return
+        started.append(None)
+        ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}/"
+        return f"{base}?token={self.token}" if self.token else base
+
+    def _start(self, port: int) -> int:
+        web = self._web
+        app = web.Application(middlewares=[self._check_token])
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/runs", self._runs)
+        app.router.add_get("/api/runs/{run_id}", self._run)
+        app.router.add_get("/api/live", self._live)
+        app.router.add_static("/static/", STATIC)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, self.host, port)
+        self._loop.run_until_complete(site.start())
+        self._stopping = asyncio.Event()
+        # Bound the events waiting for a page, when no page asks for them.
+        self._loop.create_task(self._every(TRIM_EVERY, self.store.trim))
+        self._loop.create_task(self._every(MEMORY_EVERY, self.store.sample_memory))
+        return self._runner.addresses[0][1]
+
+    async def _every(self, seconds: float, step: Any) -> None:
+        """Call ``step()`` every ``seconds`` until the server stops."""
+        while not self._stopping.is_set():
+            step()
+            try:
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """Close every connection and the thread; idempotent."""
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        future.result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _shutdown(self) -> None:
+        self._stopping.set()
+        await self._runner.cleanup()
+
+    # -- handlers ---------------------------------------------------------
+    @property
+    def _check_token(self) -> Any:
+        web = self._web
+
+        @web.middleware
+        async def check(request: Any, handler: Any) -> Any:
+            if self.token is None:
+                return await handler(request)
+            given = request.query.get("token") or request.cookies.get(COOKIE, "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                raise web.HTTPForbidden(text="fastdag dashboard: open the URL with its "
+                                        "?token=... as printed when it started\n")
+            response = await handler(request)
+            if request.query.get("token"):
+                response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict")
+            return response
+        return check
+
+    async def _index(self, request: Any) -> Any:
+        return self._web.FileResponse(os.path.join(STATIC, "index.html"),
+                                      headers={"Cache-Control": "no-cache"})
+
+    async def _runs(self, request: Any) -> Any:
+        return self._web.json_response({"runs": self.store.list()})
+
+    async def _run(self, request: Any) -> Any:
+        try:
+            rows_from = int(request.query.get("rows_from", 0))
+            events_from = int(request.query.get("events_from", 0))
+        except ValueError:
+            raise self._web.HTTPBadRequest(text="rows_from and events_from are integers\n")
+        if request.query.get("aggregate") == "1":
+            detail = self.store.aggregated(request.match_info["run_id"])
+        else:
+            detail = self.store.detail(request.match_info["run_id"], max(0, rows_from),
+                                       max(0, events_from), request.query.get("packed") == "1")
+        if detail is None:
+            raise self._web.HTTPNotFound(text=f"no run {request.match_info['run_id']!r}\n")
+        return self._web.json_response(detail, dumps=_dumps)
+
+    async def _live(self, request: Any) -> Any:
+        """Server-sent events: the run versions, whenever one of them changes."""
+        response = self._web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        sent: dict[str, int] | None = None
+        try:
+            while not self._stopping.is_set():
+                versions = self.store.versions()
+                if versions != sent:
+                    await response.write(f"data: {json.dumps({'runs': versions})}\n\n".encode())
+                    sent = versions
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), TICK)
+                except asyncio.TimeoutError:
+                    pass
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,356 @@
+"""The event stream: what every executor tells its subscribers about its runs.
+
+Data flow::
+
+    executor thread (scheduler, pool thread, Redis listener)
+        |  emit(event)              one lock per executor: events of a run
+        v                           reach every subscriber in emission order
+    EventBus --> callback(event)    called on the emitting thread: a
+                                    subscriber must be quick (append to a
+                                    queue, never block, never raise)
+
+Events are small named tuples with ``run_id`` and ``time`` (``time.time()``
+seconds) first. Per run the order is: ``RunSubmitted``, then any of
+``TasksReady``, ``TaskBatch`` / ``TaskStarted`` + ``TaskFinished``,
+``TaskRetried``, ``DataMoved``, ``TaskFailed``, and last ``RunFinished``.
+``WorkerStarted`` and ``WorkerDied`` belong to no run (``run_id`` "").
+
+Workers of ``LocalExecutor`` and ``RedisExecutor`` run tasks in batches and
+report what they did in metrics records (``metrics.RAW_FIELDS``, flat).
+Those arrive as one ``TaskBatch`` event: a subscriber made with
+``batched=True`` gets it as it is (the dashboard stores the numbers without
+a Python object per task); any other subscriber gets it expanded into
+``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task.
+
+Cost: an executor asks ``bus.active`` (a bool) before building any event,
+so nobody subscribing costs one attribute read per message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from .metrics import RAW_WIDTH
+
+
+class RunSubmitted(NamedTuple):
+    """A run started: its tasks' names, functions and dependency indices."""
+    run_id: str
+    time: float
+    executor: str
+    name: str
+    names: list[str]
+    functions: list[str]
+    deps: list[tuple[int, ...]]
+
+
+class TasksReady(NamedTuple):
+    """Tasks whose inputs are done, handed to ``worker`` ("" = any worker)."""
+    run_id: str
+    time: float
+    tasks: Sequence[int]
+    worker: str
+
+
+class TaskStarted(NamedTuple):
+    run_id: str
+    time: float
+    task: int
+    worker: str
+
+
+class TaskFinished(NamedTuple):
+    """A task ran on ``worker`` from ``start`` to ``end`` (``time`` == ``end``)."""
+    run_id: str
+    time: float
+    task: int
+    worker: str
+    start: float
+    end: float
+    fetch_s: float
+    store_s: float
+    input_bytes: int
+    output_bytes: int
+    attempts: int
+    ready: float
+
+
+class TaskFailed(NamedTuple):
+    """A task failed for good: the run fails with this error."""
+    run_id: str
+    time: float
+    task: int
+    worker: str
+    error: str
+    traceback: str
+
+
+class TaskRetried(NamedTuple):
+    """A task is run again: it raised and has retries left, or its worker died."""
+    run_id: str
+    time: float
+    task: int
+    worker: str
+    attempt: int
+    reason: str
+
+
+class DataMoved(NamedTuple):
+    """A result left its worker: ``via`` "shm" (shared memory), "redis" or "spill"."""
+    run_id: str
+    time: float
+    task: int
+    worker: str
+    nbytes: int
+    via: str
+
+
+class WorkerStarted(NamedTuple):
+    run_id: str
+    time: float
+    worker: str
+
+
+class WorkerDied(NamedTuple):
+    run_id: str
+    time: float
+    worker: str
+    exit_code: int
+
+
+class RunFinished(NamedTuple):
+    """The run ended: ``state`` is "done", "failed" or "cancelled"."""
+    run_id: str
+    time: float
+    state: str
+    makespan: float
+    error: str
+
+
+class TaskBatch(NamedTuple):
+    """Metrics records of tasks a worker ran: ``records`` is flat ``RAW_FIELDS``."""
+    run_id: str
+    time: float
+    worker: str
+    records: Sequence[float]
+
+    def expand(self) -> Iterator[Any]:
+        """The same tasks as TaskStarted / TaskRetried / TaskFinished events."""
+        raw = self.records
+        for k in range(0, len(raw), RAW_WIDTH):
+            record = raw[k:k + RAW_WIDTH]
+            yield TaskStarted(self.run_id, record[1], int(record[0]), self.worker)
+            yield from _ended(self.run_id, self.worker, record)
+
+
+def _ended(run_id: str, worker: str, record: Sequence[float]) -> Iterator[Any]:
+    """TaskRetried for each extra attempt, then TaskFinished, of one RAW_FIELDS record."""
+    i, start, end, fetch_s, store_s, in_b, out_b, attempts, ready = record
+    i, attempts = int(i), int(attempts)
+    for attempt in range(2, attempts + 1):
+        yield TaskRetried(run_id, start, i, worker, attempt, "raised")
+    yield TaskFinished(run_id, end, i, worker, start, end, fetch_s, store_s,
+                       int(in_b), int(out_b), attempts, ready)
+
+
+Callback = Callable[[Any], None]
+
+
+class Subscription:
+    """What ``subscribe`` returns: ``unsubscribe()`` (or leave a ``with`` block)."""
+
+    __slots__ = ("_bus", "_entry")
+
+    def __init__(self, bus: EventBus, entry: tuple[Callback, bool]):
+        self._bus, self._entry = bus, entry
+
+    def unsubscribe(self) -> None:
+        self._bus._remove(self._entry)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.unsubscribe()
+
+
+class EventBus:
+    """Subscribers of one executor, and the lock that keeps their events in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._subscribers: tuple[tuple[Callback, bool], ...] = ()
+        self.active = False  # read by executors before they build an event
+
+    def subscribe(self, callback: Callback, batched: bool = False) -> Subscription:
+        """Call ``callback(event)`` for every event from now on.
+
+        ``batched``: take ``TaskBatch`` events as they come instead of one
+        event per task. The callback runs on the executor's own thread.
+        """
+        if not callable(callback):
+            raise TypeError(f"subscribe() needs a callable, not {type(callback).__name__}")
+        entry = (callback, batched)
+        with self._lock:
+            self._subscribers += (entry,)
+            self.active = True
+        return Subscription(self, entry)
+
+    def _remove(self, entry: tuple[Callback, bool]) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not entry)
+            self.active = bool(self._subscribers)
+
+    def emit(self, event: Any) -> None:
+        """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
+        with self._lock:
+            for entry in self._subscribers:
+                callback, batched = entry
+                try:
+                    if batched or type(event) is not TaskBatch:
+                        callback(event)
+                    else:
+                        for each in event.expand():
+                            callback(each)
+                except Exception as exc:  # noqa: BLE001 - never let a viewer stop a run
+                    self._remove(entry)
+                    _warn_dropped(callback, exc)
+
+
+def _warn_dropped(callback: Callback, exc: Exception) -> None:
+    import warnings
+    warnings.warn(f"fastdag: event subscriber {callback!r} raised {exc!r} and was removed",
+                  RuntimeWarning, stacklevel=3)
+
+
+# -- what executors call: one line each at their hook points ---------------
+
+def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: str) -> None:
+    if bus.active:
+        functions = plan.functions()
+        bus.emit(RunSubmitted(run_id, time.time(), executor, name or "",
+                              TaskNames(functions, plan.keys), functions, plan.deps))
+
+
+class TaskNames(Sequence):
+    """Task names (``Plan.name``: function-key) made when read.
+
+    It holds the two lists it needs, not the plan, so a subscriber that
+    keeps the event does not keep the run's arguments alive.
+    """
+
+    def __init__(self, functions: list[str], keys: Sequence[Any]):
+        self.functions, self.keys = functions, keys
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{f}-{k}" for f, k in zip(self.functions[i], self.keys[i])]
+        return f"{self.functions[i]}-{self.keys[i]}"
+
+
+def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:
+    if not bus.active:
+        return
+    from .errors import CancelledError
+    state = "done" if error is None else \
+        "cancelled" if isinstance(error, CancelledError) else "failed"
+    now = time.time()
+    bus.emit(RunFinished(run_id, now, state, now - start,
+                         "" if error is None else _first_line(error)))
+
+
+def task_failed(bus: EventBus, run_id: str, task: int, worker: str,
+                error: BaseException) -> None:
+    if bus.active:
+        bus.emit(TaskFailed(run_id, time.time(), task, worker, _first_line(error),
+                            getattr(error, "remote_traceback", None) or _traceback_of(error)))
+
+
+def task_ended(bus: EventBus, run_id: str, worker: str, record: Sequence[float]) -> None:
+    """A task that ran in this process (its RAW_FIELDS record): retries, then finished."""
+    for event in _ended(run_id, worker, record):
+        bus.emit(event)
+
+
+def tasks_ready(bus: EventBus, run_id: str, tasks: Sequence[int], worker: str) -> None:
+    if bus.active:
+        bus.emit(TasksReady(run_id, time.time(), tuple(tasks), worker))
+
+
+def task_retried(bus: EventBus, run_id: str, task: int, worker: str, attempt: int,
+                 reason: str) -> None:
+    if bus.active:
+        bus.emit(TaskRetried(run_id, time.time(), task, worker, attempt, reason))
+
+
+def worker_changed(bus: EventBus, worker: str, exit_code: int | None) -> None:
+    """A worker started (``exit_code`` None) or died."""
+    if bus.active:
+        bus.emit(WorkerStarted("", time.time(), worker) if exit_code is None
+                 else WorkerDied("", time.time(), worker, exit_code))
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _traceback_of(error: BaseException) -> str:
+    text = getattr(error, "traceback", None)
+    if isinstance(text, str) and text:
+        return text
+    import traceback
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def record_rows(bus: EventBus, run_id: str, rows: Sequence[tuple[str, Sequence[float]]]) -> None:
+    """Per-task records ``(worker, RAW_FIELDS)`` as one ``TaskBatch`` per worker."""
+    if not bus.active or not rows:
+        return
+    by_worker: dict[str, list[float]] = {}
+    for worker, fields in rows:
+        by_worker.setdefault(worker, []).extend(fields)
+    now = time.time()
+    for worker, flat in by_worker.items():
+        bus.emit(TaskBatch(run_id, now, worker, flat))
+
+
+class RecordFeed:
+    """Turns workers' metrics records into ``TaskBatch`` events, each task once.
+
+    A worker sends the records of a long batch twice: as they accumulate, in
+    progress messages (``progress(...)``), and all together in its report
+    (``report(...)``); this remembers, per worker, how many numbers of the
+    current report were already sent.
+    """
+
+    def __init__(self, bus: EventBus):
+        self.bus = bus
+        self._sent: dict[Any, int] = {}
+
+    def progress(self, run_id: str, worker: Any, name: str, tail: Sequence[float]) -> None:
+        self._sent[worker] = self._sent.get(worker, 0) + len(tail)
+        if self.bus.active and tail:
+            self.bus.emit(TaskBatch(run_id, time.time(), name, tail))
+
+    def report(self, run_id: str, worker: Any, name: str, records: Sequence[float]) -> None:
+        skip = self._sent.pop(worker, 0)
+        if self.bus.active and len(records) > skip:
+            self.bus.emit(TaskBatch(run_id, time.time(), name, records[skip:] if skip else records))
+
+    def forget(self, worker: Any) -> None:
+        """A report of a run that is over: nothing to emit, start counting afresh."""
+        self._sent.pop(worker, None)
+
+    def stored(self, run_id: str, name: str, refs: dict[int, Any]) -> None:
+        """Results a worker put in shared memory (or spilled) for others to read."""
+        if self.bus.active:
+            now = time.time()
+            for i, ref in refs.items():
+                via = "spill" if ref.key.startswith("/") else "shm"  # spilled: a path
+                self.bus.emit(DataMoved(run_id, now, i, name, ref.nbytes, via))
