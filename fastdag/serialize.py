@@ -44,6 +44,8 @@ def dumps(obj: Any, array_reducer: Callable[[Any], tuple | None] | None = None) 
     array by reference instead of by value (see ``store.constants``), or
     None to pickle it as usual.
     """
+    if type(obj) in _SCALARS:  # most task results: no pickler object to set up
+        return Payload(pickle.dumps(obj, 5), [], PICKLE)
     kind = _arrow_kind(obj)
     if kind:
         return Payload(b"", [memoryview(_arrow_ipc(obj))], kind)
@@ -84,6 +86,7 @@ class _Pickler(cloudpickle.Pickler):
 
 
 OUT_OF_BAND_MIN = 64 * 1024
+_SCALARS = frozenset({int, float, bool, complex, str, type(None)})
 
 
 def loads(header: bytes, buffers: list, kind: int = PICKLE) -> Any:

@@ -88,7 +88,7 @@ class Held(dict):
 class RunData:
     """What a worker keeps for one run."""
 
-    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced")
+    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced", "scanned")
 
     def __init__(self, plan: Plan, store: SharedMemoryStore):
         self.plan = plan
@@ -98,6 +98,7 @@ class RunData:
         self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
         self.sizes: dict[int, int] = {}          # output bytes of results known here
         self.announced: set[int] = set()         # already reported in a boundary
+        self.scanned: dict[int, int] = {}        # wide fan-in -> leading inputs known here
 
 
 class Progress:
@@ -207,6 +208,7 @@ class Worker:
         sizes = data.sizes
         done = data.done
         uses_left = data.uses_left
+        scanned = data.scanned
         completed, stored, records, consumed = \
             progress.completed, progress.stored, progress.records, progress.consumed
         status, slot = self.status, self.slot
@@ -275,10 +277,17 @@ class Worker:
             kept = waiting = False
             for c in consumers:
                 if not done[c]:
-                    for d in deps_of[c]:
-                        if not has_value(d) and d not in refs:
-                            waiting = True  # needs a result made elsewhere
-                            break
+                    cdeps = deps_of[c]
+                    if len(cdeps) > 8:
+                        missing = _inputs_missing(c, cdeps, has_value, refs, scanned)
+                    else:
+                        missing = False
+                        for d in cdeps:
+                            if not has_value(d) and d not in refs:
+                                missing = True
+                                break
+                    if missing:
+                        waiting = True  # needs a result made elsewhere
                     else:
                         if kept:
                             # Fan-out: keep one branch, let the scheduler spread the rest.
@@ -347,6 +356,25 @@ class Worker:
                 f"{describe_unpicklable(value, exc)}", task=plan.name(i))
             err.__cause__ = exc
             raise _TaskFailed(describe_failure(i, err, 1)) from None
+
+
+def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
+                    scanned: dict[int, int]) -> bool:
+    """Whether wide fan-in ``c`` still lacks an input here.
+
+    Inputs stay here until ``c`` has run, so the scan resumes where the
+    last one stopped (``scanned``): the checks after each of a 100,000-input
+    fan-in's inputs add up to linear time, not quadratic.
+    """
+    k = scanned.get(c, 0)
+    n = len(cdeps)
+    while k < n:
+        d = cdeps[k]
+        if not has_value(d) and d not in refs:
+            scanned[c] = k
+            return True
+        k += 1
+    return False
 
 
 class _TaskFailed(Exception):
