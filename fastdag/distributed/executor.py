@@ -28,13 +28,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CancelledError, FastdagError, SerializationError, WorkerCrashedError, task_failure
+from redis.exceptions import RedisError
+
+from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCrashedError,
+                      unloadable_result)
 from ..graph import DAG, Node
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
+from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
 from ..executors.base import Executor, RunFuture, as_dag
-from .handoff import HandOff
+from .handoff import HandOff, Missing
 from .protocol import Keys, connect, ensure_group, read_workers, redacted
 from .signing import PayloadRejected, Signer
 from .uploads import Uploads
@@ -235,9 +239,8 @@ class RedisExecutor(Executor):
                 self._resolve(run, outputs=self._outputs(run, plan))
                 return
             if kind == "error":
-                failure = self.store.get_key(self.keys.run(run, "error"))
-                exc: BaseException = task_failure(plan.name(failure.index), failure.exc,
-                                                  failure.traceback)
+                sent = self.store.get_key(self.keys.run(run, "error"))
+                exc: BaseException = received_error(plan.name(sent.index), sent)
             elif kind == "rejected":
                 exc = PayloadRejected(f"worker {ev.get('worker')} rejected a payload of run "
                                       f"{run}: {ev.get('reason')}")
@@ -255,8 +258,18 @@ class RedisExecutor(Executor):
 
     def _outputs(self, run: str, plan: Plan) -> list[Any]:
         unique = list(dict.fromkeys(plan.outputs))
-        values = dict(zip(unique, self.handoff.get_many([self.keys.value(run, o)
-                                                         for o in unique])))
+        keys = [self.keys.value(run, o) for o in unique]
+        try:
+            values = dict(zip(unique, self.handoff.get_many(keys)))
+        except (Missing, PayloadRejected, RedisError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - name the result that does not load here
+            for o, key in zip(unique, keys):
+                try:
+                    self.handoff.get_key(key)
+                except Exception:  # noqa: BLE001
+                    raise unloadable_result(plan.name(o), exc) from exc
+            raise
         return [values[o] for o in plan.outputs]
 
     def _resolve(self, run: str, outputs: list[Any] | None = None,

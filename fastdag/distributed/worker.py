@@ -51,8 +51,9 @@ from redis.exceptions import NoScriptError, RedisError
 from ..errors import SerializationError
 from ..metrics import HOST
 from ..plan import Plan
-from ..runner import Failure, describe_failure, execute, nbytes
+from ..runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
 from ..serialize import describe_unpicklable
+from ..executors.base import mark_worker_process
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
@@ -334,7 +335,7 @@ class Worker:
                 fetched = clock()
                 try:
                     value, attempts = execute(plan, t, inputs)
-                except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+                except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                     failure = describe_failure(t, _user_frames(exc), plan.tasks[t].retries + 1)
                     raise _TaskFailed(failure) from None
                 end = clock()
@@ -492,12 +493,7 @@ class Worker:
 
     def _fail(self, run: str, mid: bytes, failure: Failure) -> None:
         failure.traceback = f"[on worker {self.name}]\n{failure.traceback}"
-        key = self.keys.run(run, "error")
-        try:
-            self.store.put(key, failure)
-        except Exception:  # noqa: BLE001 - the exception itself will not pickle
-            failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
-            self.store.put(key, failure)
+        self.store.put(self.keys.run(run, "error"), send_failure(failure))
         self._fail_run(run, mid, event("error", run, task=failure.index, worker=self.name))
 
     def _reject(self, run: str, mid: bytes, reason: str) -> None:
@@ -553,6 +549,7 @@ def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = 
     if blas_threads:
         from threadpoolctl import threadpool_limits
         threadpool_limits(blas_threads)
+    mark_worker_process()  # compute() inside a task runs inline here
     worker = Worker(config, signer)
 
     def stop(signum, frame):  # noqa: ARG001

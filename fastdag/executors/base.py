@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,6 +14,23 @@ from ..graph import DAG, Node
 from ..metrics import RunReport
 
 _run_counter = itertools.count(1)
+_worker_process = False
+
+
+def mark_worker_process() -> None:
+    """Say that this process is a fastdag worker (called once, at its start).
+
+    A task that calls ``compute()`` without an executor then runs the inner
+    graph inline (``api.get_default_executor``) instead of starting a pool
+    of worker processes inside every worker.
+    """
+    global _worker_process
+    _worker_process = True
+
+
+def in_worker_process() -> bool:
+    """Whether this process is a fastdag worker (see ``mark_worker_process``)."""
+    return _worker_process
 
 
 def new_run_id() -> str:
@@ -36,6 +54,7 @@ class RunFuture(concurrent.futures.Future):
         self.tasks_total = 0     # progress, updated by the executor
         self.tasks_done = 0
         self._on_cancel = on_cancel
+        self.scheduler: threading.Thread | None = None  # waiting on it would wait forever
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
@@ -120,6 +139,11 @@ class Executor(ABC):
 
 def wait_for(future: RunFuture) -> Any:
     """``future.result()``, cancelling the run if the wait is interrupted (Ctrl-C)."""
+    if future.scheduler is not None and future.scheduler is threading.current_thread():
+        future.cancel()
+        raise RuntimeError(
+            "compute() was called on the executor's own scheduler thread (from a future's "
+            "done-callback?): it would wait for itself forever; use compute_async() there")
     try:
         while True:
             try:

@@ -77,10 +77,12 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
+from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
+                      WorkerCrashedError, describe_exception, unloadable_result)
 from ..graph import DAG, Node, gc_paused
 from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
+from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.constants import ConstantCache, Pins
@@ -127,6 +129,7 @@ class RunState:
     stored: dict[int, StoredRef] = field(default_factory=dict)
     refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
+    unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
     seen_by: set[int] = field(default_factory=set)
     records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
     ndone: int = 0
@@ -172,6 +175,7 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._broken: SchedulerDied | None = None
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -183,6 +187,11 @@ class LocalExecutor(Executor):
         self._status_path = os.path.join(SHM_DIR, self.prefix + "-status")
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
+
+    def __reduce__(self):
+        raise TypeError(
+            "a LocalExecutor cannot be sent to a worker process; inside a task, call "
+            "compute() without an executor: the inner graph then runs in that worker")
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -210,7 +219,14 @@ class LocalExecutor(Executor):
         future.tasks_total = len(plan)
         self._track(future, options)
         self._ensure_started()
-        self._post(("run", state))
+        future.scheduler = self._thread
+        with self._lock:  # the scheduler's death handler drains the inbox after setting this
+            broken = self._broken
+            if broken is None:
+                self._post(("run", state))
+        if broken is not None:
+            self._release_plan(state)
+            future.fail(broken)
         return future
 
     def _store_plan(self, plan: Plan) -> tuple[StoredRef, list[str]]:
@@ -291,6 +307,12 @@ class LocalExecutor(Executor):
 
     # -- the scheduler thread ----------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._schedule()
+        except BaseException as exc:  # noqa: BLE001 - never die silently, runs are waiting
+            self._scheduler_died(exc)
+
+    def _schedule(self) -> None:
         stopping = False
         while True:
             by_obj: dict[Any, tuple[str, WorkerHandle]] = {}
@@ -312,8 +334,7 @@ class LocalExecutor(Executor):
                     except (EOFError, OSError):
                         self._worker_died(h, stopping)
                         continue
-                    with gc_paused():  # a report may carry a million records
-                        self._handle(h, pickle.loads(data))
+                    self._on_message(h, data)
                 else:
                     self._worker_died(h, stopping)
             self._kill_overdue()
@@ -367,11 +388,48 @@ class LocalExecutor(Executor):
                 stop = True
 
     # -- messages from workers ----------------------------------------------
+    def _on_message(self, h: WorkerHandle, data: bytes) -> None:
+        """Apply one message; one that cannot be applied fails its run, never this thread."""
+        msg: Any = None
+        try:
+            with gc_paused():  # a report may carry a million records
+                msg = pickle.loads(data)
+                self._handle(h, msg)
+        except Exception as exc:  # noqa: BLE001
+            known = isinstance(msg, tuple) and len(msg) > 1
+            run = self._runs.get(msg[1] if known else h.busy_run)
+            if run is not None:
+                self._close_run(run, TaskError(
+                    f"fastdag could not handle a message from worker {h.name} about run "
+                    f"{run.future.run_id}: {describe_exception(exc)}"))
+
+    def _scheduler_died(self, exc: BaseException) -> None:
+        """Fail every pending and later run with the reason, and stop the workers."""
+        err = SchedulerDied(f"the LocalExecutor's scheduler thread died: "
+                            f"{describe_exception(exc)}; this executor runs nothing more "
+                            "(shut it down and start another)")
+        err.__cause__ = exc
+        with self._lock:
+            self._broken = err
+        for run in self._runs.values():
+            run.future.fail(err)
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if item[0] == "run":
+                item[1].future.fail(err)
+        for h in self._handles:
+            if h.alive:
+                h.process.kill()
+                h.process.wait()
+                h.alive = False
+
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
         if msg[0] == "progress":
             run = self._runs.get(msg[1])
             if run is not None:
-                run.future.tasks_done = run.ndone + msg[2]
+                # Every worker's unreported completions count, not only this one's.
+                run.unreported[h.wid] = msg[2]
+                run.future.tasks_done = run.ndone + sum(run.unreported.values())
             return
         if msg[0] == "report":
             _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
@@ -397,7 +455,8 @@ class LocalExecutor(Executor):
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
-            self._close_run(run, _failure_error(run.plan, cloudpickle.loads(failure)))
+            sent = pickle.loads(failure)
+            self._close_run(run, received_error(run.plan.name(sent.index), sent))
         elif run.ndone == len(run.plan):
             self._finish_run(run)
 
@@ -410,7 +469,8 @@ class LocalExecutor(Executor):
         for t in completed:
             done[t] = 1
         run.ndone += len(completed)
-        run.future.tasks_done = run.ndone
+        run.unreported.pop(h.wid, None)
+        run.future.tasks_done = run.ndone + sum(run.unreported.values())
         if claims:
             for t in [t for t in claims if done[t]]:
                 del claims[t]
@@ -449,12 +509,14 @@ class LocalExecutor(Executor):
 
     # -- run completion -------------------------------------------------------
     def _finish_run(self, run: RunState) -> None:
-        try:
-            outputs = [self.store.get(run.stored[o]) for o in run.plan.outputs]
-        except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
-            self._close_run(run, exc)
-            return
         plan = run.plan
+        outputs = []
+        for o in plan.outputs:
+            try:
+                outputs.append(self.store.get(run.stored[o]))
+            except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
+                self._close_run(run, unloadable_result(plan.name(o), exc))
+                return
         run.future.report = RunReport(
             run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
                           settings=run.settings, start=run.start,
@@ -569,6 +631,7 @@ class LocalExecutor(Executor):
     def _recover(self, run: RunState, h: WorkerHandle, culprit: int, code: int) -> None:
         plan = run.plan
         h.busy_run = None
+        run.unreported.pop(h.wid, None)  # its batch runs again elsewhere
         if culprit >= 0:
             run.crashes[culprit] = run.crashes.get(culprit, 0) + 1
             if run.crashes[culprit] > plan.tasks[culprit].retries:
@@ -613,12 +676,6 @@ class LocalExecutor(Executor):
         if self._status is not None:
             self._status.close()
         _unlink(self._status_path)
-
-
-def _failure_error(plan: Plan, failure) -> TaskError:
-    if isinstance(failure.exc, TaskError):
-        return failure.exc
-    return task_failure(plan.name(failure.index), failure.exc, failure.traceback)
 
 
 def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:

@@ -6,14 +6,12 @@ order is deterministic. ``submit`` runs the whole graph before returning.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import TaskError
 from ..graph import DAG, Node
 from .base import Executor, RunFuture, as_dag
-from .inprocess import InProcessRun
+from .inprocess import InProcessRun, run_inline
 
 
 class SyncExecutor(Executor):
@@ -27,12 +25,6 @@ class SyncExecutor(Executor):
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
         run = InProcessRun(dag, single, self.name, self.settings())
-        for i in range(len(run.plan)):
-            try:
-                value = run.run_one(i, time.time())
-            except TaskError as exc:
-                run.fail(exc)
-                return self._track(run.future, options)
-            run.complete(i, value)
-        run.finish()
-        return self._track(run.future, options)
+        self._track(run.future, options)
+        run_inline(run)
+        return run.future

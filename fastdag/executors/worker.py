@@ -45,15 +45,15 @@ import sys
 import time
 from typing import Any
 
-import cloudpickle
-
 from ..errors import SerializationError
 from ..graph import gc_paused
 from ..plan import Plan
-from ..runner import FIXED_SIZES, INTERNAL_FILES, Failure, describe_failure, execute, nbytes
+from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, describe_failure,
+                      execute, nbytes, send_failure)
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.shm import SharedMemoryStore
+from .base import mark_worker_process
 
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
@@ -246,7 +246,7 @@ class Worker:
                         value, attempts = execute(plan, i, values, failed=1)
                 else:
                     value, attempts = execute(plan, i, values)
-            except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+            except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
             # Let go of the inputs first: a task that returns its input
@@ -383,17 +383,15 @@ class _TaskFailed(Exception):
 
 
 def _pack_failure(failure: Failure) -> bytes:
-    try:
-        return cloudpickle.dumps(failure)
-    except Exception:  # noqa: BLE001 - the exception itself will not pickle
-        failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
-        return cloudpickle.dumps(failure)
+    """The failure as bytes the scheduler can always load (see ``runner.SentFailure``)."""
+    return pickle.dumps(send_failure(failure), protocol=5)
 
 
 def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> None:
     """Entry point of a worker process."""
     # Ctrl-C goes to the whole process group; the client decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mark_worker_process()  # compute() inside a task runs inline here
     from threadpoolctl import threadpool_limits
     threadpool_limits(blas_threads)
     from ..store import arena
