@@ -52,11 +52,11 @@ def add_worker_parser(sub: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise ``--concurrency`` of them."""
-    from .signing import MissingSecret, Signer
+    from .signing import MissingSecret, Signer, WeakSecret
     from .worker import WorkerConfig, run_worker
     try:
         signer = Signer(insecure=args.insecure)
-    except MissingSecret as exc:
+    except (MissingSecret, WeakSecret) as exc:
         print(f"fastdag worker: {exc} (--insecure)", file=sys.stderr)
         return 2
     if args.concurrency < 1:

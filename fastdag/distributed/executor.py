@@ -80,10 +80,10 @@ class RedisExecutor(Executor):
                  metrics: Any = True):
         if batches_per_worker < 1:
             raise ValueError(f"batches_per_worker must be >= 1, got {batches_per_worker}")
+        self.signer = Signer(secret, insecure)   # first: a weak or missing key stops here
         self.batches_per_worker = batches_per_worker
         self.metrics = self._metrics_sink(url, ttl) if metrics is True else metrics
         self.url = url
-        self.signer = Signer(secret, insecure)
         self.keys = Keys(prefix)
         self.ttl = ttl
         self.poll = poll
