@@ -39,7 +39,8 @@ from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
 from ..executors.base import Executor, RunFuture, as_dag
 from .handoff import HandOff, Missing
-from .protocol import Keys, connect, ensure_group, read_workers, redacted
+from .protocol import (Keys, bind_plan, connect, ensure_group, message_fields, read_workers,
+                       redacted)
 from .signing import PayloadRejected, Signer
 from .uploads import Uploads
 
@@ -152,7 +153,7 @@ class RedisExecutor(Executor):
             # Arrays captured in the graph travel in the plan: through /dev/shm
             # to workers on this host, as bytes if some worker may be elsewhere.
             self.handoff.queue_put(
-                pipe, scope, self.keys.run(run, "plan"), plan,
+                pipe, scope, self.keys.run(run, "plan"), bind_plan(run, plan, self.ttl),
                 remote=not live or any(w.get("shm") != self.handoff.domain for w in live))
         except Exception as exc:  # noqa: BLE001
             self.handoff.sweep_run(scope)
@@ -166,7 +167,8 @@ class RedisExecutor(Executor):
         pipe.expire(meta, self.ttl)
         nbatches = self.batches_per_worker * max(1, len(live))
         for batch in _root_batches(plan, nbatches):
-            pipe.xadd(self.keys.stream, {"run": run, "tasks": ",".join(map(str, batch))})
+            pipe.xadd(self.keys.stream, message_fields(self.signer, self.keys, run,
+                                                       ",".join(map(str, batch))))
         with self._lock:
             self._runs[run] = _Run(plan, future, time.time(), self.settings())
             self._wake.notify_all()
@@ -329,7 +331,12 @@ class RedisExecutor(Executor):
             pass
 
     def _delete_run(self, run: str, keep_meta: bool = False) -> None:
-        """Delete a finished run's keys (workers seeing no meta drop its messages)."""
+        """Delete a finished run's keys (workers seeing no meta drop its messages).
+
+        First mark it ended for as long as its plan is valid: a plan or message
+        replayed into Redis later is refused (``protocol.BEGIN``).
+        """
+        self.client.set(self.keys.ended(run), 1, ex=self.ttl)
         meta = self.keys.run(run, "meta")
         doomed = [k for k in self.client.scan_iter(match=self.keys.run_pattern(run), count=1000)]
         if keep_meta:

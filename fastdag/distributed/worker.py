@@ -59,7 +59,8 @@ from . import requirements
 from .cluster import Cluster
 from .handoff import HandOff, Missing
 from .janitor import Janitor
-from .protocol import COMPLETE, GROUP, Keys, connect, ensure_group, event, read_workers, redacted
+from .protocol import (BEGIN, COMPLETE, GROUP, Keys, check_plan, connect, ensure_group, event,
+                       message_tag, read_message, read_workers, redacted)
 from .signing import PayloadRejected, Signer
 from .uploads import Uploads, UploadServer
 
@@ -117,6 +118,7 @@ class Worker:
         self.client = connect(config.url)
         self.store = RedisStore(self.client, signer, ttl=config.ttl)
         self.complete_sha = ""
+        self.begin = self.client.register_script(BEGIN)
         self.name = f"{HOST}:{os.getpid()}"
         self.runs: collections.OrderedDict[str, RunContext] = collections.OrderedDict()
         self.uploads = Uploads(self.client, self.keys, config.ttl)
@@ -218,8 +220,16 @@ class Worker:
 
     # -- one message --------------------------------------------------------
     def process(self, mid: bytes, fields: dict) -> None:
-        run = fields[b"run"].decode()
-        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        try:
+            run, tasks = read_message(self.store.signer, self.keys, fields)
+        except PayloadRejected as exc:
+            self._drop_forged(mid, fields, str(exc))
+            run = fields.get(b"run", b"").decode(errors="replace")
+            if run:
+                # A forgery, unless the run's plan fails to verify too: then this
+                # worker's key is not the client's, and the client must hear it.
+                self._settle(run, mid, 0, self._context, run)
+            return
         self.current = mid
         try:
             self._settle(run, mid, tasks[0], self._start, run, mid, tasks)
@@ -231,7 +241,16 @@ class Worker:
         if ctx is None:
             self._ack(mid)
             return
-        self._run_message(ctx, mid.decode(), tasks)
+        # Only the first message naming a task may run it: a copy is a replay.
+        allowed = [int(t) for t in self.begin(keys=self.keys.begin_keys(run),
+                                              args=[mid, self.config.ttl, *tasks])]
+        if len(allowed) < len(tasks):
+            self._record_rejection(run, mid, f"tasks {sorted(set(tasks) - set(allowed))} are "
+                                   "done, ended or run by another message (a replay?)")
+        if not allowed:
+            self._ack(mid)
+            return
+        self._run_message(ctx, mid.decode(), allowed)
 
     def _settle(self, run: str, mid: bytes, task: int, work: Any, *args: Any) -> None:
         """Call ``work(*args)`` for message ``mid``; end the message as the outcome says.
@@ -265,7 +284,7 @@ class Worker:
             self._end(run, state, client_here)
             return None
         if ctx is None:
-            plan = self.handoff.get_key(self.keys.run(run, "plan"))
+            plan = check_plan(self.handoff.get_key(self.keys.run(run, "plan")), run)
             ctx = self.runs[run] = RunContext(run=run, plan=plan, events=events.decode(),
                                               scope=self.keys.run(run, ""),
                                               client_here=client_here)
@@ -396,12 +415,14 @@ class Worker:
             record[5] = time.time() - began
         ack = used is not None
         args: list[Any] = [mid, ctx.run, self.config.ttl, GROUP, int(ack), len(groups)]
+        signer, keys, run = self.store.signer, self.keys, ctx.run
         for t, external, queued in groups:
             args += [t, len(external)]
-            for c, need in external:
-                args += [c, need]
+            for c, need in external:   # signed in case the script queues c as a message
+                args += [c, need, message_tag(signer, keys, run, str(c))]
             args.append(len(queued))
-            args.extend(queued)
+            for tasks in queued:
+                args += [tasks, message_tag(signer, keys, run, tasks)]
         if ack:
             args.append(len(used))
             args.extend(used)
@@ -506,9 +527,26 @@ class Worker:
         pipe.execute()
         self._fail_run(run, mid, event("rejected", run, reason=reason, worker=self.name))
 
+    def _drop_forged(self, mid: bytes, fields: dict, reason: str) -> None:
+        """Delete a stream message that is not signed with our key; record why."""
+        self._record_rejection(fields.get(b"run", b"?").decode(errors="replace"), mid, reason)
+        self._ack(mid)
+
+    def _record_rejection(self, run: str, mid: bytes, reason: str) -> None:
+        log(f"refused stream message {mid.decode()} of run {run}: {reason}")
+        record = json.dumps({"worker": self.name, "run": run, "reason": reason,
+                             "message": mid.decode(), "time": time.time()})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.rejections, record)
+        pipe.ltrim(self.keys.rejections, 0, 999)
+        pipe.execute()
+
     def _give_up(self, mid: bytes, fields: dict, deliveries: int) -> None:
-        run = fields[b"run"].decode()
-        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        try:
+            run, tasks = read_message(self.store.signer, self.keys, fields)
+        except PayloadRejected as exc:
+            self._drop_forged(mid, fields, str(exc))
+            return
         log(f"message {mid.decode()} of run {run} was delivered {deliveries} times; "
             "failing the run")
         self._fail_run(run, mid, event("crashed", run, tasks=tasks, deliveries=deliveries))
