@@ -7,7 +7,7 @@ import atexit
 import threading
 from typing import Any
 
-from .executors.base import Executor, RunFuture, in_worker_process, wait_for
+from .executors.base import Executor, RunFuture, wait_for
 from .graph import Node
 
 _default: Executor | None = None
@@ -15,21 +15,12 @@ _default_lock = threading.Lock()
 
 
 def get_default_executor() -> Executor:
-    """The process-wide executor, a LocalExecutor created on first use.
-
-    Inside a fastdag worker process it is a SyncExecutor: a task that calls
-    ``compute()`` runs the inner graph in its own thread rather than starting
-    a whole pool of worker processes in every worker.
-    """
+    """The process-wide executor, a LocalExecutor created on first use."""
     global _default
     with _default_lock:
         if _default is None:
-            if in_worker_process():
-                from .executors.sync import SyncExecutor
-                _default = SyncExecutor()
-            else:
-                from .executors.local import LocalExecutor
-                _default = LocalExecutor()
+            from .executors.local import LocalExecutor
+            _default = LocalExecutor()
         return _default
 
 

@@ -53,7 +53,7 @@ from ..metrics import HOST
 from ..plan import Plan
 from ..runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
 from ..serialize import describe_unpicklable
-from ..executors.base import mark_worker_process
+from ..executors.boot import inline_nested_compute
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
@@ -587,7 +587,7 @@ def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = 
     if blas_threads:
         from threadpoolctl import threadpool_limits
         threadpool_limits(blas_threads)
-    mark_worker_process()  # compute() inside a task runs inline here
+    inline_nested_compute()
     worker = Worker(config, signer)
 
     def stop(signum, frame):  # noqa: ARG001

@@ -14,23 +14,6 @@ from ..graph import DAG, Node
 from ..metrics import RunReport
 
 _run_counter = itertools.count(1)
-_worker_process = False
-
-
-def mark_worker_process() -> None:
-    """Say that this process is a fastdag worker (called once, at its start).
-
-    A task that calls ``compute()`` without an executor then runs the inner
-    graph inline (``api.get_default_executor``) instead of starting a pool
-    of worker processes inside every worker.
-    """
-    global _worker_process
-    _worker_process = True
-
-
-def in_worker_process() -> bool:
-    """Whether this process is a fastdag worker (see ``mark_worker_process``)."""
-    return _worker_process
 
 
 def new_run_id() -> str:

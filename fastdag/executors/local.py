@@ -92,7 +92,7 @@ from .worker import SLOT
 
 
 SMALL_SHM = 256 * 2**20
-_WORKER_BOOT = "import sys; from fastdag.executors.worker import main_from_argv; main_from_argv(sys.argv[1:])"
+_WORKER_BOOT = "import sys; from fastdag.executors.boot import boot; boot(sys.argv[1:])"
 
 
 @dataclass
@@ -409,6 +409,11 @@ class LocalExecutor(Executor):
                             f"{describe_exception(exc)}; this executor runs nothing more "
                             "(shut it down and start another)")
         err.__cause__ = exc
+        for h in self._handles:
+            if h.alive:
+                h.process.kill()
+                h.process.wait()
+                h.alive = False
         with self._lock:
             self._broken = err
         for run in self._runs.values():
@@ -417,11 +422,6 @@ class LocalExecutor(Executor):
             item = self._inbox.get_nowait()
             if item[0] == "run":
                 item[1].future.fail(err)
-        for h in self._handles:
-            if h.alive:
-                h.process.kill()
-                h.process.wait()
-                h.alive = False
 
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
         if msg[0] == "progress":

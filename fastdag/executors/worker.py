@@ -53,7 +53,6 @@ from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, des
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.shm import SharedMemoryStore
-from .base import mark_worker_process
 
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
@@ -391,7 +390,6 @@ def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> No
     """Entry point of a worker process."""
     # Ctrl-C goes to the whole process group; the client decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    mark_worker_process()  # compute() inside a task runs inline here
     from threadpoolctl import threadpool_limits
     threadpool_limits(blas_threads)
     from ..store import arena
