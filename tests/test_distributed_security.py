@@ -48,6 +48,18 @@ def pair(a, b):
     return a + b
 
 
+class BadReduce(Exception):
+    """Pickles in the worker, fails to unpickle in the client."""
+
+    def __reduce__(self):
+        return (int, ("not an int",))
+
+
+@fd.task
+def raise_bad_reduce():
+    raise BadReduce("lost in transit")
+
+
 @pytest.fixture
 def workers(redis_server):
     w = Workers(redis_server.url)
@@ -142,6 +154,16 @@ def test_plan_is_bound_to_its_run():
         check_plan(RunPlan("r-1", time.time() + 60, plan), "r-2")
     with pytest.raises(PayloadRejected, match="not made for that run"):
         check_plan(plan, "r-1")                      # a bare Plan, as before binding
+
+
+def test_listener_survives_garbage_events_and_unrebuildable_errors(executor, workers):
+    """The client's listener thread: one bad event or error fails one run at most."""
+    executor.client.rpush(executor.events, b"not json", b"[1, 2]", json.dumps({"run": 5}))
+    workers.start(1)
+    with pytest.raises(fd.TaskError, match="raised BadReduce .not rebuilt here") as info:
+        executor.submit(raise_bad_reduce()).result(timeout=60)
+    assert "lost in transit" in info.value.remote_traceback
+    assert executor.submit(pair(1, 2)).result(timeout=60) == 3
 
 
 @pytest.mark.parametrize("secret", ["", "x", "fifteen-bytes!!"])

@@ -31,7 +31,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCrashedError,
-                      unloadable_result)
+                      describe_exception, unloadable_result)
 from ..graph import DAG, Node
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
@@ -189,6 +189,14 @@ class RedisExecutor(Executor):
 
     # -- waiting for events -------------------------------------------------
     def _listen(self) -> None:
+        """The listener thread: never ends silently while runs wait on it."""
+        try:
+            self._listen_loop()
+        except BaseException as exc:  # noqa: BLE001
+            self._fail_all(FastdagError(f"the Redis executor's listener thread died: "
+                                        f"{describe_exception(exc)}"))
+
+    def _listen_loop(self) -> None:
         """Block on this client's event list; resolve runs; notice a lost server."""
         import redis
         last_check = time.time()
@@ -201,7 +209,7 @@ class RedisExecutor(Executor):
             try:
                 got = self.client.blpop([self.events], timeout=self.poll)
                 if got:
-                    self._on_event(json.loads(got[1]))
+                    self._on_event(_parse_event(got[1]))
                 if not got or time.time() - last_check > self.poll:
                     last_check = time.time()
                     self._check_runs()
@@ -230,6 +238,8 @@ class RedisExecutor(Executor):
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
+        if not isinstance(run, str):
+            return
         with self._lock:
             state = self._runs.get(run)
         if state is None:
@@ -374,6 +384,15 @@ class RedisExecutor(Executor):
         except Exception:  # noqa: BLE001
             pass
         self.client.close()
+
+
+def _parse_event(raw: bytes) -> dict[str, Any]:
+    """A worker's event; an unreadable one (garbage written to the list) is ignored."""
+    try:
+        ev = json.loads(raw)
+    except ValueError:
+        return {}
+    return ev if isinstance(ev, dict) else {}
 
 
 def _root_batches(plan: Plan, batches: int) -> list[list[int]]:
