@@ -125,10 +125,20 @@ def test_replayed_plan_and_message_are_refused_after_the_run(executor, workers, 
     assert any(k.endswith(b":plan") for k in captured)
     workers.start(1)
     assert future.result(timeout=60) == 1
+
+    def replay() -> None:                            # the attacker puts it all back
+        for key, blob in captured.items():
+            executor.client.restore(key, 0, blob, replace=True)
+        executor.client.xadd(executor.keys.stream, message)
+
+    replay()                                         # to the worker that saw the run end
+    assert wait_until(lambda: executor.client.xlen(executor.keys.stream) == 0)
+    time.sleep(0.5)
+    assert runs_of(log) == 1
+    workers.stop()
+    workers.start(1)                                 # a worker that knows nothing of it
     before = len(rejections(executor))
-    for key, blob in captured.items():               # the attacker puts it all back
-        executor.client.restore(key, 0, blob, replace=True)
-    executor.client.xadd(executor.keys.stream, message)
+    replay()
     wait_until(lambda: len(rejections(executor)) > before, timeout=30)
     time.sleep(0.5)
     assert runs_of(log) == 1

@@ -67,6 +67,7 @@ from .uploads import Uploads, UploadServer
 FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
 RECHECK = 0.5              # seconds a run's "running" state is trusted without asking Redis
 QUEUE_MESSAGES = 64        # a fan-out's queued branches go out in at most this many messages
+ENDED_KEPT = 10_000        # ended runs a worker remembers, to refuse their replays
 
 
 class MissingRequirement(RuntimeError):
@@ -121,6 +122,8 @@ class Worker:
         self.begin = self.client.register_script(BEGIN)
         self.name = f"{HOST}:{os.getpid()}"
         self.runs: collections.OrderedDict[str, RunContext] = collections.OrderedDict()
+        # Runs seen ending: never run again here, whatever Redis says later (a replay).
+        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.uploads = Uploads(self.client, self.keys, config.ttl)
         self.handoff = HandOff(self.store, shm=config.shm, cache_bytes=config.cache_bytes,
                                ask_upload=self.uploads.request)
@@ -274,6 +277,8 @@ class Worker:
             self._fail(run, mid, describe_failure(task, err.with_traceback(exc.__traceback__), 1))
 
     def _context(self, run: str) -> RunContext | None:
+        if run in self.ended:
+            return None
         ctx = self.runs.get(run)
         if ctx is not None and time.time() - ctx.running_at < RECHECK:
             return ctx          # a stopped run shows at the next send; not worth a round trip
@@ -304,6 +309,9 @@ class Worker:
         ctx = self.runs.get(run)
         if client_here is None:
             client_here = ctx is not None and ctx.client_here
+        self.ended[run] = None
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
         self._forget(run)
         self.janitor.ended(self.keys.run(run, ""), state, client_here)
 
