@@ -21,7 +21,8 @@ import fastdag as fd
 from fastdag.distributed import PayloadRejected, WeakSecret
 from fastdag.distributed.protocol import RunPlan, check_plan
 from fastdag.plan import build_plan
-from test_distributed import SECRET, Workers
+from test_distributed import SECRET, workers  # noqa: F401 - workers is a fixture
+from test_reliability import raise_bad_reduce
 
 pytestmark = pytest.mark.redis
 
@@ -46,25 +47,6 @@ def hold(path, timeout):
 @fd.task
 def pair(a, b):
     return a + b
-
-
-class BadReduce(Exception):
-    """Pickles in the worker, fails to unpickle in the client."""
-
-    def __reduce__(self):
-        return (int, ("not an int",))
-
-
-@fd.task
-def raise_bad_reduce():
-    raise BadReduce("lost in transit")
-
-
-@pytest.fixture
-def workers(redis_server):
-    w = Workers(redis_server.url)
-    yield w
-    w.stop()
 
 
 @pytest.fixture
