@@ -590,12 +590,13 @@ class LocalExecutor(Executor):
     def _send_batch(self, run: RunState, h: WorkerHandle, tasks: list[int]) -> None:
         deps = run.plan.deps
         stored = run.stored
-        refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
         plan_ref = None if h.wid in run.seen_by else run.plan_ref
         run.seen_by.add(h.wid)
         h.busy_run = run.id
         h.batch = tasks
-        self._send(h, ("batch", run.id, plan_ref, tasks, refs))
+        with gc_paused():  # a wide fan-in's batch names 100,000 stored inputs
+            refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
+            self._send(h, ("batch", run.id, plan_ref, tasks, refs))
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
         try:

@@ -141,9 +141,11 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                msg = pickle.loads(self.conn.recv_bytes())
+                data = self.conn.recv_bytes()
             except (EOFError, OSError):
                 return
+            with gc_paused():  # a batch may name 100,000 stored inputs
+                msg = pickle.loads(data)
             if msg[0] == "batch":
                 self.batch(*msg[1:])
             elif not self.control(msg):
