@@ -3,7 +3,9 @@
 With ``--concurrency 1`` this process is the worker. With N > 1 it is a
 supervisor of N worker processes (fresh interpreters, not forks), restarts
 one that dies (at most once per second), and stops them all on SIGTERM or
-Ctrl-C. BLAS thread pools in each worker are sized cores // N, so that N
+Ctrl-C. A supervisor killed outright (SIGKILL) takes its workers with it:
+each is told its supervisor's pid and ends when that process does
+(``lifeline.py``), instead of running on, unsupervised. BLAS thread pools in each worker are sized cores // N, so that N
 processes never run more BLAS threads than there are cores: oversubscribed
 OpenBLAS threads spin while they wait, and take the cores from the tasks.
 """
@@ -18,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from ..lifeline import exit_with_parent
 from ..store.redis import DEFAULT_TTL
 
 
@@ -47,11 +50,14 @@ def add_worker_parser(sub: Any) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="run without FASTDAG_SECRET: payloads are NOT authenticated, so anyone "
                         "who can write to Redis can run code on this host")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=main)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise ``--concurrency`` of them."""
+    if args.parent_pid is not None:  # started by a supervisor: end with it
+        exit_with_parent(args.parent_pid)
     from .signing import MissingSecret, Signer, WeakSecret
     from .worker import WorkerConfig, run_worker
     try:
@@ -78,7 +84,8 @@ def supervise(args: argparse.Namespace, blas: int) -> int:
     cmd = [sys.executable, "-m", "fastdag.cli", "worker", "--redis", args.redis,
            "--concurrency", "1", "--prefix", args.prefix, "--idle-timeout", str(args.idle_timeout),
            "--max-deliveries", str(args.max_deliveries), "--ttl", str(args.ttl),
-           "--cache-mb", str(args.cache_mb), "--blas-threads", str(blas)]
+           "--cache-mb", str(args.cache_mb), "--blas-threads", str(blas),
+           "--parent-pid", str(os.getpid())]
     if args.insecure:
         cmd.append("--insecure")
     if not args.shm:

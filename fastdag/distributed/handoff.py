@@ -39,6 +39,7 @@ import json
 import os
 import secrets
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -139,8 +140,11 @@ class HandOff:
     def _writer(self, scope: str) -> SharedMemoryStore:
         store = self._writers.get(scope)
         if store is None:
+            # The whole header in the signed reference, however large: a
+            # reference has no field for a header kept in the segment.
             store = self._writers[scope] = SharedMemoryStore(
-                f"{segment_prefix(scope)}-{self.nonce}", directory=self.directory)
+                f"{segment_prefix(scope)}-{self.nonce}", directory=self.directory,
+                header_in_ref_max=sys.maxsize)
         return store
 
     def _record(self, key: str, ref: StoredRef) -> bytes:

@@ -9,8 +9,12 @@ Data flow::
         |   Plan pickled once into a       |   +----report / error-------+  continues
         |   /dev/shm segment; workers      |                              |  locally
         |   map it zero-copy               |                              v
-    Future <------ outputs mapped --------+          /dev/shm: fastdag-<token>-<worker>-<n>
+    Future <------ outputs mapped --------+          /dev/shm: fastdag-<token>-<worker>-<hex>
                    copy-on-write                      (results other workers need)
+
+``<token>`` is ``<client pid>.<16 random hex>``; every file also ends in 64
+random bits of its own (``store/files.py``: created exclusively, read only if
+our uid wrote it).
 
 Workers are started once (``subprocess`` running ``python -m
 fastdag.executors.worker``, i.e. a fresh interpreter as with the *spawn*
@@ -52,6 +56,11 @@ A failed run is *closed*: its stored results are unlinked, its queues
 dropped, and workers busy on it are told to stop; one still busy after
 ``cancel_grace`` seconds is killed and replaced. A dead worker is replaced
 and the segments it created but never reported are swept from /dev/shm.
+
+When the client dies: workers die with it (a parent-death signal, and a
+watcher thread as a fallback, ``lifeline.py``), even in the middle of a task.
+SIGTERM cleans up as Ctrl-C does (``executors/sigterm.py``); after SIGKILL,
+the next executor to start sweeps the files whose owner pid is gone.
 """
 
 from __future__ import annotations
@@ -62,7 +71,6 @@ import mmap
 import os
 import pickle
 import queue
-import secrets
 import socket
 import subprocess
 import sys
@@ -85,8 +93,10 @@ from ..plan import Plan, batch_size, build_plan
 from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..store import files
 from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
+from . import sigterm
 from .base import Executor, RunFuture, as_dag
 from .worker import SLOT
 
@@ -168,7 +178,7 @@ class LocalExecutor(Executor):
         self.inline_threshold = inline_threshold
         self.cancel_grace = cancel_grace
         self.metrics = metrics
-        self.token = f"{os.getpid()}{secrets.token_hex(2)}"
+        self.token = files.owner_token()
         self.prefix = f"fastdag-{self.token}"
         self.store = SharedMemoryStore(self.prefix + "-c", inline_threshold)
         self.constants = ConstantCache(self.prefix, constant_cache)
@@ -184,9 +194,10 @@ class LocalExecutor(Executor):
         self._run_ids = iter(range(1, sys.maxsize))
         self._rr = 0
         self._status: mmap.mmap | None = None
-        self._status_path = os.path.join(SHM_DIR, self.prefix + "-status")
+        self._status_path: str | None = None  # made at start, under a fresh name
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
+        sigterm.watch(self)
 
     def __reduce__(self):
         raise TypeError(
@@ -273,20 +284,73 @@ class LocalExecutor(Executor):
                 return
             if self._closed:
                 raise RuntimeError("this LocalExecutor has been shut down")
+            # What clients killed before cleaning up left behind.
+            files.sweep_orphans([SHM_DIR, self.store.spill_dir])
             free = shm_free_bytes()
             if free < SMALL_SHM:
                 warnings.warn(
                     f"{SHM_DIR} has only {free / 2**20:.0f} MiB free: results that do not fit "
                     "will spill to slower files. In Docker, start the container with a larger "
                     "--shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=4)
-            fd = os.open(self._status_path, os.O_CREAT | os.O_RDWR, 0o600)
+            name, fd = files.create_exclusive(SHM_DIR, self.prefix, files.STATUS_SUFFIX)
+            self._status_path = os.path.join(SHM_DIR, name)
+            files.hold(fd)  # held by the mapping's own descriptor until it is closed
             os.ftruncate(fd, SLOT.size * self.workers)
             self._status = mmap.mmap(fd, 0)
             os.close(fd)
-            self._handles = [self._start_worker(w, 0) for w in range(self.workers)]
-            self._thread = threading.Thread(target=self._loop, name="fastdag-scheduler",
-                                            daemon=True)
-            self._thread.start()
+            self._thread = self._start_scheduler()
+
+    def _start_scheduler(self) -> threading.Thread:
+        """Start the scheduler thread, which starts the workers; once they run, return it.
+
+        The workers are the scheduler thread's children, not the caller's: a
+        worker's parent-death signal fires when the *thread* that started it
+        ends, and a caller's thread (a thread pool's) may end long before the
+        executor does.
+        """
+        started = threading.Event()
+        failed: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                for w in range(self.workers):
+                    self._handles.append(self._start_worker(w, 0))
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller below
+                failed.append(exc)
+                return
+            finally:
+                started.set()
+            self._loop()
+
+        thread = threading.Thread(target=serve, name="fastdag-scheduler", daemon=True)
+        thread.start()
+        started.wait()
+        if failed:
+            thread.join()
+            for h in self._handles:
+                h.process.kill()
+                h.process.wait()
+            self._handles = []
+            raise failed[0]
+        return thread
+
+    def terminate(self) -> None:
+        """Stop at once, from a signal handler: kill the workers, unlink every file.
+
+        Takes no lock (the interrupted thread may hold one); the process is
+        about to end, so nothing waits for the runs.
+        """
+        self._closed = True
+        for h in list(self._handles):
+            if h.alive:
+                h.process.kill()
+        for h in list(self._handles):
+            try:
+                h.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.store.sweep(self.prefix)  # everything: segments, constants, the status file
+        self._finalizer.detach()
 
     def _start_worker(self, wid: int, generation: int) -> WorkerHandle:
         SLOT.pack_into(self._status, wid * SLOT.size, 0, -1)
@@ -297,7 +361,8 @@ class LocalExecutor(Executor):
         prefix = f"{self.prefix}-{wid}.{generation}"
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_BOOT, str(theirs.fileno()), str(wid),
-             self._status_path, prefix, str(self.blas_threads)],
+             self._status_path, prefix, str(self.blas_threads), self.store.spill_dir,
+             str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         conn = Connection(ours.detach())
@@ -676,7 +741,8 @@ class LocalExecutor(Executor):
             os.close(h.sentinel)
         if self._status is not None:
             self._status.close()
-        _unlink(self._status_path)
+        if self._status_path is not None:
+            _unlink(self._status_path)
 
 
 def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:

@@ -52,6 +52,8 @@ from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, des
                       execute, nbytes, send_failure)
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..lifeline import exit_with_parent
+from ..store import files
 from ..store.shm import SharedMemoryStore
 
 SLOT = struct.Struct("qq")
@@ -124,12 +126,13 @@ class Cancelled(Exception):
 
 
 class Worker:
-    def __init__(self, conn, wid: int, status_path: str, prefix: str):
+    def __init__(self, conn, wid: int, status_path: str, prefix: str,
+                 spill_dir: str | None = None):
         self.conn = conn
         self.wid = wid
-        self.store = SharedMemoryStore(prefix)
+        self.store = SharedMemoryStore(prefix, spill_dir=spill_dir)
         self.runs: dict[int, RunData] = {}
-        fd = os.open(status_path, os.O_RDWR)
+        fd = files.open_owned(status_path, os.O_RDWR)
         self.status = mmap.mmap(fd, 0)
         os.close(fd)
         self.slot = wid * SLOT.size
@@ -388,7 +391,8 @@ def _pack_failure(failure: Failure) -> bytes:
     return pickle.dumps(send_failure(failure), protocol=5)
 
 
-def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> None:
+def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,
+         spill_dir: str | None = None) -> None:
     """Entry point of a worker process."""
     # Ctrl-C goes to the whole process group; the client decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -396,16 +400,18 @@ def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int) -> No
     threadpool_limits(blas_threads)
     from ..store import arena
     arena.install(prefix + "-r")  # fd.result_array outputs; swept with the worker's prefix
-    Worker(conn, wid, status_path, prefix).serve()
+    Worker(conn, wid, status_path, prefix, spill_dir).serve()
 
 
 def main_from_argv(argv: list[str]) -> None:
-    """Worker entry point: argv is FD WID STATUS PREFIX BLAS, as LocalExecutor passes them."""
+    """Worker entry point: argv is FD WID STATUS PREFIX BLAS SPILL PARENT, as LocalExecutor
+    passes them (PARENT: the client's pid; the worker dies with it)."""
     import sys
     from multiprocessing.connection import Connection
-    fd, wid, status_path, prefix, blas = argv
+    fd, wid, status_path, prefix, blas, spill_dir, parent = argv
+    exit_with_parent(int(parent))
     conn = Connection(int(fd))
     _, sys_path = pickle.loads(conn.recv_bytes())
     sys.path[:] = sys_path  # import user modules exactly as the caller does
-    main(conn, int(wid), status_path, prefix, int(blas))
+    main(conn, int(wid), status_path, prefix, int(blas), spill_dir)
 

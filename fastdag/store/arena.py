@@ -18,7 +18,6 @@ copy-on-write mappings see the file until they write to a page themselves.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 import os
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from . import files
 from .shm import SHM_DIR, _address, _unlink
 
 
@@ -47,7 +47,6 @@ class Arena:
     def __init__(self, prefix: str, directory: str = SHM_DIR):
         self.prefix = prefix
         self.directory = directory
-        self._counter = itertools.count()
         self._regions: dict[int, Region] = {}
         self._lock = threading.Lock()
 
@@ -55,10 +54,13 @@ class Arena:
         """An uninitialised array in a new file; ``np.empty`` if /dev/shm has no room."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        path = os.path.join(self.directory, f"{self.prefix}-a{next(self._counter)}")
         size = max(nbytes, 1)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            name, fd = files.create_exclusive(self.directory, self.prefix)
+        except OSError:
+            return np.empty(shape, dtype)
+        path = os.path.join(self.directory, name)
+        try:
             try:
                 os.ftruncate(fd, size)
                 mapped = mmap.mmap(fd, size)
@@ -85,10 +87,12 @@ class Arena:
                     return region, offset
         return None
 
-    def adopt(self, region: Region, path: str) -> None:
-        """Give the file a store segment's name: from now on the store owns it."""
-        os.rename(region.path, path)
+    def adopt(self, region: Region, prefix: str) -> str:
+        """Give the file a fresh store segment name ``<prefix>-<hex>`` and return it:
+        from now on the store owns it. An existing file is never replaced."""
+        name = files.link_exclusive(region.path, self.directory, prefix)
         region.adopted = True
+        return name
 
     def _release(self, region: Region) -> None:
         with self._lock:

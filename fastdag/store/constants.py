@@ -1,15 +1,15 @@
-"""Graph constants kept in shared memory across runs, named by their content.
+"""Graph constants kept in shared memory across runs, found by their content.
 
 A numpy array passed straight into task calls (a block of a matrix, a tile of
 an image) is part of the graph. Workers read it from shared memory, so every
 run had to copy it there first: about 3 GB/s, page faults on fresh tmpfs pages
 included, paid before the first task could start. Hashing the same bytes with
-BLAKE3 runs at 6-10 GB/s. So each large array is named by the hash of its bytes
+BLAKE3 runs at 6-10 GB/s. So each large array is known by the hash of its bytes
 and written once; a later run whose graph captures the same bytes (the same
 array, unchanged, or an equal one) maps the segment that is already there.
 Naming by content makes this safe: an array changed in place between two runs
-has a new name, so no run ever reads stale data. BLAKE3 is a cryptographic
-hash, so two different arrays cannot be made to share a name.
+has a new hash, so no run ever reads stale data. BLAKE3 is a cryptographic
+hash, so two different arrays cannot be made to share one.
 
 Lifetime, owned by the executor that made the cache:
 
@@ -19,7 +19,12 @@ Lifetime, owned by the executor that made the cache:
   exceed its byte budget, and once unused for ``idle_seconds`` (the
   executor's scheduler thread wakes up for that even when nothing runs);
 * everything left is unlinked by the executor's sweep at shutdown (entries are
-  named ``<executor prefix>-k<hash>``).
+  named ``<executor prefix>-k-<64 random bits>``).
+
+The name of a segment is random, not the hash: a name anyone can compute
+is a name another user can plant a file under first. The cache maps each
+hash to the segment it wrote (a new file, ``files.create_exclusive``), and
+``open_constant`` maps a file only if our uid wrote it (``files.open_owned``).
 
 An array larger than the budget, or one that does not fit in /dev/shm, is
 simply not cached: it travels inside the run's own plan segment as before.
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import files
 from .shm import SHM_DIR, _pwrite_all, _unlink
 
 MIN_BYTES = 1 << 20          # smaller arrays are cheaper to copy than to track
@@ -69,8 +75,9 @@ class ConstantCache:
         self.budget = default_budget(directory) if budget is None else budget
         self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
-        # name -> [bytes, pins, last use]; ordered least recently used first
+        # name -> [bytes, pins, last use, content hash]; least recently used first
         self._entries: collections.OrderedDict[str, list] = collections.OrderedDict()
+        self._names: dict[str, str] = {}  # content hash -> name of its segment
         self._bytes = 0
         # No unpinned entry idles out before this (monotonic; None: none can):
         # the scheduler asks on every message, so the answer must not scan.
@@ -94,14 +101,19 @@ class ConstantCache:
         nbytes = array.nbytes
         if nbytes < MIN_BYTES or nbytes > self.budget or array.dtype.hasobject:
             return None
-        name = f"{self.prefix}-k{_name_of(array, pins)}"
+        digest = _name_of(array, pins)
         with self._lock:
-            entry = self._entries.get(name)
-            if entry is None:
-                if not self._make_room(nbytes) or not self._write(name, array):
+            name = self._names.get(digest)
+            if name is None:
+                if not self._make_room(nbytes):
                     return None
-                entry = self._entries[name] = [nbytes, 0, 0.0]
+                name = self._write(array)
+                if name is None:
+                    return None
+                self._entries[name] = [nbytes, 0, 0.0, digest]
+                self._names[digest] = name
                 self._bytes += nbytes
+            entry = self._entries[name]
             entry[1] += 1
             entry[2] = time.monotonic()
             self._entries.move_to_end(name)
@@ -160,13 +172,14 @@ class ConstantCache:
                 return
             if entry[1] == 0 and due(entry):
                 del self._entries[name]
+                del self._names[entry[3]]
                 self._bytes -= entry[0]
                 _unlink(os.path.join(self.directory, name))
 
-    def _write(self, name: str, array: np.ndarray) -> bool:
+    def _write(self, array: np.ndarray) -> str | None:
+        """Copy ``array`` into a new segment; its name, or None if /dev/shm is full."""
+        name, fd = files.create_exclusive(self.directory, self.prefix + "-k")
         path = os.path.join(self.directory, name)
-        _unlink(path)  # a file no entry owns: never trust what it holds
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
             os.ftruncate(fd, array.nbytes)
             if array.flags.c_contiguous:
@@ -178,19 +191,22 @@ class ConstantCache:
             os.close(fd)
             _unlink(path)
             if exc.errno in (errno.ENOSPC, errno.ENOMEM):
-                return False
+                return None
             raise
         except BaseException:
             os.close(fd)
             _unlink(path)
             raise
         os.close(fd)
-        return True
+        return name
 
 
 def open_constant(path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A cached constant, mapped copy-on-write: tasks may write into it privately."""
-    fd = os.open(path, os.O_RDONLY)
+    """A cached constant, mapped copy-on-write: tasks may write into it privately.
+
+    Only a file our uid wrote is mapped (``files.open_owned``).
+    """
+    fd = files.open_owned(path)
     try:
         size = os.fstat(fd).st_size
         mapped = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE) \

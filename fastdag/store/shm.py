@@ -28,6 +28,11 @@ segment under ``spill_dir`` instead (same layout, same names, mapped the same
 way; slower only if the page cache is short of memory), with one warning
 that says how to enlarge /dev/shm. Writing to a full tmpfs fails with ENOSPC
 on ``pwrite``, never with the SIGBUS a full mapping would raise.
+
+Other users share /dev/shm and the temp folder (``files.py`` says how we
+keep them out): a segment is a new file under a name with 64 random bits,
+the spill folder is private to us, and ``get`` maps (and unpickles a header
+from) only a file our uid wrote.
 """
 
 from __future__ import annotations
@@ -35,37 +40,53 @@ from __future__ import annotations
 import errno
 import functools
 import glob
-import itertools
 import mmap
 import os
-import tempfile
 import warnings
 from collections.abc import Collection
 from typing import Any
 
 from ..serialize import Payload, dumps, loads
+from . import files
 from .base import ObjectStore, StoredRef
 
 SHM_DIR = "/dev/shm"
 ALIGN = 64
 INLINE_THRESHOLD = 64 * 1024
 HEADER_IN_REF_MAX = 16 * 1024  # larger pickled headers go into the segment
-SPILL_DIR = os.path.join(tempfile.gettempdir(), "fastdag-spill")
 _warned = False
 
 
 class SharedMemoryStore(ObjectStore):
-    """Values in /dev/shm files named ``<prefix>-<n>``; small ones inline."""
+    """Values in /dev/shm files named ``<prefix>-<16 random hex>``; small ones inline.
+
+    ``spill_dir``: where values go when /dev/shm is full; None means this
+    user's private spill folder (``files.spill_dir``), made on first use.
+    ``header_in_ref_max``: larger pickled headers go into the segment (a
+    caller whose refs are signed passes ``sys.maxsize``, so that everything
+    unpickled is covered by the signature).
+    """
 
     def __init__(self, prefix: str, inline_threshold: int = INLINE_THRESHOLD,
-                 directory: str = SHM_DIR, spill_dir: str = SPILL_DIR):
+                 directory: str = SHM_DIR, spill_dir: str | None = None,
+                 header_in_ref_max: int = HEADER_IN_REF_MAX):
         if not prefix.startswith("fastdag-"):
             raise ValueError("segment names start with 'fastdag-' so leaks are easy to spot")
         self.prefix = prefix
         self.inline_threshold = inline_threshold
         self.directory = directory
-        self.spill_dir = spill_dir
-        self._counter = itertools.count()
+        self._spill_dir = spill_dir
+        self._spill_checked = False
+        self.header_in_ref_max = header_in_ref_max
+
+    @property
+    def spill_dir(self) -> str:
+        """The spill folder, made (or checked to be) private on first use."""
+        if not self._spill_checked:
+            self._spill_dir = files.spill_dir() if self._spill_dir is None \
+                else files.private_dir(self._spill_dir)
+            self._spill_checked = True
+        return self._spill_dir
 
     # -- writing ------------------------------------------------------------
     def put(self, key: str, value: Any) -> StoredRef:
@@ -83,11 +104,10 @@ class SharedMemoryStore(ObjectStore):
         if size + len(header) < self.inline_threshold:
             return StoredRef(key=key, header=header, kind=payload.kind,
                              inline=[bytes(b) for b in payload.buffers])
-        if len(payload.buffers) == 1 and len(header) <= HEADER_IN_REF_MAX:
+        if len(payload.buffers) == 1 and len(header) <= self.header_in_ref_max:
             adopted = self._adopt(payload)
             if adopted is not None:
                 return adopted
-        name = f"{self.prefix}-{next(self._counter)}"
         layout = []
         offset = 0
         for buf in payload.buffers:
@@ -96,22 +116,20 @@ class SharedMemoryStore(ObjectStore):
         # (offset, buffer, release its pages while copying) for each region
         parts = [(start, buf, consume) for (start, _), buf in zip(layout, payload.buffers)]
         header_span = None
-        if len(header) > HEADER_IN_REF_MAX:
+        if len(header) > self.header_in_ref_max:
             header_span = (offset, len(header))
             parts.append((offset, memoryview(header), False))
             offset += len(header)
             header = b""
         size = max(offset, 1)
-        key = name
         try:
-            _write_segment(os.path.join(self.directory, name), size, parts)
+            key = _write_segment(self.directory, self.prefix, size, parts)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
                 raise
             _warn_small_shm(self.directory, size)
-            os.makedirs(self.spill_dir, exist_ok=True)
-            key = os.path.join(self.spill_dir, name)  # absolute: get() and delete() follow it
-            _write_segment(key, size, parts)
+            spill = self.spill_dir  # absolute: get() and delete() follow it
+            key = os.path.join(spill, _write_segment(spill, self.prefix, size, parts))
         return StoredRef(key=key, header=header, kind=payload.kind, size=size,
                          layout=layout, header_span=header_span)
 
@@ -125,8 +143,7 @@ class SharedMemoryStore(ObjectStore):
         if found is None:
             return None
         region, offset = found
-        name = f"{self.prefix}-{next(self._counter)}"
-        current.adopt(region, os.path.join(self.directory, name))
+        name = current.adopt(region, self.prefix)
         return StoredRef(key=name, header=payload.header, kind=payload.kind, size=region.size,
                          layout=[(offset, payload.buffers[0].nbytes)])
 
@@ -137,7 +154,7 @@ class SharedMemoryStore(ObjectStore):
             return loads(ref.header, [bytearray(b) for b in ref.inline], ref.kind)
         path = os.path.join(self.directory, ref.key)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = files.open_owned(path)  # what another user planted is never unpickled
         except FileNotFoundError:
             raise KeyError(f"shared-memory segment {ref.key} is gone") from None
         try:
@@ -164,19 +181,26 @@ class SharedMemoryStore(ObjectStore):
         """Unlink every segment (in /dev/shm or spilled) named ``<prefix>-*``; count them.
 
         ``keep`` lists ref keys (names, or paths for spilled segments) to spare.
+        Files of other users are left alone: only our own are ours to remove.
         """
         pattern = glob.escape(prefix or self.prefix) + "-*"
         count = 0
         for directory in (self.directory, self.spill_dir):
             for path in glob.glob(os.path.join(directory, pattern)):
-                if os.path.basename(path) not in keep and path not in keep and _unlink(path):
+                if os.path.basename(path) not in keep and path not in keep \
+                        and files.owned(path) and _unlink(path):
                     count += 1
         return count
 
 
-def _write_segment(path: str, size: int, parts: list[tuple[int, memoryview, bool]]) -> None:
-    """Write ``parts`` ((offset, buffer, consume) each) into a new file of ``size`` bytes."""
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+def _write_segment(directory: str, prefix: str, size: int,
+                   parts: list[tuple[int, memoryview, bool]]) -> str:
+    """Write ``parts`` ((offset, buffer, consume) each) into a new file of ``size`` bytes.
+
+    The file gets a fresh unique name ``<prefix>-<hex>`` in ``directory``; return it.
+    """
+    name, fd = files.create_exclusive(directory, prefix)
+    path = os.path.join(directory, name)
     try:
         # Size the file, then write: on a full tmpfs pwrite fails with ENOSPC
         # (no SIGBUS: nothing writes through a mapping). posix_fallocate would
@@ -190,6 +214,7 @@ def _write_segment(path: str, size: int, parts: list[tuple[int, memoryview, bool
         _unlink(path)
         raise
     os.close(fd)
+    return name
 
 
 def _warn_small_shm(directory: str, size: int) -> None:
