@@ -153,6 +153,7 @@ def test_nested_compute_in_process(how):
 
 @pytest.mark.timeout(WAIT * 2)
 def test_nested_compute_in_a_local_worker_runs_there(local_executor):
+    local_executor.compute(inc(0))                  # workers started
     pids = set(local_executor.worker_pids())
     results = local_executor.submit([nested_default_here(i) for i in range(4)]).result(timeout=WAIT)
     assert [r[0] for r in results] == [1, 2, 3, 4]
@@ -161,7 +162,7 @@ def test_nested_compute_in_a_local_worker_runs_there(local_executor):
 
 
 def test_local_executor_inside_a_task_is_a_clear_error(local_executor):
-    with pytest.raises(fd.SerializationError, match="cannot be sent to a worker process"):
+    with pytest.raises(fd.SerializationError, match="inside a task, call compute.. without"):
         local_executor.submit(nested(1, local_executor)).result(timeout=WAIT)
 
 
