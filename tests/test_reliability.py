@@ -214,7 +214,7 @@ def test_nested_thread_compute_lets_the_interpreter_exit(tmp_path):
 def test_progress_counts_every_workers_completions(tmp_path):
     """tasks_done never lags the tasks really finished by more than one per worker."""
     with fd.LocalExecutor(workers=2) as ex:
-        future = ex.submit(total([tick(i, str(tmp_path), 0.6) for i in range(12)]))
+        future = ex.submit(total([tick(i, str(tmp_path), 1.0) for i in range(12)]))
         lags = []
         while not future.done():
             truth = len(os.listdir(tmp_path))
