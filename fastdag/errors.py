@@ -40,9 +40,36 @@ class CancelledError(FastdagError):
     """The run was cancelled before it finished."""
 
 
+class SchedulerDied(FastdagError):
+    """An executor's scheduler thread stopped: its pending and later runs fail with this."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` for an error message, even when the exception's ``__str__`` raises.
+
+    ``sys.exit(n)`` reads as the exit code it asked for, not a bare number.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, SystemExit):
+        return f"SystemExit (sys.exit with exit code {exc.code!r})"
+    try:
+        text = str(exc)
+    except Exception as err:  # noqa: BLE001 - a user's broken __str__ must not hide the error
+        text = f"<its __str__ raised {type(err).__name__}>"
+    return f"{name}: {text}" if text else name
+
+
+def unloadable_result(task: str, exc: BaseException) -> SerializationError:
+    """The error for a result that reached the client but does not unpickle here."""
+    err = SerializationError(f"the result of task {task!r} cannot be loaded in the client: "
+                             f"{describe_exception(exc)}", task=task)
+    err.__cause__ = exc
+    return err
+
+
 def task_failure(task: str, exc: BaseException, remote_tb: str) -> TaskError:
     """Wrap ``exc`` raised by ``task`` into the TaskError that ``compute()`` raises."""
-    message = f"task {task!r} raised {type(exc).__name__}: {exc}"
+    message = f"task {task!r} raised {describe_exception(exc)}"
     if remote_tb:
         message += "\n\nTraceback in the worker:\n" + remote_tb.rstrip()
     err = TaskError(message, task=task, remote_traceback=remote_tb)

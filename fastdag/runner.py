@@ -6,14 +6,21 @@ processes), so a task behaves the same wherever it runs.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import TaskError, describe_exception, task_failure
 from .graph import map_nested
 from .plan import Plan, Ref
+
+
+# What a task may raise and still be only that task's failure: sys.exit() and a
+# KeyboardInterrupt raised by the task's own code must not stop the worker.
+TASK_EXCEPTIONS = (Exception, SystemExit, KeyboardInterrupt)
 
 
 @dataclass
@@ -24,6 +31,55 @@ class Failure:
     exc: BaseException
     traceback: str
     attempts: int
+
+
+@dataclass
+class SentFailure:
+    """A Failure on its way to the client, the exception pickled apart from the rest.
+
+    The index, type name and traceback text are plain data that always load.
+    The exception itself may not: its ``__reduce__`` may name what the client
+    lacks, or raise. The client then still learns what failed and where.
+    """
+
+    index: int
+    type_name: str
+    traceback: str
+    attempts: int
+    exc: bytes   # the pickled exception; b"" if it would not pickle
+
+
+def send_failure(failure: Failure) -> SentFailure:
+    """``failure`` in a form that pickles, and loads, whatever its exception is."""
+    import cloudpickle
+    try:
+        data = cloudpickle.dumps(failure.exc)
+    except Exception:  # noqa: BLE001 - described by name and traceback instead
+        data = b""
+    return SentFailure(index=failure.index, type_name=type(failure.exc).__qualname__,
+                       traceback=failure.traceback, attempts=failure.attempts, exc=data)
+
+
+def received_error(task: str, sent: SentFailure) -> TaskError:
+    """The TaskError for a failure a worker sent: rebuilt if possible, described if not."""
+    problem = "it could not be pickled in the worker"
+    exc = None
+    if sent.exc:
+        try:
+            exc = pickle.loads(sent.exc)
+        except Exception as err:  # noqa: BLE001 - any failure to rebuild is reported the same
+            problem = f"rebuilding it here raised {describe_exception(err)}"
+        else:
+            if not isinstance(exc, BaseException):
+                problem, exc = f"it was rebuilt as a {type(exc).__name__}, not an exception", None
+    if isinstance(exc, TaskError):
+        return exc
+    if exc is not None:
+        return task_failure(task, exc, sent.traceback)
+    message = f"task {task!r} raised {sent.type_name} (not rebuilt here: {problem})"
+    if sent.traceback:
+        message += "\n\nTraceback in the worker:\n" + sent.traceback.rstrip()
+    return TaskError(message, task=task, remote_traceback=sent.traceback)
 
 
 def call_task(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any]) -> Any:

@@ -44,6 +44,8 @@ def dumps(obj: Any, array_reducer: Callable[[Any], tuple | None] | None = None) 
     array by reference instead of by value (see ``store.constants``), or
     None to pickle it as usual.
     """
+    if type(obj) in _SCALARS:  # most task results: no pickler object to set up
+        return Payload(pickle.dumps(obj, 5), [], PICKLE)
     kind = _arrow_kind(obj)
     if kind:
         return Payload(b"", [memoryview(_arrow_ipc(obj))], kind)
@@ -70,6 +72,10 @@ class _Pickler(cloudpickle.Pickler):
     array_reducer: Callable[[Any], tuple | None] | None = None
 
     def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is memoryview:
+            reduced = _reduce_memoryview(obj)
+            if reduced is not None:
+                return reduced
         if type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy":
             if self.array_reducer is not None:
                 by_reference = self.array_reducer(obj)
@@ -84,6 +90,25 @@ class _Pickler(cloudpickle.Pickler):
 
 
 OUT_OF_BAND_MIN = 64 * 1024
+
+
+def _reduce_memoryview(view: memoryview) -> tuple | None:
+    """A memoryview stays a memoryview (cloudpickle alone sends ``bytes``), its memory
+    out of band like an array's; None for views no single ``cast`` can rebuild."""
+    fmt = view.format.lstrip("@")
+    if len(fmt) != 1 or view.ndim == 0:
+        return None
+    flat = view if view.c_contiguous else memoryview(bytearray(view.tobytes()))
+    return (_rebuild_memoryview, (pickle.PickleBuffer(flat.cast("B")), fmt, view.shape,
+                                  view.readonly))
+
+
+def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple, readonly: bool) -> memoryview:
+    view = memoryview(buf).cast("B")
+    if fmt != "B" or len(shape) != 1:
+        view = view.cast(fmt, shape)
+    return view.toreadonly() if readonly and not view.readonly else view
+_SCALARS = frozenset({int, float, bool, complex, str, type(None)})
 
 
 def loads(header: bytes, buffers: list, kind: int = PICKLE) -> Any:

@@ -22,7 +22,7 @@ from conftest import fastdag_segments
 
 pytestmark = pytest.mark.redis
 
-SECRET = "test-secret-123"
+SECRET = "test-secret-0123456789"
 TESTS = str(Path(__file__).parent)
 
 
@@ -329,7 +329,7 @@ def test_tampered_plan_is_rejected(executor, workers, redis_server):
 
 
 def test_wrong_secret_is_rejected(redis_server, workers):
-    workers.start(1, secret="another-secret")
+    workers.start(1, secret="another-secret-0123456789")
     ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.5)
     try:
         with pytest.raises(PayloadRejected):
@@ -385,7 +385,7 @@ def test_cancel_stops_the_run(executor, workers, tmp_path):
 def test_redis_store_chunks_signs_and_deletes(redis_server):
     from fastdag.distributed.protocol import connect
     client = connect(redis_server.url)
-    store = RedisStore(client, Signer("k"), ttl=60, chunk_size=1 << 20)
+    store = RedisStore(client, Signer("k" * 16), ttl=60, chunk_size=1 << 20)
     value = {"a": np.arange(400_000, dtype=np.float64), "b": "text"}   # 3.2 MB
     ref = store.put("t:x", value)
     assert sorted(client.keys("t:x*")) == [b"t:x", b"t:x:1", b"t:x:2", b"t:x:3"]
@@ -400,7 +400,7 @@ def test_redis_store_chunks_signs_and_deletes(redis_server):
     with pytest.raises(PayloadRejected):
         store.get(ref)
     with pytest.raises(PayloadRejected):
-        RedisStore(client, Signer("other")).get(store.put("t:y", 1))
+        RedisStore(client, Signer("other-key-0123456789")).get(store.put("t:y", 1))
     store.delete(ref)
     assert client.keys("t:x*") == [] and not store.contains(ref)
     client.set("t:raw", b"abc")
@@ -672,11 +672,11 @@ def test_upload_on_request_and_janitor(redis_server):
     from fastdag.distributed.uploads import Uploads, UploadServer
     client = connect(redis_server.url)
     keys = Keys(f"t{os.getpid()}")
-    store = RedisStore(client, Signer("k"), ttl=60)
+    store = RedisStore(client, Signer("k" * 16), ttl=60)
     here = HandOff(store)
     there = HandOff(store, ask_upload=Uploads(client, keys, ttl=60, timeout=10).request)
     here.domain, there.domain = "host-a", "host-b"
-    forged = RedisStore(client, Signer("not-the-key"), ttl=60)
+    forged = RedisStore(client, Signer("not-the-key-0123456789"), ttl=60)
     pipe = client.pipeline(transaction=False)
     HandOff(forged).queue_put(pipe, keys.run("r0", ""), keys.value("r0", 0),
                               np.arange(300_000.0), remote=False)

@@ -58,11 +58,11 @@ def main(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise ``--concurrency`` of them."""
     if args.parent_pid is not None:  # started by a supervisor: end with it
         exit_with_parent(args.parent_pid)
-    from .signing import MissingSecret, Signer
+    from .signing import MissingSecret, Signer, WeakSecret
     from .worker import WorkerConfig, run_worker
     try:
         signer = Signer(insecure=args.insecure)
-    except MissingSecret as exc:
+    except (MissingSecret, WeakSecret) as exc:
         print(f"fastdag worker: {exc} (--insecure)", file=sys.stderr)
         return 2
     if args.concurrency < 1:

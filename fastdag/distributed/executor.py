@@ -28,15 +28,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CancelledError, FastdagError, SerializationError, WorkerCrashedError, task_failure
+from redis.exceptions import RedisError
+
+from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCrashedError,
+                      describe_exception, unloadable_result)
 from ..graph import DAG, Node
 from .. import events as fd_events
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
+from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
 from ..executors.base import Executor, RunFuture, as_dag
-from .handoff import HandOff
-from .protocol import Keys, connect, ensure_group, read_workers, redacted
+from .handoff import HandOff, Missing
+from .protocol import (Keys, bind_plan, connect, ensure_group, message_fields, read_workers,
+                       redacted)
 from .signing import PayloadRejected, Signer
 from .uploads import Uploads
 
@@ -78,10 +83,10 @@ class RedisExecutor(Executor):
                  metrics: Any = True, dashboard: bool | int | str = False):
         if batches_per_worker < 1:
             raise ValueError(f"batches_per_worker must be >= 1, got {batches_per_worker}")
+        self.signer = Signer(secret, insecure)   # first: a weak or missing key stops here
         self.batches_per_worker = batches_per_worker
         self.metrics = self._metrics_sink(url, ttl) if metrics is True else metrics
         self.url = url
-        self.signer = Signer(secret, insecure)
         self.keys = Keys(prefix)
         self.ttl = ttl
         self.poll = poll
@@ -152,7 +157,7 @@ class RedisExecutor(Executor):
             # Arrays captured in the graph travel in the plan: through /dev/shm
             # to workers on this host, as bytes if some worker may be elsewhere.
             self.handoff.queue_put(
-                pipe, scope, self.keys.run(run, "plan"), plan,
+                pipe, scope, self.keys.run(run, "plan"), bind_plan(run, plan, self.ttl),
                 remote=not live or any(w.get("shm") != self.handoff.domain for w in live))
         except Exception as exc:  # noqa: BLE001
             self.handoff.sweep_run(scope)
@@ -166,7 +171,8 @@ class RedisExecutor(Executor):
         pipe.expire(meta, self.ttl)
         nbatches = self.batches_per_worker * max(1, len(live))
         for batch in _root_batches(plan, nbatches):
-            pipe.xadd(self.keys.stream, {"run": run, "tasks": ",".join(map(str, batch))})
+            pipe.xadd(self.keys.stream, message_fields(self.signer, self.keys, run,
+                                                       ",".join(map(str, batch))))
         with self._lock:
             self._runs[run] = _Run(plan, future, time.time(), self.settings())
             self._wake.notify_all()
@@ -187,6 +193,14 @@ class RedisExecutor(Executor):
 
     # -- waiting for events -------------------------------------------------
     def _listen(self) -> None:
+        """The listener thread: never ends silently while runs wait on it."""
+        try:
+            self._listen_loop()
+        except BaseException as exc:  # noqa: BLE001
+            self._fail_all(FastdagError(f"the Redis executor's listener thread died: "
+                                        f"{describe_exception(exc)}"))
+
+    def _listen_loop(self) -> None:
         """Block on this client's event list; resolve runs; notice a lost server."""
         import redis
         last_check = time.time()
@@ -199,7 +213,7 @@ class RedisExecutor(Executor):
             try:
                 got = self.client.blpop([self.events], timeout=self.poll)
                 if got:
-                    self._on_event(json.loads(got[1]))
+                    self._on_event(_parse_event(got[1]))
                 if not got or time.time() - last_check > self.poll:
                     last_check = time.time()
                     self._check_runs()
@@ -230,6 +244,8 @@ class RedisExecutor(Executor):
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
+        if not isinstance(run, str):
+            return
         with self._lock:
             state = self._runs.get(run)
         if state is None:
@@ -241,11 +257,10 @@ class RedisExecutor(Executor):
                 self._resolve(run, outputs=self._outputs(run, plan))
                 return
             if kind == "error":
-                failure = self.store.get_key(self.keys.run(run, "error"))
-                exc: BaseException = task_failure(plan.name(failure.index), failure.exc,
-                                                  failure.traceback)
+                sent = self.store.get_key(self.keys.run(run, "error"))
+                exc: BaseException = received_error(plan.name(sent.index), sent)
                 self._emit_records(run, state)
-                fd_events.task_failed(self.event_bus, run, failure.index, "", exc)
+                fd_events.task_failed(self.event_bus, run, sent.index, "", exc)
             elif kind == "rejected":
                 exc = PayloadRejected(f"worker {ev.get('worker')} rejected a payload of run "
                                       f"{run}: {ev.get('reason')}")
@@ -263,8 +278,18 @@ class RedisExecutor(Executor):
 
     def _outputs(self, run: str, plan: Plan) -> list[Any]:
         unique = list(dict.fromkeys(plan.outputs))
-        values = dict(zip(unique, self.handoff.get_many([self.keys.value(run, o)
-                                                         for o in unique])))
+        keys = [self.keys.value(run, o) for o in unique]
+        try:
+            values = dict(zip(unique, self.handoff.get_many(keys)))
+        except (Missing, PayloadRejected, RedisError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - name the result that does not load here
+            for o, key in zip(unique, keys):
+                try:
+                    self.handoff.get_key(key)
+                except Exception:  # noqa: BLE001
+                    raise unloadable_result(plan.name(o), exc) from exc
+            raise
         return [values[o] for o in plan.outputs]
 
     def _resolve(self, run: str, outputs: list[Any] | None = None,
@@ -333,7 +358,12 @@ class RedisExecutor(Executor):
             pass
 
     def _delete_run(self, run: str, keep_meta: bool = False) -> None:
-        """Delete a finished run's keys (workers seeing no meta drop its messages)."""
+        """Delete a finished run's keys (workers seeing no meta drop its messages).
+
+        First mark it ended for as long as its plan is valid: a plan or message
+        replayed into Redis later is refused (``protocol.BEGIN``).
+        """
+        self.client.set(self.keys.ended(run), 1, ex=self.ttl)
         meta = self.keys.run(run, "meta")
         doomed = [k for k in self.client.scan_iter(match=self.keys.run_pattern(run), count=1000)]
         if keep_meta:
@@ -372,6 +402,15 @@ class RedisExecutor(Executor):
         except Exception:  # noqa: BLE001
             pass
         self.client.close()
+
+
+def _parse_event(raw: bytes) -> dict[str, Any]:
+    """A worker's event; an unreadable one (garbage written to the list) is ignored."""
+    try:
+        ev = json.loads(raw)
+    except ValueError:
+        return {}
+    return ev if isinstance(ev, dict) else {}
 
 
 def _root_batches(plan: Plan, batches: int) -> list[list[int]]:

@@ -3,7 +3,8 @@
 Keys (``P`` is the namespace prefix, ``fastdag`` by default)::
 
     P:tasks                 stream of ready work, consumer group "workers":
-                            entries {run, tasks: "i,j,k"} (task indices)
+                            entries {run, tasks: "i,j,k"} (task indices), sig:
+                            HMAC of stream, run and tasks (``message_fields``)
     P:workers               hash worker id -> JSON heartbeat (live workers)
     P:rejections            list of JSON records of payloads workers refused
     P:uploads:<domain>      list of JSON requests to the workers of one /dev/shm
@@ -16,7 +17,10 @@ Keys (``P`` is the namespace prefix, ``fastdag`` by default)::
     P:client:<token>        list of JSON events for one client (done / error)
     P:run:<run>:meta        hash: state (running | failed | cancelled), ntasks,
                             ndone, events (the client's event list)
-    P:run:<run>:plan        the signed, pickled Plan
+    P:run:<run>:plan        the signed, pickled RunPlan: the Plan, its run id, its expiry
+    P:run:<run>:owner       hash i -> the stream message that runs i (BEGIN script)
+    P:ended:<run>           set by the client when the run ends, kept as long as its
+                            plan is valid: a replayed plan or message finds it
     P:run:<run>:v:<i>       the signed result of task i (chunks at :v:<i>:<k>)
     P:run:<run>:error       the signed, pickled Failure of the first failed task
     P:run:<run>:done        bitmap: task i has completed (set once)
@@ -24,6 +28,15 @@ Keys (``P`` is the namespace prefix, ``fastdag`` by default)::
     P:run:<run>:claim       hash i -> stream message that runs i, or "q" if queued
     P:run:<run>:uses        hash i -> consumers of i that have finished
     P:run:<run>:acked       set of stream messages whose work is complete
+
+Replays: the client and the workers sign every stream message (HMAC over
+the stream's key, the run and the tasks; the COMPLETE script is handed the
+signatures of the messages it adds), and a worker drops one that does not
+verify. A signed message copied back into the stream is a duplicate: the
+BEGIN script lets a task start only from the first message that named it
+(or a re-delivery of that same message, after its worker died), never once
+it is done, and never after the run ended. A plan names its run and an
+expiry, so it cannot serve another run or outlive its time.
 
 Why the scripts: a worker finishing a task must, atomically, mark it done,
 bump its consumers' counters, take the consumer whose counter it completed,
@@ -41,6 +54,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
+
+from ..plan import Plan
+from .signing import PayloadRejected, Signer
 
 GROUP = "workers"
 HEARTBEAT_FRESH = 10.0     # seconds: a worker heartbeat older than this is not counted
@@ -88,6 +104,13 @@ class Keys:
     def value(self, run: str, i: int) -> str:
         return f"{self.prefix}:run:{run}:v:{i}"
 
+    def ended(self, run: str) -> str:
+        return f"{self.prefix}:ended:{run}"
+
+    def begin_keys(self, run: str) -> list[str]:
+        """KEYS of the BEGIN script, in its order."""
+        return [self.run(run, "owner"), self.run(run, "done"), self.ended(run)]
+
     def run_pattern(self, run: str) -> str:
         return f"{self.prefix}:run:{run}:*"
 
@@ -98,9 +121,30 @@ class Keys:
                 self.run(run, "acked")]
 
 
+# KEYS: owner, done, ended
+# ARGV: message id, ttl, then the message's tasks
+# Returns the tasks this message may run: those no other message owns and not
+# done, or owned by this very message (a re-delivery after its worker died).
+BEGIN = r"""
+if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+local mid = ARGV[1]
+local out = {}
+for k = 3, #ARGV do
+  local t = ARGV[k]
+  local owner = redis.call('HGET', KEYS[1], t)
+  if owner == mid or (not owner and redis.call('GETBIT', KEYS[2], tonumber(t)) == 0) then
+    if not owner then redis.call('HSET', KEYS[1], t, mid) end
+    table.insert(out, t)
+  end
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return out
+"""
+
 # KEYS: done, count, claim, stream, meta, uses, acked
 # ARGV: message id, run id, ttl, group, ack (0/1), n completed groups, then per
-#   completed task: t, n_ext, (c, need) * n_ext, n_push, (tasks csv) * n_push
+#   completed task: t, n_ext, (c, need, sig) * n_ext, n_push, (tasks csv, sig) * n_push
+#   (sig: the signature of a message of that one consumer / those tasks)
 #   then, if ack: n_used, d * n_used  (inputs consumed by this message's tasks)
 # Returns {state, kept consumers, {d, uses} pairs (ack only)}.
 COMPLETE = r"""
@@ -128,7 +172,6 @@ for g = 1, ngroups do
     local took = false
     for j = 1, next_ext do
       local c, need = ARGV[pos], tonumber(ARGV[pos + 1])
-      pos = pos + 2
       if redis.call('HINCRBY', KEYS[2], c, 1) == need then
         if not took then
           took = true
@@ -136,24 +179,25 @@ for g = 1, ngroups do
           table.insert(kept, c)
         else
           redis.call('HSET', KEYS[3], c, 'q')
-          redis.call('XADD', KEYS[4], '*', 'run', run, 'tasks', c)
+          redis.call('XADD', KEYS[4], '*', 'run', run, 'tasks', c, 'sig', ARGV[pos + 2])
         end
       end
+      pos = pos + 3
     end
     local npush = tonumber(ARGV[pos])
     pos = pos + 1
     for j = 1, npush do
-      redis.call('XADD', KEYS[4], '*', 'run', run, 'tasks', ARGV[pos])
-      pos = pos + 1
+      redis.call('XADD', KEYS[4], '*', 'run', run, 'tasks', ARGV[pos], 'sig', ARGV[pos + 1])
+      pos = pos + 2
     end
   else
     -- Re-run of a message whose worker died: hand back what it had claimed.
     for j = 1, next_ext do
       local c = ARGV[pos]
-      pos = pos + 2
+      pos = pos + 3
       if redis.call('HGET', KEYS[3], c) == mid then table.insert(kept, c) end
     end
-    pos = pos + 1 + tonumber(ARGV[pos])
+    pos = pos + 1 + 2 * tonumber(ARGV[pos])
   end
 end
 if newly > 0 then
@@ -184,6 +228,49 @@ if ack then
 end
 return {redis.call('HGET', KEYS[5], 'state'), kept, uses}
 """
+
+
+@dataclass
+class RunPlan:
+    """What the client signs as a run's plan: bound to the run and valid until ``expires``."""
+
+    run: str
+    expires: float     # time.time() after which no worker accepts it
+    plan: Plan
+
+
+def bind_plan(run: str, plan: Plan, lifetime: float) -> RunPlan:
+    """``plan`` bound to ``run``, valid for ``lifetime`` seconds."""
+    return RunPlan(run=run, expires=time.time() + lifetime, plan=plan)
+
+
+def check_plan(bound: Any, run: str) -> Plan:
+    """The Plan inside ``bound``; PayloadRejected unless it is this run's, and not expired."""
+    if not isinstance(bound, RunPlan) or bound.run != run:
+        raise PayloadRejected(f"the plan under run {run!r} was not made for that run (replayed?)")
+    if bound.expires < time.time():
+        raise PayloadRejected(f"the plan of run {run!r} expired (replayed?)")
+    return bound.plan
+
+
+def message_fields(signer: Signer, keys: Keys, run: str, tasks: str) -> dict[str, Any]:
+    """A stream entry that runs ``tasks`` (comma-separated indices) of ``run``, signed."""
+    return {"run": run, "tasks": tasks, "sig": message_tag(signer, keys, run, tasks)}
+
+
+def message_tag(signer: Signer, keys: Keys, run: str, tasks: str) -> bytes:
+    """The signature of a message of ``tasks`` of ``run`` on this namespace's stream."""
+    return signer.tag(keys.stream, run.encode(), b"\0", tasks.encode())
+
+
+def read_message(signer: Signer, keys: Keys, fields: dict) -> tuple[str, list[int]]:
+    """(run, tasks) of a stream entry; PayloadRejected if unsigned, forged or malformed."""
+    try:
+        run, tasks, sig = fields[b"run"], fields[b"tasks"], fields[b"sig"]
+        signer.verify(keys.stream, sig, run, b"\0", tasks)
+        return run.decode(), [int(x) for x in tasks.split(b",")]
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise PayloadRejected(f"malformed stream message {sorted(fields)!r}") from None
 
 
 def connect(url: str, *, socket_timeout: float = 30.0, pool_size: int = 16) -> Any:

@@ -32,6 +32,13 @@ class MissingSecret(FastdagError):
     """No shared key is configured and insecure mode was not asked for."""
 
 
+class WeakSecret(FastdagError, ValueError):
+    """The shared key is shorter than ``MIN_SECRET_BYTES``: too easy to guess."""
+
+
+MIN_SECRET_BYTES = 16
+
+
 class Signer:
     """Signs and verifies byte strings bound to a Redis key name.
 
@@ -42,12 +49,19 @@ class Signer:
     def __init__(self, secret: str | bytes | None = None, insecure: bool = False):
         if secret is None:
             secret = os.environ.get(SECRET_ENV) or None
+        elif not secret and insecure:
+            secret = None   # RedisExecutor(secret="", insecure=True): no key, as asked
         if secret is None and not insecure:
             raise MissingSecret(
                 f"no shared key: set {SECRET_ENV} (the same value on the client and every "
                 "worker), or ask explicitly for insecure mode")
         if isinstance(secret, str):
             secret = secret.encode()
+        if secret is not None and len(secret) < MIN_SECRET_BYTES:
+            raise WeakSecret(
+                f"the shared key ({SECRET_ENV} or secret=) is {len(secret)} bytes; at least "
+                f"{MIN_SECRET_BYTES} are needed (e.g. python -c 'import secrets; "
+                "print(secrets.token_hex(32))')")
         self._key = secret or b""
         self.insecure = secret is None
 

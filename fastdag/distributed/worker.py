@@ -51,20 +51,23 @@ from redis.exceptions import NoScriptError, RedisError
 from ..errors import SerializationError
 from ..metrics import HOST
 from ..plan import Plan
-from ..runner import Failure, describe_failure, execute, nbytes
+from ..runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
 from ..serialize import describe_unpicklable
+from ..executors.boot import inline_nested_compute
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
 from .handoff import HandOff, Missing
 from .janitor import Janitor
-from .protocol import COMPLETE, GROUP, Keys, connect, ensure_group, event, read_workers, redacted
+from .protocol import (BEGIN, COMPLETE, GROUP, Keys, check_plan, connect, ensure_group, event,
+                       message_tag, read_message, read_workers, redacted)
 from .signing import PayloadRejected, Signer
 from .uploads import Uploads, UploadServer
 
 FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
 RECHECK = 0.5              # seconds a run's "running" state is trusted without asking Redis
 QUEUE_MESSAGES = 64        # a fan-out's queued branches go out in at most this many messages
+ENDED_KEPT = 10_000        # ended runs a worker remembers, to refuse their replays
 
 
 class MissingRequirement(RuntimeError):
@@ -116,8 +119,11 @@ class Worker:
         self.client = connect(config.url)
         self.store = RedisStore(self.client, signer, ttl=config.ttl)
         self.complete_sha = ""
+        self.begin = self.client.register_script(BEGIN)
         self.name = f"{HOST}:{os.getpid()}"
         self.runs: collections.OrderedDict[str, RunContext] = collections.OrderedDict()
+        # Runs seen ending: never run again here, whatever Redis says later (a replay).
+        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.uploads = Uploads(self.client, self.keys, config.ttl)
         self.handoff = HandOff(self.store, shm=config.shm, cache_bytes=config.cache_bytes,
                                ask_upload=self.uploads.request)
@@ -217,8 +223,16 @@ class Worker:
 
     # -- one message --------------------------------------------------------
     def process(self, mid: bytes, fields: dict) -> None:
-        run = fields[b"run"].decode()
-        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        try:
+            run, tasks = read_message(self.store.signer, self.keys, fields)
+        except PayloadRejected as exc:
+            self._drop_forged(mid, fields, str(exc))
+            run = fields.get(b"run", b"").decode(errors="replace")
+            if run:
+                # A forgery, unless the run's plan fails to verify too: then this
+                # worker's key is not the client's, and the client must hear it.
+                self._settle(run, mid, 0, self._context, run)
+            return
         self.current = mid
         try:
             self._settle(run, mid, tasks[0], self._start, run, mid, tasks)
@@ -230,7 +244,16 @@ class Worker:
         if ctx is None:
             self._ack(mid)
             return
-        self._run_message(ctx, mid.decode(), tasks)
+        # Only the first message naming a task may run it: a copy is a replay.
+        allowed = [int(t) for t in self.begin(keys=self.keys.begin_keys(run),
+                                              args=[mid, self.config.ttl, *tasks])]
+        if len(allowed) < len(tasks):
+            self._record_rejection(run, mid, f"tasks {sorted(set(tasks) - set(allowed))} are "
+                                   "done, ended or run by another message (a replay?)")
+        if not allowed:
+            self._ack(mid)
+            return
+        self._run_message(ctx, mid.decode(), allowed)
 
     def _settle(self, run: str, mid: bytes, task: int, work: Any, *args: Any) -> None:
         """Call ``work(*args)`` for message ``mid``; end the message as the outcome says.
@@ -254,6 +277,8 @@ class Worker:
             self._fail(run, mid, describe_failure(task, err.with_traceback(exc.__traceback__), 1))
 
     def _context(self, run: str) -> RunContext | None:
+        if run in self.ended:
+            return None
         ctx = self.runs.get(run)
         if ctx is not None and time.time() - ctx.running_at < RECHECK:
             return ctx          # a stopped run shows at the next send; not worth a round trip
@@ -264,7 +289,7 @@ class Worker:
             self._end(run, state, client_here)
             return None
         if ctx is None:
-            plan = self.handoff.get_key(self.keys.run(run, "plan"))
+            plan = check_plan(self.handoff.get_key(self.keys.run(run, "plan")), run)
             ctx = self.runs[run] = RunContext(run=run, plan=plan, events=events.decode(),
                                               scope=self.keys.run(run, ""),
                                               client_here=client_here)
@@ -284,6 +309,9 @@ class Worker:
         ctx = self.runs.get(run)
         if client_here is None:
             client_here = ctx is not None and ctx.client_here
+        self.ended[run] = None
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
         self._forget(run)
         self.janitor.ended(self.keys.run(run, ""), state, client_here)
 
@@ -334,7 +362,7 @@ class Worker:
                 fetched = clock()
                 try:
                     value, attempts = execute(plan, t, inputs)
-                except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+                except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                     failure = describe_failure(t, _user_frames(exc), plan.tasks[t].retries + 1)
                     raise _TaskFailed(failure) from None
                 end = clock()
@@ -395,12 +423,14 @@ class Worker:
             record[5] = time.time() - began
         ack = used is not None
         args: list[Any] = [mid, ctx.run, self.config.ttl, GROUP, int(ack), len(groups)]
+        signer, keys, run = self.store.signer, self.keys, ctx.run
         for t, external, queued in groups:
             args += [t, len(external)]
-            for c, need in external:
-                args += [c, need]
+            for c, need in external:   # signed in case the script queues c as a message
+                args += [c, need, message_tag(signer, keys, run, str(c))]
             args.append(len(queued))
-            args.extend(queued)
+            for tasks in queued:
+                args += [tasks, message_tag(signer, keys, run, tasks)]
         if ack:
             args.append(len(used))
             args.extend(used)
@@ -492,12 +522,7 @@ class Worker:
 
     def _fail(self, run: str, mid: bytes, failure: Failure) -> None:
         failure.traceback = f"[on worker {self.name}]\n{failure.traceback}"
-        key = self.keys.run(run, "error")
-        try:
-            self.store.put(key, failure)
-        except Exception:  # noqa: BLE001 - the exception itself will not pickle
-            failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
-            self.store.put(key, failure)
+        self.store.put(self.keys.run(run, "error"), send_failure(failure))
         self._fail_run(run, mid, event("error", run, task=failure.index, worker=self.name))
 
     def _reject(self, run: str, mid: bytes, reason: str) -> None:
@@ -510,9 +535,26 @@ class Worker:
         pipe.execute()
         self._fail_run(run, mid, event("rejected", run, reason=reason, worker=self.name))
 
+    def _drop_forged(self, mid: bytes, fields: dict, reason: str) -> None:
+        """Delete a stream message that is not signed with our key; record why."""
+        self._record_rejection(fields.get(b"run", b"?").decode(errors="replace"), mid, reason)
+        self._ack(mid)
+
+    def _record_rejection(self, run: str, mid: bytes, reason: str) -> None:
+        log(f"refused stream message {mid.decode()} of run {run}: {reason}")
+        record = json.dumps({"worker": self.name, "run": run, "reason": reason,
+                             "message": mid.decode(), "time": time.time()})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(self.keys.rejections, record)
+        pipe.ltrim(self.keys.rejections, 0, 999)
+        pipe.execute()
+
     def _give_up(self, mid: bytes, fields: dict, deliveries: int) -> None:
-        run = fields[b"run"].decode()
-        tasks = [int(x) for x in fields[b"tasks"].split(b",")]
+        try:
+            run, tasks = read_message(self.store.signer, self.keys, fields)
+        except PayloadRejected as exc:
+            self._drop_forged(mid, fields, str(exc))
+            return
         log(f"message {mid.decode()} of run {run} was delivered {deliveries} times; "
             "failing the run")
         self._fail_run(run, mid, event("crashed", run, tasks=tasks, deliveries=deliveries))
@@ -553,6 +595,7 @@ def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = 
     if blas_threads:
         from threadpoolctl import threadpool_limits
         threadpool_limits(blas_threads)
+    inline_nested_compute()
     worker = Worker(config, signer)
 
     def stop(signum, frame):  # noqa: ARG001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,6 +38,7 @@ class RunFuture(concurrent.futures.Future):
         self.tasks_total = 0     # progress, updated by the executor
         self.tasks_done = 0
         self._on_cancel = on_cancel
+        self.scheduler: threading.Thread | None = None  # waiting on it would wait forever
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
@@ -162,6 +164,11 @@ class Executor(ABC):
 
 def wait_for(future: RunFuture) -> Any:
     """``future.result()``, cancelling the run if the wait is interrupted (Ctrl-C)."""
+    if future.scheduler is not None and future.scheduler is threading.current_thread():
+        future.cancel()
+        raise RuntimeError(
+            "compute() was called on the executor's own scheduler thread (from a future's "
+            "done-callback?): it would wait for itself forever; use compute_async() there")
     try:
         while True:
             try:

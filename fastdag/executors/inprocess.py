@@ -17,7 +17,7 @@ from ..errors import TaskError, task_failure
 from ..graph import DAG
 from ..metrics import HOST, RunRecord, RunReport
 from ..plan import Plan, build_plan
-from ..runner import describe_failure, execute, nbytes
+from ..runner import TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from .base import RunFuture, new_run_id
 
 
@@ -53,7 +53,7 @@ class InProcessRun:
             bus.emit(ev.TaskStarted(self.future.run_id, start, i, _worker_name()))
         try:
             value, attempts = execute(plan, i, self.values)
-        except Exception as exc:  # noqa: BLE001
+        except TASK_EXCEPTIONS as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             error = task_failure(plan.name(i), exc, failure.traceback)
             if bus is not None:
@@ -114,3 +114,21 @@ class InProcessRun:
 
 def _worker_name() -> str:
     return f"{HOST}:{os.getpid()}:{threading.current_thread().name}"
+
+
+def run_inline(run: InProcessRun) -> None:
+    """Run every task of ``run`` in this thread, in plan order; resolve its future.
+
+    The SyncExecutor's whole job, and how a ThreadExecutor runs a graph
+    computed from inside one of its own tasks: waiting for the pool there
+    could wait for the very thread that is waiting.
+    """
+    run.future.tasks_total = len(run.plan)
+    for i in range(len(run.plan)):
+        try:
+            value = run.run_one(i, time.time())
+        except TaskError as exc:
+            run.fail(exc)
+            return
+        run.complete(i, value)
+    run.finish()

@@ -86,10 +86,12 @@ from typing import Any
 import cloudpickle
 
 from .. import events as ev
-from ..errors import CancelledError, SerializationError, TaskError, WorkerCrashedError, task_failure
+from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
+                      WorkerCrashedError, describe_exception, unloadable_result)
 from ..graph import DAG, Node, gc_paused
 from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
 from ..plan import Plan, batch_size, build_plan
+from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store import files
@@ -101,7 +103,7 @@ from .worker import SLOT
 
 
 SMALL_SHM = 256 * 2**20
-_WORKER_BOOT = "import sys; from fastdag.executors.worker import main_from_argv; main_from_argv(sys.argv[1:])"
+_WORKER_BOOT = "import sys; from fastdag.executors.boot import boot; boot(sys.argv[1:])"
 
 
 @dataclass
@@ -138,6 +140,7 @@ class RunState:
     stored: dict[int, StoredRef] = field(default_factory=dict)
     refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
+    unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
     seen_by: set[int] = field(default_factory=set)
     records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
     ndone: int = 0
@@ -187,6 +190,7 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._broken: SchedulerDied | None = None
         self._closed = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -201,6 +205,11 @@ class LocalExecutor(Executor):
         sigterm.watch(self)
         self._feed = ev.RecordFeed(self.event_bus)
         self._serve_dashboard(dashboard)
+
+    def __reduce__(self):
+        raise TypeError(
+            "a LocalExecutor cannot be sent to a worker process; inside a task, call "
+            "compute() without an executor: the inner graph then runs in that worker")
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -234,7 +243,14 @@ class LocalExecutor(Executor):
         self._track(future, options)
         ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
         self._ensure_started()
-        self._post(("run", state))
+        future.scheduler = self._thread
+        with self._lock:  # the scheduler's death handler drains the inbox after setting this
+            broken = self._broken
+            if broken is None:
+                self._post(("run", state))
+        if broken is not None:
+            self._release_plan(state)
+            future.fail(broken)
         return future
 
     def _store_plan(self, plan: Plan) -> tuple[StoredRef, list[str]]:
@@ -372,6 +388,12 @@ class LocalExecutor(Executor):
 
     # -- the scheduler thread ----------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._schedule()
+        except BaseException as exc:  # noqa: BLE001 - never die silently, runs are waiting
+            self._scheduler_died(exc)
+
+    def _schedule(self) -> None:
         stopping = False
         while True:
             by_obj: dict[Any, tuple[str, WorkerHandle]] = {}
@@ -393,8 +415,7 @@ class LocalExecutor(Executor):
                     except (EOFError, OSError):
                         self._worker_died(h, stopping)
                         continue
-                    with gc_paused():  # a report may carry a million records
-                        self._handle(h, pickle.loads(data))
+                    self._on_message(h, data)
                 else:
                     self._worker_died(h, stopping)
             self._kill_overdue()
@@ -448,11 +469,48 @@ class LocalExecutor(Executor):
                 stop = True
 
     # -- messages from workers ----------------------------------------------
+    def _on_message(self, h: WorkerHandle, data: bytes) -> None:
+        """Apply one message; one that cannot be applied fails its run, never this thread."""
+        msg: Any = None
+        try:
+            with gc_paused():  # a report may carry a million records
+                msg = pickle.loads(data)
+                self._handle(h, msg)
+        except Exception as exc:  # noqa: BLE001
+            known = isinstance(msg, tuple) and len(msg) > 1
+            run = self._runs.get(msg[1] if known else h.busy_run)
+            if run is not None:
+                self._close_run(run, TaskError(
+                    f"fastdag could not handle a message from worker {h.name} about run "
+                    f"{run.future.run_id}: {describe_exception(exc)}"))
+
+    def _scheduler_died(self, exc: BaseException) -> None:
+        """Fail every pending and later run with the reason, and stop the workers."""
+        err = SchedulerDied(f"the LocalExecutor's scheduler thread died: "
+                            f"{describe_exception(exc)}; this executor runs nothing more "
+                            "(shut it down and start another)")
+        err.__cause__ = exc
+        for h in self._handles:
+            if h.alive:
+                h.process.kill()
+                h.process.wait()
+                h.alive = False
+        with self._lock:
+            self._broken = err
+        for run in self._runs.values():
+            run.future.fail(err)
+        while not self._inbox.empty():
+            item = self._inbox.get_nowait()
+            if item[0] == "run":
+                item[1].future.fail(err)
+
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
         if msg[0] == "progress":
             run = self._runs.get(msg[1])
             if run is not None:
-                run.future.tasks_done = run.ndone + msg[2]
+                # Every worker's unreported completions count, not only this one's.
+                run.unreported[h.wid] = msg[2]
+                run.future.tasks_done = run.ndone + sum(run.unreported.values())
                 if not run.closed:  # no events after a run's RunFinished
                     self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
             return
@@ -483,9 +541,9 @@ class LocalExecutor(Executor):
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if failure is not None:
-            failure = cloudpickle.loads(failure)
-            error = _failure_error(run.plan, failure)
-            ev.task_failed(self.event_bus, run.future.run_id, failure.index, h.name, error)
+            sent = pickle.loads(failure)
+            error = received_error(run.plan.name(sent.index), sent)
+            ev.task_failed(self.event_bus, run.future.run_id, sent.index, h.name, error)
             self._close_run(run, error)
         elif run.ndone == len(run.plan):
             self._finish_run(run)
@@ -499,7 +557,8 @@ class LocalExecutor(Executor):
         for t in completed:
             done[t] = 1
         run.ndone += len(completed)
-        run.future.tasks_done = run.ndone
+        run.unreported.pop(h.wid, None)
+        run.future.tasks_done = run.ndone + sum(run.unreported.values())
         if claims:
             for t in [t for t in claims if done[t]]:
                 del claims[t]
@@ -538,12 +597,14 @@ class LocalExecutor(Executor):
 
     # -- run completion -------------------------------------------------------
     def _finish_run(self, run: RunState) -> None:
-        try:
-            outputs = [self.store.get(run.stored[o]) for o in run.plan.outputs]
-        except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
-            self._close_run(run, exc)
-            return
         plan = run.plan
+        outputs = []
+        for o in plan.outputs:
+            try:
+                outputs.append(self.store.get(run.stored[o]))
+            except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
+                self._close_run(run, unloadable_result(plan.name(o), exc))
+                return
         run.future.report = RunReport(
             run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
                           settings=run.settings, start=run.start,
@@ -618,13 +679,14 @@ class LocalExecutor(Executor):
     def _send_batch(self, run: RunState, h: WorkerHandle, tasks: list[int]) -> None:
         deps = run.plan.deps
         stored = run.stored
-        refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
         plan_ref = None if h.wid in run.seen_by else run.plan_ref
         run.seen_by.add(h.wid)
         h.busy_run = run.id
         h.batch = tasks
         ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
-        self._send(h, ("batch", run.id, plan_ref, tasks, refs))
+        with gc_paused():  # a wide fan-in's batch names 100,000 stored inputs
+            refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
+            self._send(h, ("batch", run.id, plan_ref, tasks, refs))
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
         try:
@@ -661,6 +723,7 @@ class LocalExecutor(Executor):
     def _recover(self, run: RunState, h: WorkerHandle, culprit: int, code: int) -> None:
         plan = run.plan
         h.busy_run = None
+        run.unreported.pop(h.wid, None)  # its batch runs again elsewhere
         if culprit >= 0:
             run.crashes[culprit] = run.crashes.get(culprit, 0) + 1
             if run.crashes[culprit] > plan.tasks[culprit].retries:
@@ -709,12 +772,6 @@ class LocalExecutor(Executor):
             self._status.close()
         if self._status_path is not None:
             _unlink(self._status_path)
-
-
-def _failure_error(plan: Plan, failure) -> TaskError:
-    if isinstance(failure.exc, TaskError):
-        return failure.exc
-    return task_failure(plan.name(failure.index), failure.exc, failure.traceback)
 
 
 def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:

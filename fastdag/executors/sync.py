@@ -6,15 +6,13 @@ order is deterministic. ``submit`` runs the whole graph before returning.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import TaskError
 from ..graph import DAG, Node
 from ..plan import Plan
 from .base import Executor, RunFuture, as_dag
-from .inprocess import InProcessRun
+from .inprocess import InProcessRun, run_inline
 
 
 class SyncExecutor(Executor):
@@ -33,12 +31,6 @@ class SyncExecutor(Executor):
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
         run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
                            options.get("name", ""))
-        for i in range(len(run.plan)):
-            try:
-                value = run.run_one(i, time.time())
-            except TaskError as exc:
-                run.fail(exc)
-                return self._track(run.future, options)
-            run.complete(i, value)
-        run.finish()
-        return self._track(run.future, options)
+        self._track(run.future, options)
+        run_inline(run)
+        return run.future

@@ -3,6 +3,9 @@
 Scheduling is plain dependency counting: a task is submitted to the pool
 the moment its last input is computed. Results stay in this process, so
 nothing is pickled and nothing is copied. Several runs share the pool.
+
+A graph computed from inside a task of this pool runs inline, in that task's
+thread: queued behind the tasks that wait for it, it could never start.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from ..errors import TaskError
 from ..graph import DAG, Node
 from ..plan import Plan, batch_size
 from .base import Executor, RunFuture, as_dag
-from .inprocess import InProcessRun
+from .inprocess import InProcessRun, run_inline
+
+# The pool whose task this thread is running, if any (see the module docstring).
+_running = threading.local()
 
 
 class ThreadExecutor(Executor):
@@ -50,7 +56,12 @@ class ThreadExecutor(Executor):
         run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
                            options.get("name", ""))
         run.future.tasks_total = len(run.plan)
-        _PoolRun(run, self._get_pool(), self.workers).start()
+        pool = self._get_pool()
+        if getattr(_running, "pool", None) is pool:  # compute() inside one of our tasks
+            self._track(run.future, options)
+            run_inline(run)
+            return run.future
+        _PoolRun(run, pool, self.workers).start()
         return self._track(run.future, options)
 
     def shutdown(self, wait: bool = True) -> None:
@@ -84,6 +95,7 @@ class _PoolRun:
         # each finished task here; a loop, so a 100,000-task chain is fine.
         run = self.run
         stack = batch[::-1]
+        _running.pool = self.pool
         try:
             while stack and not run.future.done():
                 i = stack.pop()
@@ -103,6 +115,8 @@ class _PoolRun:
             run.fail(exc)
         except BaseException as exc:  # noqa: BLE001 - never leave the caller waiting
             run.fail(exc)
+        finally:
+            _running.pool = None
 
     def spread(self, tasks: list[int], ready_at: float) -> None:
         """Give tasks to the pool in batches sized as LocalExecutor sizes them.

@@ -46,12 +46,11 @@ import sys
 import time
 from typing import Any
 
-import cloudpickle
-
 from ..errors import SerializationError
 from ..graph import gc_paused
 from ..plan import Plan
-from ..runner import FIXED_SIZES, INTERNAL_FILES, Failure, describe_failure, execute, nbytes
+from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, describe_failure,
+                      execute, nbytes, send_failure)
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..lifeline import exit_with_parent
@@ -91,7 +90,7 @@ class Held(dict):
 class RunData:
     """What a worker keeps for one run."""
 
-    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced")
+    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced", "scanned")
 
     def __init__(self, plan: Plan, store: SharedMemoryStore):
         self.plan = plan
@@ -101,6 +100,7 @@ class RunData:
         self.uses_left = [len(c) for c in plan.dependents]  # consumers not yet run here
         self.sizes: dict[int, int] = {}          # output bytes of results known here
         self.announced: set[int] = set()         # already reported in a boundary
+        self.scanned: dict[int, int] = {}        # wide fan-in -> leading inputs known here
 
 
 class Progress:
@@ -147,9 +147,11 @@ class Worker:
     def serve(self) -> None:
         while True:
             try:
-                msg = pickle.loads(self.conn.recv_bytes())
+                data = self.conn.recv_bytes()
             except (EOFError, OSError):
                 return
+            with gc_paused():  # a batch may name 100,000 stored inputs
+                msg = pickle.loads(data)
             if msg[0] == "batch":
                 self.batch(*msg[1:])
             elif not self.control(msg):
@@ -213,6 +215,7 @@ class Worker:
         sizes = data.sizes
         done = data.done
         uses_left = data.uses_left
+        scanned = data.scanned
         completed, stored, records, consumed = \
             progress.completed, progress.stored, progress.records, progress.consumed
         status, slot = self.status, self.slot
@@ -251,7 +254,7 @@ class Worker:
                         value, attempts = execute(plan, i, values, failed=1)
                 else:
                     value, attempts = execute(plan, i, values)
-            except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
+            except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
             # Let go of the inputs first: a task that returns its input
@@ -282,10 +285,17 @@ class Worker:
             kept = waiting = False
             for c in consumers:
                 if not done[c]:
-                    for d in deps_of[c]:
-                        if not has_value(d) and d not in refs:
-                            waiting = True  # needs a result made elsewhere
-                            break
+                    cdeps = deps_of[c]
+                    if len(cdeps) > 8:
+                        missing = _inputs_missing(c, cdeps, has_value, refs, scanned)
+                    else:
+                        missing = False
+                        for d in cdeps:
+                            if not has_value(d) and d not in refs:
+                                missing = True
+                                break
+                    if missing:
+                        waiting = True  # needs a result made elsewhere
                     else:
                         if kept:
                             # Fan-out: keep one branch, let the scheduler spread the rest.
@@ -356,17 +366,33 @@ class Worker:
             raise _TaskFailed(describe_failure(i, err, 1)) from None
 
 
+def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
+                    scanned: dict[int, int]) -> bool:
+    """Whether wide fan-in ``c`` still lacks an input here.
+
+    Inputs stay here until ``c`` has run, so the scan resumes where the
+    last one stopped (``scanned``): the checks after each of a 100,000-input
+    fan-in's inputs add up to linear time, not quadratic.
+    """
+    k = scanned.get(c, 0)
+    n = len(cdeps)
+    while k < n:
+        d = cdeps[k]
+        if not has_value(d) and d not in refs:
+            scanned[c] = k
+            return True
+        k += 1
+    return False
+
+
 class _TaskFailed(Exception):
     def __init__(self, failure: Failure):
         self.failure = failure
 
 
 def _pack_failure(failure: Failure) -> bytes:
-    try:
-        return cloudpickle.dumps(failure)
-    except Exception:  # noqa: BLE001 - the exception itself will not pickle
-        failure.exc = RuntimeError(f"{type(failure.exc).__name__}: {failure.exc}")
-        return cloudpickle.dumps(failure)
+    """The failure as bytes the scheduler can always load (see ``runner.SentFailure``)."""
+    return pickle.dumps(send_failure(failure), protocol=5)
 
 
 def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,

@@ -1,0 +1,24 @@
+"""The first code a worker process runs, before it serves any task.
+
+A worker's default executor is a SyncExecutor: a task that calls
+``compute()`` without an executor runs the inner graph in its own thread,
+instead of starting a whole pool of worker processes inside every worker
+(and waiting on it). This module is only ever run, never imported by the
+rest of the package, so choosing the default here adds no import cycle.
+"""
+
+from __future__ import annotations
+
+
+def inline_nested_compute() -> None:
+    """Make this process's default executor run graphs inline, in the calling thread."""
+    from ..api import set_default_executor
+    from .sync import SyncExecutor
+    set_default_executor(SyncExecutor())
+
+
+def boot(argv: list[str]) -> None:
+    """Entry point of a LocalExecutor worker: argv as ``worker.main_from_argv`` takes it."""
+    inline_nested_compute()
+    from .worker import main_from_argv
+    main_from_argv(argv)
