@@ -43,7 +43,7 @@ class InProcessRun:
         plan = self.plan
         start = time.time()
         try:
-            value, attempts = execute(plan, i, self.values)
+            value, attempts = self.call(i)
         except Exception as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             raise task_failure(plan.name(i), exc, failure.traceback) from exc
@@ -59,6 +59,10 @@ class InProcessRun:
         self.records.append((worker, (i, start, end, 0.0, 0.0, in_bytes, out_bytes,
                                       attempts, ready_at)))
         return value
+
+    def call(self, i: int) -> tuple[Any, int]:
+        """Run task ``i`` with its retries: (value, attempts). Subclasses guard the inputs."""
+        return execute(self.plan, i, self.values)
 
     def mean_task_s(self) -> float | None:
         return self.busy_s / self.ran if self.ran else None

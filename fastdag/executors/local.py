@@ -86,6 +86,7 @@ from ..store.base import StoredRef
 from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from .base import Executor, RunFuture, as_dag
+from .placement import Placement
 from .worker import SLOT
 
 
@@ -150,13 +151,19 @@ class LocalExecutor(Executor):
     graphs may keep between runs (see ``store.constants``), so that running
     a graph again on the same data does not copy the data again; None means
     a quarter of /dev/shm, 0 turns the cache off.
+
+    ``placement="auto"`` (what the default executor of ``fd.compute`` uses)
+    runs graphs of GIL-releasing functions on threads in this process and
+    the others on the workers, and runs graphs on threads while the workers
+    start (see ``placement.py``); ``"processes"`` sends every graph to them.
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
-                 metrics: Any = None, constant_cache: int | None = None):
+                 metrics: Any = None, constant_cache: int | None = None,
+                 placement: str = "processes"):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -183,6 +190,9 @@ class LocalExecutor(Executor):
         self._status_path = os.path.join(SHM_DIR, self.prefix + "-status")
         self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
         atexit.register(_shutdown_ref, weakref.ref(self))
+        if placement not in ("processes", "auto"):
+            raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
+        self.placement = Placement(self.workers, self.settings) if placement == "auto" else None
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers, "blas_threads": self.blas_threads,
@@ -197,6 +207,10 @@ class LocalExecutor(Executor):
         if self._closed:
             raise RuntimeError("this LocalExecutor has been shut down")
         dag, single = as_dag(dag_or_nodes)
+        if self.placement is not None:
+            self._ensure_started()  # workers boot in the background meanwhile
+            if self.placement.on_threads(dag):
+                return self._track(self.placement.run_on_threads(dag, single), options)
         plan = build_plan(dag)
         run_id = next(self._run_ids)
         with gc_paused():
@@ -238,6 +252,8 @@ class LocalExecutor(Executor):
                 return
             self._closed = True
             thread = self._thread
+        if self.placement is not None:
+            self.placement.shutdown(wait)
         if thread is None:
             self._cleanup_files()
             return
@@ -278,6 +294,8 @@ class LocalExecutor(Executor):
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(self.blas_threads)
+        if self.placement is not None:
+            env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement
         prefix = f"{self.prefix}-{wid}.{generation}"
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_BOOT, str(theirs.fileno()), str(wid),
@@ -368,6 +386,10 @@ class LocalExecutor(Executor):
 
     # -- messages from workers ----------------------------------------------
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
+        if msg[0] in ("up", "gil"):
+            if self.placement is not None:
+                self.placement.from_worker(h.wid, msg, self._runs)
+            return
         if msg[0] == "progress":
             run = self._runs.get(msg[1])
             if run is not None:

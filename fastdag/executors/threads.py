@@ -43,10 +43,18 @@ class ThreadExecutor(Executor):
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
-        run = InProcessRun(dag, single, self.name, self.settings())
+        return self._track(self.start(dag, single), options)
+
+    def start(self, dag: DAG, single: bool) -> RunFuture:
+        """Start running ``dag`` on the pool; its Future (not yet handed to metrics)."""
+        run = self.new_run(dag, single)
         run.future.tasks_total = len(run.plan)
         _PoolRun(run, self._get_pool(), self.workers).start()
-        return self._track(run.future, options)
+        return run.future
+
+    def new_run(self, dag: DAG, single: bool) -> InProcessRun:
+        """The run state of one submitted graph (a subclass may guard inputs or profile)."""
+        return InProcessRun(dag, single, self.name, self.settings())
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

@@ -48,6 +48,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import SerializationError
+from ..gil import MIN_TASK_S, GilSampler
 from ..graph import gc_paused
 from ..plan import Plan
 from ..runner import FIXED_SIZES, INTERNAL_FILES, Failure, describe_failure, execute, nbytes
@@ -58,6 +59,8 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
+# Measures GIL holding per task for the default executor's placement (see gil.py).
+SAMPLER = GilSampler() if os.environ.get("FASTDAG_GIL_SAMPLE") else None
 PROGRESS_INTERVAL = 0.5
 
 
@@ -103,13 +106,14 @@ class RunData:
 class Progress:
     """What a batch has done since its last report."""
 
-    __slots__ = ("completed", "stored", "records", "consumed")
+    __slots__ = ("completed", "stored", "records", "consumed", "gil")
 
     def __init__(self) -> None:
         self.completed: list[int] = []
         self.stored: dict[int, StoredRef] = {}
         self.records = array("d")  # metrics.RAW_FIELDS of each task, flat
         self.consumed: list[int] = []
+        self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
@@ -117,6 +121,7 @@ class Progress:
         self.stored.clear()
         del self.records[:]
         self.consumed.clear()
+        del self.gil[:]
 
 
 class Cancelled(Exception):
@@ -139,6 +144,7 @@ class Worker:
         self.conn.send_bytes(pickle.dumps(msg, protocol=5))
 
     def serve(self) -> None:
+        self.send(("up",))  # booted: the default executor stops running graphs on threads
         while True:
             try:
                 msg = pickle.loads(self.conn.recv_bytes())
@@ -183,6 +189,8 @@ class Worker:
         for d, ref in refs.items():
             data.sizes[d] = ref.nbytes
         progress = Progress()
+        if SAMPLER is not None:
+            SAMPLER.enter()
         try:
             # A batch allocates a few objects per task and makes no cycles of
             # its own; pausing the collector keeps big batches linear.
@@ -193,6 +201,9 @@ class Worker:
             self.send(("report", run, array("i"), [], [], progress.stored, [], [], True))
         except _TaskFailed as failed:
             self.send(("error", run, _pack_failure(failed.failure), progress.stored))
+        finally:
+            if SAMPLER is not None:
+                SAMPLER.exit()
 
     def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
         plan = data.plan
@@ -224,6 +235,7 @@ class Worker:
                     self.send(("progress", run, len(completed)))  # for progress bars only
                     last_progress = start
             values.fetch_s = 0.0
+            held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
                 attempts = 1
@@ -247,6 +259,8 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
+            if SAMPLER is not None and ran - start >= MIN_TASK_S:
+                progress.gil.extend((i, ran - start, SAMPLER.held - held))
             # Let go of the inputs first: a task that returns its input
             # (modified in place) then holds the only reference to it.
             in_bytes = 0
@@ -326,6 +340,8 @@ class Worker:
             if pending:
                 boundary.append(i)
         announced.update(boundary)
+        if progress.gil:
+            self.send(("gil", run, progress.gil))  # before the report that may end the run
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
                    progress.stored, list(claimed), progress.records, final))
         progress.clear()
