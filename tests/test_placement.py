@@ -181,6 +181,10 @@ def test_the_sampler_tells_python_loops_from_gil_free_waits():
     assert fractions["python"] > 0.3 > fractions["sleep"], fractions
 
 
+def _tiny(x: int) -> int:
+    return x + 1
+
+
 def _segments(prefix: str) -> list[str]:
     return [f for f in os.listdir(SHM_DIR) if f.startswith(prefix)]
 
@@ -196,6 +200,9 @@ def test_auto_executor_learns_from_workers_and_leaves_nothing_behind():
         stats = ex.placement.profile.get(_python_loop)
         assert stats is not None and stats.runs >= 1 and stats.sampled_s > 0
         assert not ex.placement.on_threads(loop(0.05).dag)
+        assert ex.placement.profile.get(_tiny) is None
+        assert ex.compute(fd.task(_tiny)(1)) == 2  # too short to sample: learned from records
+        assert ex.placement.profile.get(_tiny).runs == 1
         a = np.zeros(100_000)
         assert (ex.compute(fd.task(ident.func, gil=False)(a)) == 0).all()
         assert fd.last_run().run.settings["placement"] == "threads"

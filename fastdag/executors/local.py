@@ -484,6 +484,8 @@ class LocalExecutor(Executor):
                           bytes_moved=run.bytes_stored),
             _raw=run.records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
         self._close_run(run, None)
+        if self.placement is not None:
+            self.placement.learn_run(plan, run.records)
         run.future.finish(outputs)
 
     def _close_run(self, run: RunState, error: BaseException | None) -> None:

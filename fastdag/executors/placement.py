@@ -39,6 +39,7 @@ from typing import Any
 
 from ..graph import DAG
 from ..gil import GilProfile
+from ..metrics import RAW_WIDTH
 from .base import RunFuture
 from .guarded import GuardedThreads
 
@@ -93,6 +94,22 @@ class Placement:
         tasks, samples = run.plan.tasks, msg[2]
         for k in range(0, len(samples), 3):
             self.profile.record(tasks[int(samples[k])].func, samples[k + 1], samples[k + 2])
+
+    def learn_run(self, plan: Any, records: list[tuple[str, Any]]) -> None:
+        """Run times of functions no worker sampled (tiny tasks), from a finished run's records.
+
+        Only functions the profile does not know yet are read, so a graph
+        run again costs one pass over its distinct tasks.
+        """
+        unknown = {t for t in set(plan.tasks) if self.profile.get(t.func) is None}
+        if not unknown:
+            return
+        tasks = plan.tasks
+        for _worker, block in records:
+            for k in range(0, len(block), RAW_WIDTH):
+                task = tasks[int(block[k])]
+                if task in unknown:
+                    self.profile.record(task.func, block[k + 2] - block[k + 1], None)
 
     def shutdown(self, wait: bool = True) -> None:
         self.threads.shutdown(wait=wait)
