@@ -109,8 +109,12 @@ class FunctionStats:
 
     @property
     def held_fraction(self) -> float | None:
-        """Share of its run time the function held the GIL; None until measured enough."""
-        if self.sampled_s < MIN_SAMPLED_S:
+        """Share of its run time the function held the GIL; None until measured enough.
+
+        None too for a function whose runs are typically too short to sample:
+        the few that were long enough were preempted, not representative.
+        """
+        if self.sampled_s < MIN_SAMPLED_S or self.mean_s < MIN_TASK_S:
             return None
         return min(1.0, self.held_s / self.sampled_s)
 
