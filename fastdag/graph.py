@@ -156,7 +156,17 @@ def task(func: Callable | None = None, *, name: str | None = None, retries: int 
     options = (name, retries, nout, tuple(requires), gil)
     if func is None:
         return lambda f: _cached_task(f, options)
+    if options == _DEFAULTS:
+        # The common fd.task(f) at every call: one dict lookup by identity.
+        ref = _plain_tasks.get(id(func))
+        found = ref() if ref is not None else None
+        if found is not None and found.func is func:
+            return found
     return _cached_task(func, options)
+
+
+_DEFAULTS = (None, 0, None, (), None)
+_plain_tasks: dict[int, weakref.ref] = {}  # id(func) -> its Task with default options
 
 
 _task_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -181,7 +191,14 @@ def _cached_task(func: Callable, options: tuple) -> Task:
         found = _task_cache.get(key)
         if found is None:
             found = _task_cache[key] = Task(func, *options)
+        if options == _DEFAULTS and found.func is func:
+            _plain_tasks[id(func)] = weakref.ref(found, functools.partial(_forget, id(func)))
         return found
+
+
+def _forget(func_id: int, ref: weakref.ref) -> None:
+    if _plain_tasks.get(func_id) is ref:
+        del _plain_tasks[func_id]
 
 
 def _behaviour_key(func: Callable) -> tuple:
