@@ -64,13 +64,14 @@ class Task:
         self.retries = retries
         self.nout = nout
         self.requires = tuple(requires)
-        self._arity = _positional_arity(func)
+        self._arity = _positional_arity(func)  # (fewest, most) positional args, or None
         self._signature: inspect.Signature | None = None
         functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
         # Fail at call time, as the plain function would, on a wrong arity.
-        if kwargs or self._arity is None or len(args) != self._arity:
+        arity = self._arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
             self._check_call(args, kwargs)
         return Node(self, args, kwargs)
 
@@ -80,6 +81,8 @@ class Task:
                 self._signature = inspect.signature(self.func)
             except (TypeError, ValueError):  # builtins without a signature
                 return
+            if self._arity is None:  # builtins: their signature says it once
+                self._arity = _signature_arity(self._signature)
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -129,20 +132,34 @@ def _rebuild_task(func, name, retries, nout, requires, gil=None) -> Task:
     return Task(func, name=name, retries=retries, nout=nout, requires=requires, gil=gil)
 
 
-def _positional_arity(func: Callable) -> int | None:
-    """The exact positional count a plain function accepts, or None if not simple.
+def _positional_arity(func: Callable) -> tuple[int, float] | None:
+    """How many positional arguments (fewest, most) a call without keywords may pass, or None.
 
-    Lets ``Task.__call__`` validate the common call with one integer compare
+    Lets ``Task.__call__`` validate the common call with two integer compares
     instead of ``Signature.bind`` (microseconds that add up in big graphs).
     """
     code = getattr(func, "__code__", None)
     if code is None or inspect.ismethod(func):
         return None
-    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
-        return None
-    if getattr(func, "__defaults__", None):
-        return None
-    return code.co_argcount
+    if code.co_kwonlyargcount and len(getattr(func, "__kwdefaults__", None) or ()) \
+            < code.co_kwonlyargcount:
+        return None  # a required keyword-only argument: every call needs a check
+    most = float("inf") if code.co_flags & inspect.CO_VARARGS else code.co_argcount
+    return code.co_argcount - len(getattr(func, "__defaults__", None) or ()), most
+
+
+def _signature_arity(signature: inspect.Signature) -> tuple[int, float] | None:
+    """``_positional_arity`` from a signature (builtins), or None if keywords are required."""
+    fewest, most = 0, 0.0
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            most = float("inf")
+        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            fewest += p.default is p.empty
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return fewest, most
 
 
 def task(func: Callable | None = None, *, name: str | None = None, retries: int = 0,

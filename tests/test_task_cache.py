@@ -68,3 +68,24 @@ def test_per_call_wrapping_plans_and_pickles_like_one_wrapper():
     wrapped_once = build_plan(tree(once).dag)
     assert len({id(t) for t in per_call.tasks}) == 1
     assert len(pickle.dumps(per_call)) == len(pickle.dumps(wrapped_once))
+
+
+def _with_defaults(a, b=1, *rest):
+    return a + b + sum(rest)
+
+
+def _keyword_only(a, *, k):
+    return a + k
+
+
+def test_wrong_calls_still_fail_at_call_time_after_the_arity_is_known():
+    keep = [fd.task(f) for f in (operator.add, sum, _with_defaults, _keyword_only)]
+    for _ in range(2):  # the second round takes the cached arity
+        keep[0](1, 2), keep[1]([1]), keep[2](1), keep[2](1, 2, 3), keep[3](1, k=2)
+        for task, args in ((keep[0], (1,)), (keep[1], (1, 2, 3)), (keep[2], ()), (keep[3], (1,))):
+            try:
+                task(*args)
+            except TypeError as exc:
+                assert task.name in str(exc)
+            else:
+                raise AssertionError(f"{task.name}{args} did not raise")
