@@ -30,13 +30,12 @@ from typing import Any
 
 import pytest
 
-import fastdag as fd
+
 
 import user_code
 
 pytest.importorskip("pandas")
 
-ENGINES = ("fastdag-local", "serial", "dask-sync", "dask-threads", "dask-processes")
 ROUNDS = {"numpy": 7, "pandas": 5, "pillow": 5, "json": 5, "bytes_str": 5, "tree_add": 7,
           "tree_once": 7, "tree_builtin": 7, "tree_sum": 7, "tree_lambda": 7}
 _inputs: dict[str, Any] = {}
@@ -49,25 +48,15 @@ def _input(name: str) -> Any:
     return _inputs[name]
 
 
-def _runner(engine: str, workload: user_code.UserWorkload, data: Any):
-    if engine == "serial":
-        return lambda: workload.graph(user_code.direct, data)
-    if engine == "fastdag-local":
-        return lambda: fd.compute(workload.graph(fd.task, data))[0]
-    import dask
-    scheduler = engine.removeprefix("dask-")
-    return lambda: dask.compute(workload.graph(dask.delayed, data), scheduler=scheduler)[0]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", user_code.ENGINES)
 @pytest.mark.parametrize("name", list(user_code.WORKLOADS))
 def test_user_code(benchmark: Any, name: str, engine: str) -> None:
     workload = user_code.WORKLOADS[name]
     data = _input(name)
     if name not in _expected:
         _expected[name] = workload.graph(user_code.direct, data)
-    run = _runner(engine, workload, data)
+    run = user_code.runner(engine, workload, data)
     benchmark.group = f"user-{name}"
     benchmark.extra_info.update(engine=engine, workload=f"user-{name}")
     result = benchmark.pedantic(run, rounds=ROUNDS[name], warmup_rounds=1)
@@ -77,7 +66,6 @@ def test_user_code(benchmark: Any, name: str, engine: str) -> None:
 FIRST_COMPUTE = """
 import json, sys, time
 t0 = time.perf_counter()
-import fastdag as fd
 import user_code
 w = user_code.WORKLOADS[sys.argv[1]]
 data = w.make_input()

@@ -22,6 +22,25 @@ from typing import Any
 import numpy as np
 
 
+ENGINES = ("fastdag-local", "serial", "dask-sync", "dask-threads", "dask-processes")
+
+
+def runner(engine: str, workload: UserWorkload, data: Any) -> Callable[[], Any]:
+    """A no-argument function that builds the workload's graph and computes it on ``engine``.
+
+    ``fastdag-local`` is ``fd.compute(node)`` on the default executor, what a
+    user's script does; ``serial`` runs the same code eagerly.
+    """
+    if engine == "serial":
+        return lambda: workload.graph(direct, data)
+    if engine == "fastdag-local":
+        import fastdag as fd
+        return lambda: fd.compute(workload.graph(fd.task, data))[0]
+    import dask
+    scheduler = engine.removeprefix("dask-")
+    return lambda: dask.compute(workload.graph(dask.delayed, data), scheduler=scheduler)[0]
+
+
 def direct(func: Callable) -> Callable:
     """The serial "delayed": the function itself, so the graph code runs eagerly."""
     return func

@@ -40,6 +40,7 @@ from typing import Any
 from ..graph import DAG
 from ..gil import GilProfile
 from ..metrics import RAW_WIDTH
+from ..plan import Plan
 from .base import RunFuture
 from .guarded import GuardedThreads
 
@@ -95,7 +96,7 @@ class Placement:
         for k in range(0, len(samples), 3):
             self.profile.record(tasks[int(samples[k])].func, samples[k + 1], samples[k + 2])
 
-    def learn_run(self, plan: Any, records: list[tuple[str, Any]]) -> None:
+    def learn_run(self, plan: Plan, records: list[tuple[str, Any]]) -> None:
         """Run times of functions no worker sampled (tiny tasks), from a finished run's records.
 
         Only functions the profile does not know yet are read, so a graph
