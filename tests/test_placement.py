@@ -209,3 +209,13 @@ def test_auto_executor_learns_from_workers_and_leaves_nothing_behind():
         assert fd.last_run().run.settings["placement"] == "threads"
         prefix = ex.prefix
     assert _segments(prefix) == []
+
+
+def test_a_failing_task_on_threads_names_the_task_and_stops_sampling(threads):
+    def boom(x):
+        raise ValueError("no")
+
+    with pytest.raises(fd.TaskError, match="boom") as info:
+        threads.compute(fd.task(boom)(np.zeros(3)))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert threads.sampler._users == 0 and not threads.sampler._active.is_set()
