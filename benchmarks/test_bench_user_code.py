@@ -30,8 +30,6 @@ from typing import Any
 
 import pytest
 
-
-
 import user_code
 
 pytest.importorskip("pandas")
@@ -66,6 +64,7 @@ def test_user_code(benchmark: Any, name: str, engine: str) -> None:
 FIRST_COMPUTE = """
 import json, sys, time
 t0 = time.perf_counter()
+import fastdag as fd
 import user_code
 w = user_code.WORKLOADS[sys.argv[1]]
 data = w.make_input()
