@@ -15,12 +15,16 @@ _default_lock = threading.Lock()
 
 
 def get_default_executor() -> Executor:
-    """The process-wide executor, a LocalExecutor created on first use."""
+    """The process-wide executor, a LocalExecutor created on first use.
+
+    Its placement is "auto": GIL-releasing graphs run on threads here, the
+    others on its worker processes (see ``executors/placement.py``).
+    """
     global _default
     with _default_lock:
         if _default is None:
             from .executors.local import LocalExecutor
-            _default = LocalExecutor()
+            _default = LocalExecutor(placement="auto")
         return _default
 
 

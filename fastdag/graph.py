@@ -26,6 +26,7 @@ import operator
 import shutil
 import subprocess
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -41,28 +42,36 @@ class Task:
     declares how many items the result has, so ``a, b = f(x)`` can unpack
     it into separate Nodes. ``requires`` lists what a worker must provide
     (pip requirement strings), checked before the task runs remotely.
+    ``gil`` tells the default executor whether the function holds the GIL
+    (True: keep it on worker processes; False: it releases the GIL, threads
+    may run it; None: measure it, see ``executors/placement.py``).
     """
 
     def __init__(self, func: Callable, name: str | None = None, retries: int = 0,
-                 nout: int | None = None, requires: Sequence[str] = ()):
+                 nout: int | None = None, requires: Sequence[str] = (),
+                 gil: bool | None = None):
         if not callable(func):
             raise TypeError(f"fd.task needs a callable, got {type(func).__name__}")
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative int, got {retries!r}")
         if nout is not None and (not isinstance(nout, int) or nout < 0):
             raise ValueError(f"nout must be a non-negative int or None, got {nout!r}")
+        if gil not in (None, True, False):
+            raise ValueError(f"gil must be True, False or None, got {gil!r}")
         self.func = func
+        self.gil = gil
         self.name = name or getattr(func, "__name__", type(func).__name__)
         self.retries = retries
         self.nout = nout
         self.requires = tuple(requires)
-        self._arity = _positional_arity(func)
+        self._arity = _positional_arity(func)  # (fewest, most) positional args, or None
         self._signature: inspect.Signature | None = None
         functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
         # Fail at call time, as the plain function would, on a wrong arity.
-        if kwargs or self._arity is None or len(args) != self._arity:
+        arity = self._arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
             self._check_call(args, kwargs)
         return Node(self, args, kwargs)
 
@@ -72,6 +81,8 @@ class Task:
                 self._signature = inspect.signature(self.func)
             except (TypeError, ValueError):  # builtins without a signature
                 return
+            if self._arity is None:  # builtins: their signature says it once
+                self._arity = _signature_arity(self._signature)
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -106,7 +117,8 @@ class Task:
     def __reduce__(self):
         if self._pickle_by() == "task":
             return (_lookup, (self.func.__module__, self.func.__qualname__))
-        return (_rebuild_task, (self.func, self.name, self.retries, self.nout, self.requires))
+        return (_rebuild_task, (self.func, self.name, self.retries, self.nout, self.requires,
+                                self.gil))
 
 
 def _lookup(module: str, qualname: str) -> Any:
@@ -116,32 +128,105 @@ def _lookup(module: str, qualname: str) -> Any:
     return obj
 
 
-def _rebuild_task(func, name, retries, nout, requires) -> Task:
-    return Task(func, name=name, retries=retries, nout=nout, requires=requires)
+def _rebuild_task(func, name, retries, nout, requires, gil=None) -> Task:
+    return Task(func, name=name, retries=retries, nout=nout, requires=requires, gil=gil)
 
 
-def _positional_arity(func: Callable) -> int | None:
-    """The exact positional count a plain function accepts, or None if not simple.
+def _positional_arity(func: Callable) -> tuple[int, float] | None:
+    """How many positional arguments (fewest, most) a call without keywords may pass, or None.
 
-    Lets ``Task.__call__`` validate the common call with one integer compare
+    Lets ``Task.__call__`` validate the common call with two integer compares
     instead of ``Signature.bind`` (microseconds that add up in big graphs).
     """
     code = getattr(func, "__code__", None)
     if code is None or inspect.ismethod(func):
         return None
-    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
-        return None
-    if getattr(func, "__defaults__", None):
-        return None
-    return code.co_argcount
+    if code.co_kwonlyargcount and len(getattr(func, "__kwdefaults__", None) or ()) \
+            < code.co_kwonlyargcount:
+        return None  # a required keyword-only argument: every call needs a check
+    most = float("inf") if code.co_flags & inspect.CO_VARARGS else code.co_argcount
+    return code.co_argcount - len(getattr(func, "__defaults__", None) or ()), most
+
+
+def _signature_arity(signature: inspect.Signature) -> tuple[int, float] | None:
+    """``_positional_arity`` from a signature (builtins), or None if keywords are required."""
+    fewest, most = 0, 0.0
+    for p in signature.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            most = float("inf")
+        elif p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            most += 1
+            fewest += p.default is p.empty
+        elif p.kind is p.KEYWORD_ONLY and p.default is p.empty:
+            return None
+    return fewest, most
 
 
 def task(func: Callable | None = None, *, name: str | None = None, retries: int = 0,
-         nout: int | None = None, requires: Sequence[str] = ()) -> Any:
-    """Make ``func`` lazy: ``@fd.task`` or ``@fd.task(name=..., retries=..., nout=...)``."""
+         nout: int | None = None, requires: Sequence[str] = (), gil: bool | None = None) -> Any:
+    """Make ``func`` lazy: ``@fd.task`` or ``@fd.task(name=..., retries=..., nout=..., gil=...)``.
+
+    Wrapping the same function again with the same options returns the same
+    Task (see ``_cached_task``), so ``fd.task(f)(x)`` written at every call,
+    the ``dask.delayed(f)(x)`` idiom, plans and ships like one wrapper.
+    """
+    options = (name, retries, nout, tuple(requires), gil)
     if func is None:
-        return lambda f: Task(f, name=name, retries=retries, nout=nout, requires=requires)
-    return Task(func, name=name, retries=retries, nout=nout, requires=requires)
+        return lambda f: _cached_task(f, options)
+    if options == _DEFAULTS:
+        # The common fd.task(f) at every call: one dict lookup by identity.
+        ref = _plain_tasks.get(id(func))
+        found = ref() if ref is not None else None
+        if found is not None and found.func is func:
+            return found
+    return _cached_task(func, options)
+
+
+_DEFAULTS = (None, 0, None, (), None)
+_plain_tasks: dict[int, weakref.ref] = {}  # id(func) -> its Task with default options
+
+
+_task_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_task_cache_lock = threading.Lock()
+
+
+def _cached_task(func: Callable, options: tuple) -> Task:
+    """The Task for ``func`` and these options: the one made before if it is still alive.
+
+    Weak values: a Task no one holds is dropped with its function. Plain
+    functions without closure or attributes are keyed by their code, globals
+    and defaults, so a lambda written at each call (a new function object
+    every time, same behaviour) maps to one Task too; other callables by
+    identity (a live Task keeps its function, so the id is not reused).
+    """
+    try:
+        key = (_behaviour_key(func), options)
+        hash(key)
+    except TypeError:  # unhashable defaults or options: no caching
+        return Task(func, *options)
+    with _task_cache_lock:
+        found = _task_cache.get(key)
+        if found is None:
+            found = _task_cache[key] = Task(func, *options)
+        if options == _DEFAULTS and found.func is func:
+            _plain_tasks[id(func)] = weakref.ref(found, functools.partial(_forget, id(func)))
+        return found
+
+
+def _forget(func_id: int, ref: weakref.ref) -> None:
+    if _plain_tasks.get(func_id) is ref:
+        del _plain_tasks[func_id]
+
+
+def _behaviour_key(func: Callable) -> tuple:
+    code = getattr(func, "__code__", None)
+    if (type(func) is _FUNCTION and func.__closure__ is None and not func.__dict__
+            and not func.__kwdefaults__):
+        return (code, id(func.__globals__), func.__defaults__, func.__qualname__)
+    return ("id", id(func))
+
+
+_FUNCTION = type(_positional_arity)
 
 
 def _getitem(obj: Any, key: Any) -> Any:

@@ -57,8 +57,48 @@ def dumps(obj: Any, array_reducer: Callable[[Any], tuple | None] | None = None) 
     out = io.BytesIO()
     pickler = _Pickler(out, protocol=5, buffer_callback=keep)
     pickler.array_reducer = array_reducer
-    pickler.dump(obj)
+    pickler.dump(_large_text_out_of_band(obj))
     return Payload(out.getvalue(), buffers, PICKLE)
+
+
+class _OutOfBand:
+    """A large bytes, bytearray or str pickled as one out-of-band buffer.
+
+    pickle writes these three types itself, in-band, without asking
+    ``reducer_override``; wrapping the value (at the top level, or as an
+    item of a top-level list, tuple or dict) sends its bytes through shared
+    memory instead of the control message. Reading makes the one copy the
+    type needs (a bytes object owns its memory).
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes | bytearray | str):
+        self.value = value
+
+    def __reduce__(self):
+        value = self.value
+        if type(value) is str:
+            return (_decode, (pickle.PickleBuffer(value.encode("utf-8", "surrogatepass")),))
+        return (type(value), (pickle.PickleBuffer(value),))
+
+
+def _decode(buffer: Any) -> str:
+    return str(buffer, "utf-8", "surrogatepass")
+
+
+_TEXT = (bytes, bytearray, str)
+
+
+def _large_text_out_of_band(obj: Any) -> Any:
+    cls = type(obj)
+    if cls in _TEXT:
+        return _OutOfBand(obj) if len(obj) >= OUT_OF_BAND_MIN else obj
+    if cls in (list, tuple) and any(type(v) in _TEXT and len(v) >= OUT_OF_BAND_MIN for v in obj):
+        return cls(_large_text_out_of_band(v) if type(v) in _TEXT else v for v in obj)
+    if cls is dict and any(type(v) in _TEXT and len(v) >= OUT_OF_BAND_MIN for v in obj.values()):
+        return {k: _large_text_out_of_band(v) if type(v) in _TEXT else v for k, v in obj.items()}
+    return obj
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -86,10 +126,38 @@ class _Pickler(cloudpickle.Pickler):
                     and not obj.dtype.hasobject:
                 import numpy as np
                 return np.ascontiguousarray(obj).__reduce_ex__(5)
+        elif type(obj) is memoryview and obj.c_contiguous and obj.nbytes >= OUT_OF_BAND_MIN:
+            return (_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
+        elif type(obj).__module__.startswith("PIL.") and _pil_shareable(obj):
+            # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
+            pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
+            return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
         return super().reducer_override(obj)
 
 
 OUT_OF_BAND_MIN = 64 * 1024
+# Pillow modes that need no palette; frombuffer() maps most of them without a copy
+# (RGB is stored with 4 bytes a pixel, so reading it decodes once).
+_PIL_MODES = frozenset({"L", "RGB", "RGBA", "RGBX", "CMYK", "I", "F", "LA", "La", "RGBa", "I;16"})
+
+
+def _pil_shareable(image: Any) -> bool:
+    from PIL import Image
+    return isinstance(image, Image.Image) and image.mode in _PIL_MODES and \
+        image.width * image.height >= OUT_OF_BAND_MIN // 4
+
+
+def _pil_image(mode: str, size: tuple[int, int], info: dict, buffer: Any) -> Any:
+    """A PIL image on the given pixels, without copying them (the mapping is private)."""
+    from PIL import Image
+    image = Image.frombuffer(mode, size, buffer, "raw", mode, 0, 1)
+    image.readonly = 0  # the buffer is writeable: a private copy-on-write mapping
+    image.info.update(info)
+    return image
+
+
+def _memoryview(buffer: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
+    return memoryview(buffer).cast("B").cast(fmt, shape)
 
 
 def _reduce_memoryview(view: memoryview) -> tuple | None:

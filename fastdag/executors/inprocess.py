@@ -52,7 +52,7 @@ class InProcessRun:
         if bus is not None:
             bus.emit(ev.TaskStarted(self.future.run_id, start, i, _worker_name()))
         try:
-            value, attempts = execute(plan, i, self.values)
+            value, attempts = self.call(i)
         except TASK_EXCEPTIONS as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             error = task_failure(plan.name(i), exc, failure.traceback)
@@ -73,6 +73,10 @@ class InProcessRun:
         if bus is not None:
             ev.task_ended(bus, self.future.run_id, worker, record)
         return value
+
+    def call(self, i: int) -> tuple[Any, int]:
+        """Run task ``i`` with its retries: (value, attempts). Subclasses guard the inputs."""
+        return execute(self.plan, i, self.values)
 
     def mean_task_s(self) -> float | None:
         return self.busy_s / self.ran if self.ran else None

@@ -99,6 +99,7 @@ from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from . import sigterm
 from .base import Executor, RunFuture, as_dag
+from .placement import Placement
 from .worker import SLOT
 
 
@@ -167,6 +168,11 @@ class LocalExecutor(Executor):
 
     ``dashboard``: True (any free port), a port or "host:port" serves the
     live web dashboard while the executor lives (``dashboard_url``).
+
+    ``placement="auto"`` (what the default executor of ``fd.compute`` uses)
+    runs graphs of GIL-releasing functions on threads in this process and
+    the others on the workers, and runs graphs on threads while the workers
+    start (see ``placement.py``); ``"processes"`` sends every graph to them.
     """
 
     name = "local"
@@ -174,7 +180,7 @@ class LocalExecutor(Executor):
     def __init__(self, workers: int | None = None, blas_threads: int | None = None,
                  inline_threshold: int = INLINE_THRESHOLD, cancel_grace: float = 1.0,
                  metrics: Any = None, constant_cache: int | None = None,
-                 dashboard: bool | int | str = False):
+                 dashboard: bool | int | str = False, placement: str = "processes"):
         cores = os.cpu_count() or 1
         self.workers = workers or cores
         if self.workers < 1:
@@ -205,6 +211,10 @@ class LocalExecutor(Executor):
         sigterm.watch(self)
         self._feed = ev.RecordFeed(self.event_bus)
         self._serve_dashboard(dashboard)
+        if placement not in ("processes", "auto"):
+            raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
+        self.placement = (Placement(self.workers, self.settings, self.event_bus)
+                          if placement == "auto" else None)
 
     def __reduce__(self):
         raise TypeError(
@@ -224,6 +234,11 @@ class LocalExecutor(Executor):
         if self._closed:
             raise RuntimeError("this LocalExecutor has been shut down")
         dag, single = as_dag(dag_or_nodes)
+        if self.placement is not None:
+            self._ensure_started()  # workers boot in the background meanwhile
+            if self.placement.on_threads(dag):
+                return self._track(self.placement.run_on_threads(dag, single,
+                                                                 options.get("name", "")), options)
         return self.submit_plan(build_plan(dag), single, **options)
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
@@ -279,6 +294,8 @@ class LocalExecutor(Executor):
             self._closed = True
             thread = self._thread
         self._stop_dashboard()
+        if self.placement is not None:
+            self.placement.shutdown(wait)
         if thread is None:
             self._cleanup_files()
             return
@@ -372,6 +389,8 @@ class LocalExecutor(Executor):
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(self.blas_threads)
+        if self.placement is not None:
+            env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement
         prefix = f"{self.prefix}-{wid}.{generation}"
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_BOOT, str(theirs.fileno()), str(wid),
@@ -505,6 +524,10 @@ class LocalExecutor(Executor):
                 item[1].future.fail(err)
 
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
+        if msg[0] in ("up", "gil"):
+            if self.placement is not None:
+                self.placement.from_worker(h.wid, msg, self._runs)
+            return
         if msg[0] == "progress":
             run = self._runs.get(msg[1])
             if run is not None:
@@ -612,6 +635,8 @@ class LocalExecutor(Executor):
                           bytes_moved=run.bytes_stored),
             _raw=run.records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
         self._close_run(run, None)
+        if self.placement is not None:
+            self.placement.learn_run(plan, run.records)
         run.future.finish(outputs)
 
     def _close_run(self, run: RunState, error: BaseException | None) -> None:

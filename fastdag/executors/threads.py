@@ -53,16 +53,27 @@ class ThreadExecutor(Executor):
 
     def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
-        run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
-                           options.get("name", ""))
+        return self._track(self.start(plan, single, options.get("name", "")), options)
+
+    def start(self, plan: Plan | DAG, single: bool, name: str = "") -> RunFuture:
+        """Start running on the pool; its Future (not yet handed to metrics).
+
+        Called from one of the pool's own tasks (a nested ``compute()``), the
+        graph runs inline in that thread: waiting for the pool there could
+        wait for the very thread that is waiting.
+        """
+        run = self.new_run(plan, single, name)
         run.future.tasks_total = len(run.plan)
         pool = self._get_pool()
-        if getattr(_running, "pool", None) is pool:  # compute() inside one of our tasks
-            self._track(run.future, options)
+        if getattr(_running, "pool", None) is pool:
             run_inline(run)
-            return run.future
-        _PoolRun(run, pool, self.workers).start()
-        return self._track(run.future, options)
+        else:
+            _PoolRun(run, pool, self.workers).start()
+        return run.future
+
+    def new_run(self, plan: Plan | DAG, single: bool, name: str = "") -> InProcessRun:
+        """The run state of one submitted graph (a subclass may guard inputs or profile)."""
+        return InProcessRun(plan, single, self.name, self.settings(), self.event_bus, name)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:

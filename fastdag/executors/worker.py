@@ -47,6 +47,7 @@ import time
 from typing import Any
 
 from ..errors import SerializationError
+from ..gil import MIN_TASK_S, GilSampler
 from ..graph import gc_paused
 from ..plan import Plan
 from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, describe_failure,
@@ -60,6 +61,8 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
+# Measures GIL holding per task for the default executor's placement (see gil.py).
+SAMPLER = GilSampler() if os.environ.get("FASTDAG_GIL_SAMPLE") else None
 PROGRESS_INTERVAL = 0.1  # live views (fastdag.events) see a batch at least this often
 
 
@@ -106,7 +109,7 @@ class RunData:
 class Progress:
     """What a batch has done since its last report."""
 
-    __slots__ = ("completed", "stored", "records", "consumed", "sent")
+    __slots__ = ("completed", "stored", "records", "consumed", "sent", "gil")
 
     def __init__(self) -> None:
         self.completed: list[int] = []
@@ -114,6 +117,7 @@ class Progress:
         self.records = array("d")  # metrics.RAW_FIELDS of each task, flat
         self.consumed: list[int] = []
         self.sent = 0  # numbers of ``records`` already sent in progress messages
+        self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
@@ -122,6 +126,7 @@ class Progress:
         del self.records[:]
         self.consumed.clear()
         self.sent = 0
+        del self.gil[:]
 
 
 class Cancelled(Exception):
@@ -145,6 +150,7 @@ class Worker:
         self.conn.send_bytes(pickle.dumps(msg, protocol=5))
 
     def serve(self) -> None:
+        self.send(("up",))  # booted: the default executor stops running graphs on threads
         while True:
             try:
                 data = self.conn.recv_bytes()
@@ -191,6 +197,8 @@ class Worker:
         for d, ref in refs.items():
             data.sizes[d] = ref.nbytes
         progress = Progress()
+        if SAMPLER is not None:
+            SAMPLER.enter()
         try:
             # A batch allocates a few objects per task and makes no cycles of
             # its own; pausing the collector keeps big batches linear.
@@ -201,6 +209,9 @@ class Worker:
             self.send(("report", run, array("i"), [], [], progress.stored, [], [], True))
         except _TaskFailed as failed:
             self.send(("error", run, _pack_failure(failed.failure), progress.stored))
+        finally:
+            if SAMPLER is not None:
+                SAMPLER.exit()
 
     def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
         plan = data.plan
@@ -234,6 +245,7 @@ class Worker:
                     progress.sent = len(records)
                     last_progress = start
             values.fetch_s = 0.0
+            held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
                 attempts = 1
@@ -257,6 +269,8 @@ class Worker:
             except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
+            if SAMPLER is not None and ran - start >= MIN_TASK_S:
+                progress.gil.extend((i, ran - start, SAMPLER.held - held))
             # Let go of the inputs first: a task that returns its input
             # (modified in place) then holds the only reference to it.
             in_bytes = 0
@@ -343,6 +357,8 @@ class Worker:
             if pending:
                 boundary.append(i)
         announced.update(boundary)
+        if progress.gil:
+            self.send(("gil", run, progress.gil))  # before the report that may end the run
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
                    progress.stored, list(claimed), progress.records, final))
         progress.clear()

@@ -1,0 +1,124 @@
+"""Threads for the default executor: copy-on-write inputs and GIL profiling around each task.
+
+``GuardedRun`` is an ``InProcessRun`` whose tasks see guarded inputs
+(``guard.guarded``: read-only views, lazy copies) wherever another task or
+the caller may see the same value, re-runs a task on private copies if it
+wrote into one, hands the caller writeable results, and measures each task's
+wall and GIL-held time for the placement profile. ``GuardedThreads`` is the
+``ThreadExecutor`` that makes such runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..events import EventBus
+from ..graph import DAG
+from ..gil import GilProfile, GilSampler, function_key
+from ..guard import guarded, private, writeable, wrote_read_only
+from ..runner import execute
+from .inprocess import InProcessRun
+from .threads import ThreadExecutor
+
+
+class _Inputs:
+    """The run's values as a task reads them: guarded where others share them."""
+
+    __slots__ = ("values", "shared", "leaf")
+
+    def __init__(self, values: list, shared: bytearray, leaf: Callable[[Any], Any]):
+        self.values, self.shared, self.leaf = values, shared, leaf
+
+    def __getitem__(self, d: int) -> Any:
+        value = self.values[d]
+        return self.leaf(value) if self.shared[d] else value
+
+
+class GuardedRun(InProcessRun):
+    """One graph on threads of this process with the copy-on-write guarantee of worker processes."""
+
+    def __init__(self, dag: DAG, single: bool, executor: str, settings: dict,
+                 profile: GilProfile, sampler: GilSampler, writers: set,
+                 events: EventBus | None = None, name: str = ""):
+        super().__init__(dag, single, executor, settings, events, name)
+        plan = self.plan
+        # A value seen by more than one party (consumers, the caller) is guarded.
+        self.shared = bytearray(n > 1 for n in self.uses_left)
+        self.captured = (list(plan.args), list(plan.kwargs))  # as the user passed them
+        for i, simple in enumerate(plan.simple):
+            if not simple:
+                plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
+                plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
+        self.inputs = _Inputs(self.values, self.shared, guarded)
+        self.profile, self.sampler, self.writers = profile, sampler, writers
+        self.sampling = threading.Lock()  # held while this run keeps the sampler on
+        self.sampling.acquire()
+        self.sampler.enter()
+
+    def call(self, i: int) -> tuple[Any, int]:
+        func = self.plan.tasks[i].func
+        held, start = self.sampler.held, time.perf_counter()
+        if function_key(func) in self.writers:
+            result = self._call_private(i)
+        else:
+            try:
+                result = execute(self.plan, i, self.inputs)
+            except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
+                if not wrote_read_only(exc):
+                    raise
+                self.writers.add(function_key(func))
+                result = self._call_private(i)
+        self.profile.record(func, time.perf_counter() - start, self.sampler.held - held)
+        return result
+
+    def _call_private(self, i: int) -> tuple[Any, int]:
+        """Run task ``i`` on private copies of every input, as a worker process would."""
+        plan = self.plan
+        args, kwargs = plan.args[i], plan.kwargs[i]
+        plan.args[i] = private(self.captured[0][i]) if args is not None else None
+        plan.kwargs[i] = private(self.captured[1][i]) if kwargs else kwargs
+        try:
+            return execute(plan, i, _Inputs(self.values, bytearray(b"\1") * len(plan), private))
+        finally:
+            plan.args[i], plan.kwargs[i] = args, kwargs
+
+    def _stop_sampling(self) -> None:
+        if self.sampling.locked():
+            try:
+                self.sampling.release()
+            except RuntimeError:  # another thread released it first
+                return
+            self.sampler.exit()
+
+    def finish(self) -> None:
+        self._stop_sampling()
+        for o in self.plan.outputs:
+            self.values[o] = writeable(self.values[o])
+        super().finish()
+
+    def fail(self, exc: BaseException) -> None:
+        self._stop_sampling()
+        super().fail(exc)
+
+
+class GuardedThreads(ThreadExecutor):
+    """A thread pool whose runs are ``GuardedRun``s sharing one profile and sampler."""
+
+    name = "local"
+
+    def __init__(self, workers: int, profile: GilProfile, settings: Callable[[], dict],
+                 events: EventBus | None = None):
+        super().__init__(workers)
+        self.events = events  # the owning LocalExecutor's: its subscribers see these runs
+        self.profile = profile
+        self.sampler = GilSampler()
+        self.writers: set = set()  # functions seen writing into their inputs
+        self._settings = settings
+
+    def new_run(self, dag: DAG, single: bool, name: str = "") -> InProcessRun:
+        settings = dict(self._settings(), placement="threads")
+        return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
+                          self.writers, self.events, name)

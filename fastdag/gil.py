@@ -1,0 +1,161 @@
+"""Measuring whether a function holds the GIL while it runs, and remembering it per function.
+
+::
+
+    task running (a pool thread here, or a worker process's main thread)
+        │                           GilSampler thread: sleeps ``interval``, wakes;
+        │                           a wake-up late by more than the CPU run queue
+        │                           explains was waiting for the GIL: that cycle
+        │                           counts as "GIL held" (``held`` grows)
+        ▼
+    held seconds during the task  ──>  GilProfile: per function, wall and held seconds
+                                                   (placement reads the fraction)
+
+Why a sampler: a thread that wants the GIL waits until the holder drops it,
+which pure-Python code does only every ``sys.getswitchinterval()`` (5 ms),
+while numpy, pandas and Pillow drop it for their whole C loops. So a thread
+that sleeps 2 ms and wakes promptly saw the GIL free; one that wakes ~5 ms
+late saw it held. Lateness caused by a busy CPU (other processes on the
+machine) is not GIL: the kernel's count of time the sampler spent waiting on
+the run queue (``/proc/thread-self/schedstat``) is subtracted.
+
+In a worker process only one task runs at a time, so the held time during a
+task is that task's. On a pool of threads it is the process's: tasks that
+overlap share the blame (placement then errs toward processes, the old
+behaviour).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+INTERVAL = 0.002      # sampler sleep
+LATE = 0.001          # GIL wait beyond this (after the run queue) counts as held
+MIN_SAMPLED_S = 0.02  # a function's fraction is trusted after this much sampled run time
+MIN_TASK_S = 0.004    # tasks shorter than two sampler cycles are not sampled
+
+
+class GilSampler:
+    """A daemon thread that adds up the time the GIL was held while anyone is ``inside()``."""
+
+    def __init__(self, interval: float = INTERVAL):
+        self.interval = interval
+        self.held = 0.0  # seconds judged "GIL held", only ever grows
+        self._active = threading.Event()
+        self._users = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            self._users += 1
+            self._active.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="fastdag-gil-sampler",
+                                                daemon=True)
+                self._thread.start()
+
+    def exit(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                self._active.clear()
+
+    def _loop(self) -> None:
+        queue_wait = _run_queue_clock()
+        clock, sleep, interval = time.perf_counter, time.sleep, self.interval
+        while True:
+            self._active.wait()
+            before = clock()
+            queued = queue_wait()
+            sleep(interval)
+            late = clock() - before - interval
+            if late > LATE and late - (queue_wait() - queued) > LATE:
+                self.held += interval + late
+
+
+def _run_queue_clock() -> Callable[[], float]:
+    """Seconds this thread has waited for a CPU (Linux schedstat), or a clock of zeros."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return lambda: 0.0
+
+    def read() -> float:
+        try:
+            return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+    return read
+
+
+@dataclass
+class FunctionStats:
+    """What runs of one function showed: run count, wall seconds, GIL-held seconds of sampled runs."""
+
+    runs: int = 0
+    wall_s: float = 0.0
+    sampled_s: float = 0.0   # wall time of the runs long enough to sample
+    held_s: float = 0.0      # GIL-held seconds within those runs
+
+    @property
+    def mean_s(self) -> float:
+        return self.wall_s / self.runs if self.runs else 0.0
+
+    @property
+    def held_fraction(self) -> float | None:
+        """Share of its run time the function held the GIL; None until measured enough.
+
+        None too for a function whose runs are typically too short to sample:
+        the few that were long enough were preempted, not representative.
+        """
+        if self.sampled_s < MIN_SAMPLED_S or self.mean_s < MIN_TASK_S:
+            return None
+        return min(1.0, self.held_s / self.sampled_s)
+
+
+def function_key(func: Callable) -> Hashable:
+    """One key per behaviour: a Python function's code (all lambdas of one line share it)."""
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return code
+    try:
+        hash(func)
+        return func
+    except TypeError:
+        return type(func)
+
+
+class GilProfile:
+    """Per function (see ``function_key``): the ``FunctionStats`` of every run measured."""
+
+    def __init__(self) -> None:
+        self._stats: dict[Hashable, FunctionStats] = {}
+        self._lock = threading.Lock()
+
+    def get(self, func: Callable) -> FunctionStats | None:
+        return self._stats.get(function_key(func))
+
+    def record(self, func: Callable, wall_s: float, held_s: float | None) -> None:
+        """One run: its wall time and, if it was sampled, the GIL-held part of it."""
+        key = function_key(func)
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = FunctionStats()
+            stats.runs += 1
+            stats.wall_s += wall_s
+            if held_s is not None and wall_s >= MIN_TASK_S:
+                stats.sampled_s += wall_s
+                stats.held_s += min(held_s, wall_s)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Readable per-function figures, for the README and debugging."""
+        return {getattr(k, "co_qualname", getattr(k, "__name__", repr(k))):
+                {"runs": s.runs, "mean_s": s.mean_s, "held_fraction": s.held_fraction}
+                for k, s in list(self._stats.items())}

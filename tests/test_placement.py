@@ -1,0 +1,221 @@
+"""The default executor's placement: threads for GIL-releasing graphs, processes for the rest.
+
+Threads must keep the guarantees of worker processes: a task writing into
+an input changes nobody else's value, results are writeable and equal to a
+serial run's. None of these tests times anything: the GIL profile is fed
+explicitly, or measured with generous margins.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import fastdag as fd
+from fastdag.executors.guarded import GuardedThreads
+from fastdag.executors.placement import Placement
+from fastdag.gil import GilProfile, GilSampler
+from fastdag.store.shm import SHM_DIR
+
+
+@pytest.fixture
+def threads():
+    ex = GuardedThreads(2, GilProfile(), dict)
+    yield ex
+    ex.shutdown()
+
+
+@fd.task
+def bump(a):
+    a += 1
+    return a
+
+
+@fd.task
+def total(a):
+    return float(np.sum(a))
+
+
+@fd.task
+def ident(a):
+    return a
+
+
+@fd.task
+def both(x, y):
+    return x, y
+
+
+def test_a_task_writing_a_captured_array_leaves_the_callers_array(threads):
+    a = np.zeros(1000)
+    bumped, summed = threads.compute(bump(a), total(a))
+    assert (a == 0).all()
+    assert (bumped == 1).all() and bumped.flags.writeable
+    assert summed == 0.0
+
+
+def test_a_shared_result_written_by_one_consumer_is_unchanged_for_the_others(threads):
+    base = fd.task(np.zeros)(1000)
+    out = both(bump(base), total(base))
+    (bumped, summed), kept = threads.compute(out, base)
+    assert (bumped == 1).all() and summed == 0.0
+    assert (kept == 0).all() and kept.flags.writeable
+
+
+def test_writers_are_remembered_and_get_copies_straight_away(threads):
+    a = np.zeros(10)
+    threads.compute(bump(a))
+    assert bump.func.__code__ in threads.writers
+    assert (threads.compute(bump(a)) == 1).all() and (a == 0).all()
+
+
+def test_an_input_returned_as_it_is_comes_back_as_a_writeable_copy(threads):
+    a = np.arange(10.0)
+    out = threads.compute(ident(a))
+    assert out.flags.writeable and not np.shares_memory(out, a)
+    np.testing.assert_array_equal(out, a)
+
+
+def test_pillow_images_are_copied_on_write(threads):
+    from PIL import Image
+
+    def stamp(im):
+        im.paste(255, (0, 0, 4, 4))
+        return im
+
+    def probe(im):
+        return im.getpixel((0, 0))
+
+    image = Image.new("L", (8, 8))
+    stamped, seen = threads.compute(fd.task(stamp)(image), fd.task(probe)(image))
+    assert stamped.getpixel((0, 0)) == 255 and seen == 0 and image.getpixel((0, 0)) == 0
+
+
+def test_pandas_frames_and_lists_are_copied_on_write(threads):
+    pd = pytest.importorskip("pandas")
+
+    def zero(frame):
+        frame["v"] = 0
+        return frame
+
+    def grow(items):
+        items.append(4)
+        return items
+
+    frame, items = pd.DataFrame({"v": [1, 2, 3]}), [1, 2, 3]
+    zeroed, grown = threads.compute(fd.task(zero)(frame), fd.task(grow)(items))
+    assert list(frame["v"]) == [1, 2, 3] and list(zeroed["v"]) == [0, 0, 0]
+    assert items == [1, 2, 3] and grown == [1, 2, 3, 4]
+
+
+def test_results_and_metrics_match_a_serial_run(threads):
+    blocks = [np.random.default_rng(k).random((50, 20)) for k in range(4)]
+    graph = [total(bump(b)) for b in blocks]
+    expected = tuple(float(np.sum(b + 1)) for b in blocks)
+    assert threads.compute(*graph) == expected
+    run = fd.last_run()
+    assert run.run.tasks == 8 and run.run.settings["placement"] == "threads"
+    assert len(run.tasks) == 8
+
+
+def _placement() -> Placement:
+    place = Placement(2, dict)
+    place.ready.set()
+    return place
+
+
+def _record(place: Placement, task: fd.Task, wall: float, held: float, runs: int = 10) -> None:
+    for _ in range(runs):
+        place.profile.record(task.func, wall, held)
+
+
+def test_graphs_of_gil_releasing_functions_go_to_threads_the_others_to_processes():
+    place = _placement()
+    a = np.zeros(3)
+    try:
+        assert not place.prefers_threads(total(a).dag)  # never seen: processes
+        _record(place, total, 0.05, 0.0)
+        assert place.prefers_threads(total(a).dag)
+        _record(place, bump, 0.05, 0.05)  # holds the GIL throughout
+        assert not place.prefers_threads(fd.DAG([total(bump(a)), bump(a)]))
+        assert place.prefers_threads(fd.DAG([total(bump(a))] + [total(a)] * 3))
+        _record(place, ident, 1e-6, 0.0, runs=1000)  # too short to sample: counted as holding
+        _record(place, ident, 0.01, 0.0, runs=3)  # preempted outliers do not change that
+        assert not place.prefers_threads(ident(a).dag)
+        assert place.prefers_threads(fd.task(ident.func, gil=False)(a).dag)
+        assert not place.prefers_threads(fd.task(total.func, gil=True)(a).dag)
+    finally:
+        place.shutdown()
+
+
+def test_graphs_run_on_threads_until_the_workers_are_up():
+    place = Placement(2, dict)
+    try:
+        assert place.on_threads(bump(np.zeros(2)).dag)
+        place.from_worker(0, ("up",), {})
+        assert not place.ready.is_set()
+        place.from_worker(1, ("up",), {})
+        assert place.ready.is_set() and not place.on_threads(bump(np.zeros(2)).dag)
+    finally:
+        place.shutdown()
+
+
+def _python_loop(seconds: float) -> int:
+    n, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def test_the_sampler_tells_python_loops_from_gil_free_waits():
+    sampler = GilSampler()
+    fractions = {}
+    for name, work in (("python", lambda: _python_loop(0.4)), ("sleep", lambda: time.sleep(0.4))):
+        sampler.enter()
+        held, start = sampler.held, time.perf_counter()
+        work()
+        fractions[name] = (sampler.held - held) / (time.perf_counter() - start)
+        sampler.exit()
+    assert fractions["python"] > 0.3 > fractions["sleep"], fractions
+
+
+def _tiny(x: int) -> int:
+    return x + 1
+
+
+def _segments(prefix: str) -> list[str]:
+    return [f for f in os.listdir(SHM_DIR) if f.startswith(prefix)]
+
+
+def test_auto_executor_learns_from_workers_and_leaves_nothing_behind():
+    loop = fd.task(_python_loop)
+    with fd.LocalExecutor(workers=2, placement="auto") as ex:
+        assert ex.compute(ident(1)) == 1  # on threads: starts the workers
+        assert fd.last_run().run.settings["placement"] == "threads"
+        assert ex.placement.ready.wait(60), "workers never said they were up"
+        assert not ex.placement.on_threads(loop(0.05).dag)  # never seen: processes
+        assert len(ex.compute(*[loop(0.05) for _ in range(4)])) == 4
+        stats = ex.placement.profile.get(_python_loop)
+        assert stats is not None and stats.runs >= 1 and stats.sampled_s > 0
+        assert not ex.placement.on_threads(loop(0.05).dag)
+        assert ex.placement.profile.get(_tiny) is None
+        assert ex.compute(fd.task(_tiny)(1)) == 2  # too short to sample: learned from records
+        assert ex.placement.profile.get(_tiny).runs == 1
+        a = np.zeros(100_000)
+        assert (ex.compute(fd.task(ident.func, gil=False)(a)) == 0).all()
+        assert fd.last_run().run.settings["placement"] == "threads"
+        prefix = ex.prefix
+    assert _segments(prefix) == []
+
+
+def test_a_failing_task_on_threads_names_the_task_and_stops_sampling(threads):
+    def boom(x):
+        raise ValueError("no")
+
+    with pytest.raises(fd.TaskError, match="boom") as info:
+        threads.compute(fd.task(boom)(np.zeros(3)))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert threads.sampler._users == 0 and not threads.sampler._active.is_set()
