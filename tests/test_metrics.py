@@ -163,9 +163,11 @@ def test_parquet_directory_sink(tmp_path):
             ex.compute(small_dag(), metrics=tmp_path / "runs", name=f"r{k}")
     finally:
         ex.shutdown()
-    flush()
-    # One file per batch the writer gathered: runs that finish close together share one.
-    assert 1 <= len(list((tmp_path / "runs").glob("*.parquet"))) <= 3
+    # One file per run, as the README says, complete when shutdown() returned.
+    files = sorted((tmp_path / "runs").glob("*.parquet"))
+    assert len(files) == 3
+    runs = [r.run for r in ParquetSink(tmp_path / "runs").read()]
+    assert [f.name for f in files] == [f"run-{r.start:.6f}-{r.run_id}.parquet" for r in runs]
     assert [r.run.workflow for r in ParquetSink(tmp_path / "runs").read()] == ["r0", "r1", "r2"]
 
 

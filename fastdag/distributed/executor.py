@@ -354,6 +354,7 @@ class RedisExecutor(Executor):
         except Exception:  # noqa: BLE001
             pass
         self.client.close()
+        self._wait_for_metrics()
 
 
 def _root_batches(plan: Plan, batches: int) -> list[list[int]]:
