@@ -61,6 +61,7 @@ def test_consumers_map_the_producer_output(local_executor):
     src = make(N, 1)  # two consumers: stored once, each maps it
     flags = fd.compute(is_mapped(src), is_mapped(src), checksum(src), executor=local_executor)
     assert flags[:2] == (True, True)
+    assert flags[2] == pytest.approx(float(np.random.default_rng(1).random(N).sum()))
 
 
 def test_chain_keeps_data_in_the_worker(local_executor):

@@ -27,12 +27,15 @@ class SyncExecutor(Executor):
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
         run = InProcessRun(dag, single, self.name, self.settings())
+        run.future.tasks_total = len(run.plan)
+        # Tracked before the first task, so the memory monitor samples the run.
+        future = self._track(run.future, options)
         for i in range(len(run.plan)):
             try:
                 value = run.run_one(i, time.time())
             except TaskError as exc:
                 run.fail(exc)
-                return self._track(run.future, options)
+                return future
             run.complete(i, value)
         run.finish()
-        return self._track(run.future, options)
+        return future
