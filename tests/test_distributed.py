@@ -205,7 +205,7 @@ def test_results_match_local_executor(executor, workers, local_executor, nworker
 
 
 def test_registered_workloads_match_local(executor, workers, local_executor):
-    workloads = pytest.importorskip("fastdag.workloads")
+    from fastdag import workloads
     sizes = {"tree_reduction": "leaves=256", "gemm": "n=256,block=64",
              "wordcount": "size=256KB,chunk=64KB", "image_transform": "width=256,height=256,tile=64",
              "svd1": "rows=4000,cols=20,block=1000", "svd2": "n=200,block=50,k=5"}

@@ -58,13 +58,17 @@ class SharedMemoryStore(ObjectStore):
     """Values in /dev/shm files named ``<prefix>-<n>``; small ones inline."""
 
     def __init__(self, prefix: str, inline_threshold: int = INLINE_THRESHOLD,
-                 directory: str = SHM_DIR, spill_dir: str = SPILL_DIR):
+                 directory: str = SHM_DIR, spill_dir: str = SPILL_DIR,
+                 shm_budget: int | None = None):
         if not prefix.startswith("fastdag-"):
             raise ValueError("segment names start with 'fastdag-' so leaks are easy to spot")
         self.prefix = prefix
         self.inline_threshold = inline_threshold
         self.directory = directory
         self.spill_dir = spill_dir
+        # Bytes the ``<prefix>-*`` segments may take in ``directory`` (None: as
+        # much as it has): beyond it values spill, as on a full /dev/shm.
+        self.shm_budget = shm_budget
         self._counter = itertools.count()
 
     # -- writing ------------------------------------------------------------
@@ -104,6 +108,8 @@ class SharedMemoryStore(ObjectStore):
         size = max(offset, 1)
         key = name
         try:
+            if self._over_budget(size):
+                raise OSError(errno.ENOSPC, f"over the {self.shm_budget}-byte shm budget")
             _write_segment(os.path.join(self.directory, name), size, parts)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
@@ -114,6 +120,18 @@ class SharedMemoryStore(ObjectStore):
             _write_segment(key, size, parts)
         return StoredRef(key=key, header=header, kind=payload.kind, size=size,
                          layout=layout, header_span=header_span)
+
+    def _over_budget(self, size: int) -> bool:
+        """Would ``size`` more bytes exceed ``shm_budget``? (One stat per segment.)"""
+        if self.shm_budget is None:
+            return False
+        used = 0
+        for path in glob.glob(os.path.join(self.directory, glob.escape(self.prefix) + "-*")):
+            try:
+                used += os.stat(path).st_size
+            except FileNotFoundError:
+                pass
+        return used + size > self.shm_budget
 
     def _adopt(self, payload: Payload) -> StoredRef | None:
         """Store a value born in this process's arena (``fd.result_array``) by renaming its file."""
