@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numpy as np
@@ -92,12 +93,15 @@ def workers(redis_server, dist):
 
 
 @pytest.mark.redis
-def test_workers_reconnect_after_redis_restarts(redis_server, workers, dist):
+@pytest.mark.parametrize("down_s", [0.0, 2.0], ids=["restart", "down-2s"])
+def test_workers_reconnect_after_redis_restarts(redis_server, workers, dist, down_s):
+    """A quick restart shows as a lost consumer group; a longer outage as refused connections."""
     (proc,) = workers.start(1)
     with fd.RedisExecutor(redis_server.url, secret=dist.SECRET, poll=0.5, metrics=None) as ex:
         dist.wait_for_workers(ex, 1)
         assert ex.compute(dist.tree(8)) == 28
     redis_server.stop()
+    time.sleep(down_s)
     redis_server.start()                       # same port, empty: nothing survives
     with fd.RedisExecutor(redis_server.url, secret=dist.SECRET, poll=0.5, metrics=None) as ex:
         dist.wait_for_workers(ex, 1, timeout=60)
