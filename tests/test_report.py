@@ -158,10 +158,16 @@ def test_plot_bench_rejects_bad_files(tmp_path, capsys, content, needle):
 @pytest.mark.parametrize("ext", ["png", "svg", "pdf"])
 def test_draw_dag_by_extension(tmp_path, ext):
     path = tmp_path / f"dag.{ext}"
-    draw_dag(tree(8).dag, path)
+    dag = tree(8).dag
+    draw_dag(dag, path)
     data = path.read_bytes()
-    assert len(data) > 1000
     assert data.startswith({"png": PNG_MAGIC, "svg": b"<?xml", "pdf": b"%PDF"}[ext])
+    if ext == "png":
+        assert_png(path)
+    elif ext == "svg":  # a shape per node and per edge at least
+        assert data.count(b"<path") >= len(dag) + len(dag.edges), data.count(b"<path")
+    else:
+        assert len(data) > 1000
 
 
 def test_draw_dag_large_graph_without_labels(tmp_path):
