@@ -1,7 +1,12 @@
 """Shared pieces of the benchmark suites: executors that live for the whole session.
 
-Worker pools (fastdag's and Dask's) are started once per session so that no
-benchmark pays process start-up; every suite warms up before it times.
+fastdag's worker pool and the dask.distributed cluster are started once per
+session, and every suite warms up before it times, so neither pays process
+start-up in a timed round. Dask's processes scheduler is the exception by
+design: by default it starts a new process pool in every ``compute()``, and
+that is timed as ``dask-processes``; ``dask-processes-pool`` reuses one pool
+(``dask.config.set(pool=...)``) so both forms are visible. Every parallel
+engine runs one worker per core with the same BLAS budget (``engines.py``).
 ``--large`` switches the workload and scaling suites to their large sizes.
 At the end of a run the ratio fastdag-local / best peer of every workload is
 printed and stored in the benchmark JSON (see ``ratios.py``).
@@ -20,6 +25,7 @@ import fastdag as fd
 sys.path.insert(0, os.path.dirname(__file__))  # dask_graphs, memory, ratios: plain modules here
 
 import ratios  # noqa: E402
+from engines import PARALLEL, reused_process_pool  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,14 +41,14 @@ def large(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def fd_local():
-    ex = fd.LocalExecutor()
+    ex = fd.LocalExecutor(workers=PARALLEL)
     yield ex
     ex.shutdown()
 
 
 @pytest.fixture(scope="session")
 def fd_threads():
-    ex = fd.ThreadExecutor()
+    ex = fd.ThreadExecutor(workers=PARALLEL)
     yield ex
     ex.shutdown()
 
@@ -54,17 +60,25 @@ def fd_sync():
 
 @pytest.fixture(scope="session")
 def dask_client():
-    """A two-process ``dask.distributed`` cluster (one thread each), closed at the end.
+    """A ``dask.distributed`` cluster, one single-threaded process per core, closed at the end.
 
     Created on first use only, so suites that never ask for it do not start it.
     """
     from distributed import Client, LocalCluster
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    cluster = LocalCluster(n_workers=PARALLEL, threads_per_worker=1, processes=True,
                            dashboard_address=None)
     client = Client(cluster)
     yield client
     client.close()
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_pool():
+    """The process pool ``dask-processes-pool`` reuses: started once, warmed by the first round."""
+    pool = reused_process_pool()
+    yield pool
+    pool.shutdown()
 
 
 # -- ratios at the end of the run --------------------------------------------------
@@ -87,7 +101,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     rows = _rows(config)
     table = ratios.compute(rows)
     if table:
-        terminalreporter.write_sep("-", "fastdag-local / best peer (min over rounds, same run)")
+        terminalreporter.write_sep("-", "fastdag-local / best peer (medians, same run, same suite and graph)")
         terminalreporter.write_line(ratios.format_table(table))
     scaling = ratios.scaling_table(rows)
     if scaling:

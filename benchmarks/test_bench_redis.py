@@ -106,7 +106,7 @@ def dask_gemm(n: int, block: int):
 def test_tree_reduction_redis(benchmark, redis_executor):
     expected = tree_reduction.reference(LEAVES)
     result = benchmark.pedantic(lambda: tree_reduction.build(LEAVES).compute(
-        executor=redis_executor), rounds=5, iterations=1, warmup_rounds=1)
+        executor=redis_executor), rounds=3, iterations=1, warmup_rounds=1)
     assert result == expected
 
 

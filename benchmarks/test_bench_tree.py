@@ -1,7 +1,9 @@
 """Tree reduction of 4,096 leaves (4,095 add tasks), graph building included.
 
 fastdag's three executors against Dask's sync, threads and processes
-schedulers in the same run. Run:
+schedulers (the processes one both with its default new pool per compute and
+with one reused pool) in the same run, every engine with the same rounds
+(``ROUNDS`` after one warm-up round) and BLAS budget (``engines.py``). Run:
 
     pytest benchmarks/test_bench_tree.py --benchmark-only --benchmark-json=bench-tree.json
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 import operator
 
 import pytest
+from engines import blas_budget, dask_scheduler
 
 import fastdag as fd
 
 LEAVES = 4096
 EXPECTED = LEAVES * (LEAVES - 1) // 2
+ROUNDS = 5
 
 
 def add(x, y):
@@ -41,20 +45,29 @@ def dask_tree(n: int):
     return level[0]
 
 
+def timed(benchmark, engine: str, run) -> int:
+    """``run`` timed over ROUNDS rounds after one warm-up, under ``engine``'s BLAS budget."""
+    benchmark.extra_info.update(workload="tree_reduction", engine=engine, size=f"leaves={LEAVES}")
+    with blas_budget(engine):
+        return benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
 @pytest.mark.benchmark(group="tree_reduction")
 @pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-threads", "fastdag-sync"])
 def test_tree_reduction_fastdag(benchmark, engine, fd_local, fd_threads):
     executor = {"fastdag-local": fd_local, "fastdag-threads": fd_threads,
                 "fastdag-sync": fd.SyncExecutor()}[engine]
-    fastdag_tree(64).compute(executor=executor)  # start the workers outside the timing
-    result = benchmark(lambda: fastdag_tree(LEAVES).compute(executor=executor))
+    result = timed(benchmark, engine, lambda: fastdag_tree(LEAVES).compute(executor=executor))
     assert result == EXPECTED
 
 
 @pytest.mark.benchmark(group="tree_reduction")
-@pytest.mark.parametrize("engine", ["dask-sync", "dask-threads", "dask-processes"])
-def test_tree_reduction_dask(benchmark, engine):
-    scheduler = engine.split("-", 1)[1]
-    result = benchmark.pedantic(lambda: dask_tree(LEAVES).compute(scheduler=scheduler),
-                                rounds=3, iterations=1, warmup_rounds=1)
+@pytest.mark.parametrize("engine", ["dask-sync", "dask-threads", "dask-processes",
+                                    "dask-processes-pool"])
+def test_tree_reduction_dask(benchmark, engine, request):
+    scheduler = engine.split("-")[1]
+    pool = request.getfixturevalue("dask_pool") if engine.endswith("-pool") else None
+    with dask_scheduler(engine, pool):
+        result = timed(benchmark, engine,
+                       lambda: dask_tree(LEAVES).compute(scheduler=scheduler))
     assert result == EXPECTED

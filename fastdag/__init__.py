@@ -14,7 +14,8 @@ from .errors import CancelledError, FastdagError, SerializationError, TaskError,
 from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
 from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
 from .metrics import RunRecord, RunReport, TaskRecord, last_run
-from .sinks import MemorySink, ParquetSink, RedisSink
+from .sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
+from .sinkwriter import MetricsWriteError, flush_metrics
 from .store.arena import result_array
 
 __version__ = "0.1.0"
@@ -39,5 +40,7 @@ __all__ = [
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
     "result_array", "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
-    "RedisExecutor", "DaskExecutor", "RayExecutor", "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
+    "load_metrics", "flush_metrics", "MetricsError", "MetricsWriteError",
+    "RedisExecutor", "DaskExecutor", "RayExecutor",
+    "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

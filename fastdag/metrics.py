@@ -15,6 +15,7 @@ import dataclasses
 import socket
 import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -201,8 +202,8 @@ def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
     The report is handled *before* the future resolves (by wrapping the
     future's ``finish``), so when ``compute()`` returns, ``last_run()`` is
     this run and the report has been handed to its sink (files and Redis
-    are then written by a background thread: ``sinkwriter.flush()`` waits
-    for them). A done-callback covers a run that resolved while the wrapper
+    are then written by a background thread: the executor's ``shutdown()``
+    and ``fd.flush_metrics()`` wait for them). A done-callback covers a run that resolved while the wrapper
     was being installed, and a failed or cancelled run.
     """
     from . import monitor
@@ -211,7 +212,7 @@ def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
     spec = options.get("metrics")
     if spec is None:
         spec = getattr(executor, "metrics", None)
-    tracker = _RunTracker(resolve_sink(spec), options.get("name") or "",
+    tracker = _RunTracker(resolve_sink(spec), executor, options.get("name") or "",
                           monitor.watch(future, executor, options.get("name") or "",
                                         options.get("progress")))
     original_finish = future.finish
@@ -238,10 +239,11 @@ class _RunTracker:
     garbage collector runs.
     """
 
-    __slots__ = ("sink", "name", "watch", "lock", "handled")
+    __slots__ = ("sink", "owner", "name", "watch", "lock", "handled")
 
-    def __init__(self, sink: Any, name: str, watch: Any):
+    def __init__(self, sink: Any, owner: Any, name: str, watch: Any):
         self.sink = sink
+        self.owner = weakref.ref(owner)   # the executor, whose shutdown() waits for the write
         self.name = name
         self.watch = watch
         self.lock = threading.Lock()
@@ -257,10 +259,10 @@ class _RunTracker:
         peak = self.watch.stop()
         report = getattr(future, "report", None)
         if report is not None:
-            _complete(report, self.name, peak, self.sink)
+            _complete(report, self.name, peak, self.sink, self.owner())
 
 
-def _complete(report: RunReport, name: str, peak: int, sink: Any) -> None:
+def _complete(report: RunReport, name: str, peak: int, sink: Any, owner: Any) -> None:
     global _last
     report.run.workflow = name
     report.run.peak_memory = max(report.run.peak_memory, peak)
@@ -269,7 +271,7 @@ def _complete(report: RunReport, name: str, peak: int, sink: Any) -> None:
         return
     if getattr(sink, "background", False):
         from .sinkwriter import WRITER
-        WRITER.submit(sink, report)
+        WRITER.submit(sink, report, owner)
         return
     try:
         sink.write(report)

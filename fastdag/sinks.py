@@ -100,12 +100,12 @@ class ParquetSink:
         from .tables import combine
         tables = [r.to_arrow() for r in reports]
         if not self.is_file:
-            # One new file per batch: encoding a Parquet file costs more than
-            # the rows of a small run, and readers take every file in the folder.
+            # One new file per run, named by its start and id: a run's records
+            # can be found, copied or deleted on their own.
             self.path.mkdir(parents=True, exist_ok=True)
-            first = reports[0].run
-            name = f"run-{first.start:.6f}-{first.run_id}.parquet"
-            _write_atomic(self.path / name, combine(tables) if len(tables) > 1 else tables[0])
+            for report, table in zip(reports, tables):
+                run = report.run
+                _write_atomic(self.path / f"run-{run.start:.6f}-{run.run_id}.parquet", table)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _lock_for(self.path):
@@ -114,8 +114,8 @@ class ParquetSink:
             _write_atomic(self.path, combine(tables) if len(tables) > 1 else tables[0])
 
     def read(self) -> list[RunReport]:
-        from .sinkwriter import flush
-        flush()
+        from .sinkwriter import settle
+        settle("reading metrics")
         return load_parquet(self.path)
 
 
@@ -154,9 +154,9 @@ def _first_line(exc: BaseException) -> str:
 
 def load_parquet(path: str | os.PathLike[str]) -> list[RunReport]:
     """Every run stored in a Parquet metrics file or directory, oldest first."""
-    from .sinkwriter import flush
+    from .sinkwriter import settle
     from .tables import reports_from_table
-    flush()
+    settle("reading metrics")
     p = Path(path)
     if p.is_dir():
         files = sorted(f for f in p.glob("*.parquet") if not f.name.startswith("."))
@@ -233,9 +233,9 @@ class RedisSink:
         """The stored runs (all, or those named), oldest first, in one round trip."""
         import pyarrow as pa
 
-        from .sinkwriter import flush
+        from .sinkwriter import settle
         from .tables import reports_from_table
-        flush()
+        settle("reading metrics")
         ids = self.run_ids() if run_ids is None else list(run_ids)
         pipe = self.client.pipeline(transaction=False)
         for rid in ids:

@@ -13,6 +13,20 @@ import pytest
 import fastdag as fd
 
 
+def require_tool(name: str) -> str:
+    """The path of the command-line tool ``name``; skip without it, but fail in CI.
+
+    CI (``CI=true``) installs every tool the tests need (``.ci/run``), so a
+    missing one there is a broken set-up that a skip would hide.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{name} is not installed, and CI must run every test (.ci/run)")
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
 def fastdag_segments(prefix: str = "fastdag-") -> set[str]:
     """Files in /dev/shm named ``prefix*``: pass an executor's prefix, since
     other processes on the machine (a parallel test run) make fastdag files too."""
@@ -60,9 +74,7 @@ class RedisServer:
 
     def __init__(self, tmp_path, password: str | None = None,
                  user: tuple[str, str] | None = None, tls: bool = False):
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            pytest.skip("redis-server is not installed")
+        self.binary = require_tool("redis-server")
         self.port = free_port()
         self.password = password
         self.user = user
@@ -109,9 +121,7 @@ class RedisServer:
 
 def make_tls_files(directory) -> dict[str, str]:
     """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require_tool("openssl")
     files = {name: str(directory / f"{name}.pem") for name in ("ca", "ca-key", "cert", "key")}
     csr, ext = str(directory / "server.csr"), directory / "server.ext"
     ext.write_text("subjectAltName = IP:127.0.0.1\n")

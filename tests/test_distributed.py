@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
 import fastdag as fd
 from fastdag.distributed import PayloadRejected, RedisUnavailable
@@ -204,7 +205,7 @@ def test_results_match_local_executor(executor, workers, local_executor, nworker
 
 
 def test_registered_workloads_match_local(executor, workers, local_executor):
-    workloads = pytest.importorskip("fastdag.workloads")
+    from fastdag import workloads
     sizes = {"tree_reduction": "leaves=256", "gemm": "n=256,block=64",
              "wordcount": "size=256KB,chunk=64KB", "image_transform": "width=256,height=256,tile=64",
              "svd1": "rows=4000,cols=20,block=1000", "svd2": "n=200,block=50,k=5"}
@@ -303,8 +304,7 @@ def test_redis_lost_mid_run_raises(executor, workers, redis_server, tmp_path, re
     executor.metrics = None          # no report to write to a server that is gone
     workers.start(1)
     future = executor.submit(total([slow(i, str(tmp_path), 0.5) for i in range(20)]))
-    while not any(tmp_path.iterdir()):
-        time.sleep(0.02)
+    wait_for_marker(tmp_path)
     redis_server.stop()
     if restart:
         redis_server.start()
@@ -369,15 +369,28 @@ def test_concurrency_starts_that_many_processes(executor, workers):
                 time.sleep(0.1)
 
 
+def wait_for_marker(directory: Path, timeout: float = 30.0) -> None:
+    """Wait until a ``slow`` task has left its marker file in ``directory``."""
+    deadline = time.time() + timeout
+    while not any(directory.iterdir()):
+        if time.time() > deadline:
+            raise AssertionError(f"no task started within {timeout} s")
+        time.sleep(0.02)
+
+
 def test_cancel_stops_the_run(executor, workers, tmp_path):
     workers.start(1)
     future = executor.submit(total([slow(i, str(tmp_path), 0.3) for i in range(30)]))
-    while not any(tmp_path.iterdir()):
-        time.sleep(0.02)
+    wait_for_marker(tmp_path)
     assert future.cancel()
-    time.sleep(1.0)
+    # The worker finishes the task in hand and learns of the cancel within
+    # RECHECK (0.5 s); after that no task of the run may start. Without the
+    # cancel, the 30 tasks of 0.3 s would go on starting for about 9 s.
+    time.sleep(2.0)
     ran = len(list(tmp_path.iterdir()))
-    assert ran < 30
+    time.sleep(2.0)
+    assert len(list(tmp_path.iterdir())) == ran, "tasks kept starting after the cancel"
+    assert ran < 15
     assert executor.compute(tree(8)) == 28    # the worker moved on
 
 
@@ -432,12 +445,13 @@ def test_password_acl_user_and_tls_through_the_url(tmp_path, kind):
         finally:
             ex.shutdown(wait=False)
         if kind == "tls":  # the same server over plain TCP: refused, not a hang
-            wrong, match = f"redis://127.0.0.1:{server.port}/0", None
+            wrong, error = f"redis://127.0.0.1:{server.port}/0", redis.exceptions.ConnectionError
         else:
             secret = "pa55word" if kind == "password" else "s3cret-pw"
-            wrong, match = server.url.replace(secret, "guess"), "(?i)auth|password|WRONGPASS"
-        with pytest.raises(Exception, match=match):
+            wrong, error = server.url.replace(secret, "guess"), redis.exceptions.AuthenticationError
+        with pytest.raises(redis.exceptions.RedisError) as info:
             fd.RedisExecutor(wrong, secret=SECRET, poll=0.5).compute(tree(4))
+        assert type(info.value) is error, repr(info.value)
     finally:
         workers.stop()
         server.stop()
@@ -650,7 +664,9 @@ def test_no_segments_left_after_failure_or_killed_worker(executor, workers, tmp_
     xs = [slow_big(i, str(tmp_path), 0.5) for i in range(6)]
     future = executor.submit(total([dot(xs[i], xs[5 - i]) for i in range(3)]))
     victim = None
+    deadline = time.time() + 30
     while victim is None:
+        assert time.time() < deadline, "no task started on the workers within 30 s"
         victim = next((int(m.name.split("-")[1]) for m in tmp_path.iterdir()
                        if int(m.name.split("-")[1]) in pids), None)
         time.sleep(0.02)

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -141,26 +142,56 @@ def test_unpicklable_result_is_reported(pool):
     assert inc(1).compute(executor=pool) == 2
 
 
-def test_future_cancel_stops_the_run(pool):
-    future = add(sleepy(30), 1).compute_async(executor=pool)
-    time.sleep(0.5)
+@fd.task
+def sleepy_marked(seconds, marker_dir):
+    """Sleep in a worker, leaving a file named by the worker's pid."""
+    Path(marker_dir, str(os.getpid())).touch()
+    time.sleep(seconds)
+    return seconds
+
+
+def busy_worker(marker_dir: Path, timeout: float = 20.0) -> int:
+    """The pid of the worker that started ``sleepy_marked``, once it has."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        markers = list(marker_dir.iterdir())
+        if markers:
+            return int(markers[0].name)
+        time.sleep(0.02)
+    raise AssertionError(f"the sleeping task did not start within {timeout} s")
+
+
+def assert_stopped(pool: fd.LocalExecutor, pid: int, timeout: float = 15.0) -> None:
+    """The worker running the cancelled 60 s task is killed and replaced well before 60 s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"worker {pid} still runs the cancelled task after {timeout} s")
+    assert pid not in pool.worker_pids()
+
+
+def test_future_cancel_stops_the_run(pool, tmp_path):
+    future = add(sleepy_marked(60, str(tmp_path)), 1).compute_async(executor=pool)
+    pid = busy_worker(tmp_path)
     assert future.cancel()
     assert future.cancelled()
-    deadline = time.time() + 15
-    # The worker busy with the cancelled task is stopped and replaced.
-    while time.time() < deadline:
-        if inc(1).compute(executor=pool) == 2 and len(pool.worker_pids()) == 2:
-            break
+    assert_stopped(pool, pid)
     assert fd.compute(*[inc(i) for i in range(4)], executor=pool) == (1, 2, 3, 4)
 
 
-def test_keyboard_interrupt_cancels_the_run(pool):
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+def test_keyboard_interrupt_cancels_the_run(pool, tmp_path):
+    def interrupt_when_started() -> None:
+        busy_worker(tmp_path)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_when_started, daemon=True)
     timer.start()
-    start = time.time()
     with pytest.raises(KeyboardInterrupt):
-        add(sleepy(30), 1).compute(executor=pool)
-    assert time.time() - start < 20
+        add(sleepy_marked(60, str(tmp_path)), 1).compute(executor=pool)
+    assert_stopped(pool, busy_worker(tmp_path))
     assert inc(1).compute(executor=pool) == 2
 
 

@@ -57,7 +57,7 @@ def test_known_dag_metrics_complete_and_consistent(executor):
     assert (run.workflow, run.executor, run.tasks) == ("small", executor.name, 4)
     assert before <= run.start <= after and 0 < run.makespan <= after - before
     assert run.settings == executor.settings()
-    assert run.peak_memory > 10 * 2**20  # a Python process with numpy: tens of MiB
+    assert run.peak_memory > 10 * 2**20  # tens of MiB; that it is the workers': see below
 
     tasks = report.tasks
     assert sorted(t.task_key for t in tasks) == sorted(n.name for n in node.dag.nodes)
@@ -163,9 +163,11 @@ def test_parquet_directory_sink(tmp_path):
             ex.compute(small_dag(), metrics=tmp_path / "runs", name=f"r{k}")
     finally:
         ex.shutdown()
-    flush()
-    # One file per batch the writer gathered: runs that finish close together share one.
-    assert 1 <= len(list((tmp_path / "runs").glob("*.parquet"))) <= 3
+    # One file per run, as the README says, complete when shutdown() returned.
+    files = sorted((tmp_path / "runs").glob("*.parquet"))
+    assert len(files) == 3
+    runs = [r.run for r in ParquetSink(tmp_path / "runs").read()]
+    assert [f.name for f in files] == [f"run-{r.start:.6f}-{r.run_id}.parquet" for r in runs]
     assert [r.run.workflow for r in ParquetSink(tmp_path / "runs").read()] == ["r0", "r1", "r2"]
 
 
@@ -222,20 +224,24 @@ def test_redis_unreachable_is_a_metrics_error(redis_server):
         load_metrics(url)
 
 
-def test_peak_memory_sees_a_large_array_held_during_the_run():
-    @fd.task
-    def hold(n):
-        a = np.ones(n)  # touched: resident
-        time.sleep(0.3)  # several sampling intervals
-        return float(a[-1])
+@fd.task
+def hold(n):
+    a = np.ones(n)  # touched: resident
+    time.sleep(0.5)  # several sampling intervals
+    return float(a[-1])
 
-    ex = fd.ThreadExecutor(workers=1)
-    try:
-        base = monitor.rss_of([__import__("os").getpid()])
-        ex.compute(hold(8 * 2**20))  # 64 MiB
-    finally:
-        ex.shutdown()
-    assert metrics.last_run().run.peak_memory >= base + 48 * 2**20
+
+def test_peak_memory_sees_a_large_array_held_during_the_run(executor):
+    """The peak is the workers' memory: 64 MiB held in a task shows, on every executor.
+
+    Compared with the same run holding nothing, so a monitor that sampled the
+    driver instead of the LocalExecutor's worker processes sees no difference.
+    """
+    executor.compute(hold(1))
+    idle = metrics.last_run().run.peak_memory
+    executor.compute(hold(8 * 2**20))  # 64 MiB
+    busy = metrics.last_run().run.peak_memory
+    assert 48 * 2**20 <= busy - idle <= 100 * 2**20, (idle, busy)
 
 
 def test_progress_format_and_terminal_detection():

@@ -39,9 +39,25 @@ def tree(leaves=16):
     return norm(level[0])
 
 
-def assert_png(path):
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC and len(data) > 5000, path
+# Report figures are 11 inches wide (the summary 8) at 110 dpi: plotting.new_figure.
+REPORT_WIDTH = {name: (8 if name == "summary" else 11) * 110 for name in FIGURES}
+
+
+def assert_png(path, width: int | None = None, chart: bool = True):
+    """A PNG with a drawing in it: its size, ink, and (for a chart) coloured marks."""
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    height, got_width = rgb.shape[:2]
+    assert got_width == width if width else got_width >= 300, (path, rgb.shape)
+    assert height >= 150, (path, rgb.shape)
+    ink = (rgb != rgb[0, 0]).any(axis=2)          # pixels unlike the background corner
+    assert 0.01 < ink.mean() < 0.9, (path, ink.mean())
+    if chart:  # bars, boxes or nodes in colour, not only black text and axes
+        spread = rgb.max(axis=2).astype(int) - rgb.min(axis=2)
+        assert (spread > 60).mean() > 0.001, (path, (spread > 60).mean())
 
 
 def one_line_error(capsys, needle):
@@ -58,7 +74,7 @@ def test_report_writes_every_figure(executor, tmp_path, capsys):
     out = tmp_path / "plots"
     assert main(["report", str(metrics_path), "-o", str(out)]) == 0
     for name in FIGURES:
-        assert_png(out / f"{name}.png")
+        assert_png(out / f"{name}.png", REPORT_WIDTH[name], chart=name != "summary")
     stdout = capsys.readouterr().out
     assert run_id in stdout and "utilisation" in stdout and "tree16" in stdout
 
@@ -142,10 +158,16 @@ def test_plot_bench_rejects_bad_files(tmp_path, capsys, content, needle):
 @pytest.mark.parametrize("ext", ["png", "svg", "pdf"])
 def test_draw_dag_by_extension(tmp_path, ext):
     path = tmp_path / f"dag.{ext}"
-    draw_dag(tree(8).dag, path)
+    dag = tree(8).dag
+    draw_dag(dag, path)
     data = path.read_bytes()
-    assert len(data) > 1000
     assert data.startswith({"png": PNG_MAGIC, "svg": b"<?xml", "pdf": b"%PDF"}[ext])
+    if ext == "png":
+        assert_png(path)
+    elif ext == "svg":  # a shape per node and per edge at least
+        assert data.count(b"<path") >= len(dag) + len(dag.edges), data.count(b"<path")
+    else:
+        assert len(data) > 1000
 
 
 def test_draw_dag_large_graph_without_labels(tmp_path):
@@ -163,5 +185,6 @@ def test_report_without_dependency_records(tmp_path, capsys):
     ParquetSink(tmp_path / "m.parquet").write(report)
     assert main(["report", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "out")]) == 0
     for name in FIGURES:
-        assert_png(tmp_path / "out" / f"{name}.png")
+        assert_png(tmp_path / "out" / f"{name}.png", REPORT_WIDTH[name],
+                   chart=name not in ("summary", "critical_path"))  # no path to draw
     assert "not recorded" in capsys.readouterr().out

@@ -61,6 +61,7 @@ def test_consumers_map_the_producer_output(local_executor):
     src = make(N, 1)  # two consumers: stored once, each maps it
     flags = fd.compute(is_mapped(src), is_mapped(src), checksum(src), executor=local_executor)
     assert flags[:2] == (True, True)
+    assert flags[2] == pytest.approx(float(np.random.default_rng(1).random(N).sum()))
 
 
 def test_chain_keeps_data_in_the_worker(local_executor):
@@ -199,6 +200,29 @@ def test_store_spills_to_files_when_shared_memory_is_full(tiny_tmpfs, tmp_path):
     assert os.listdir(tiny_tmpfs) == [] and len(os.listdir(spill)) == 1
     np.testing.assert_array_equal(store.get(ref), value)
     assert store.sweep() == 1 and os.listdir(spill) == []
+
+
+def test_store_spills_beyond_its_shared_memory_budget(tmp_path, monkeypatch):
+    """The spill path without a tmpfs mount: a 2 MiB budget makes an 8 MB value spill."""
+    from fastdag.store import shm
+    monkeypatch.setattr(shm, "_warned", False)   # the warning is once per process
+    where, spill = tmp_path / "shm", tmp_path / "spill"
+    where.mkdir()
+    store = SharedMemoryStore("fastdag-budget", directory=str(where), spill_dir=str(spill),
+                              shm_budget=2 * 2**20)
+    small = np.arange(200_000, dtype=np.float64)  # 1.6 MB: fits
+    small_ref = store.put("s", small)
+    assert os.listdir(where) == [small_ref.key]
+    big = np.arange(1_000_000, dtype=np.float64)  # 8 MB: over the budget
+    with pytest.warns(RuntimeWarning, match="shm-size"):
+        big_ref = store.put("b", big)
+    assert os.listdir(where) == [small_ref.key]
+    assert [str(spill / name) for name in os.listdir(spill)] == [big_ref.key]
+    np.testing.assert_array_equal(store.get(big_ref), big)
+    np.testing.assert_array_equal(store.get(small_ref), small)
+    store.delete(small_ref)
+    store.delete(big_ref)
+    assert os.listdir(where) == [] and os.listdir(spill) == []
 
 
 _KEPT: list = []

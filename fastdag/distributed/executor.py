@@ -402,6 +402,7 @@ class RedisExecutor(Executor):
         except Exception:  # noqa: BLE001
             pass
         self.client.close()
+        self._wait_for_metrics()
 
 
 def _parse_event(raw: bytes) -> dict[str, Any]:

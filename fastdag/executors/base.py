@@ -12,6 +12,7 @@ from typing import Any
 
 from ..events import EventBus, Subscription
 from ..graph import DAG, Node
+from .. import sinkwriter
 from ..metrics import RunReport
 
 _run_counter = itertools.count(1)
@@ -94,6 +95,15 @@ class Executor(ABC):
 
     def shutdown(self, wait: bool = True) -> None:
         """Release workers and stored data. Idempotent."""
+        self._wait_for_metrics()
+
+    def _wait_for_metrics(self) -> None:
+        """Block until this executor's runs' metrics are written (bounded, logged).
+
+        Every ``shutdown()`` ends with this, so a file sink is complete when
+        the ``with`` block that produced it ends.
+        """
+        sinkwriter.wait_for(self)
 
     def settings(self) -> dict[str, Any]:
         return {}

@@ -302,6 +302,7 @@ class LocalExecutor(Executor):
         self._post(("stop", wait))
         thread.join()
         self._cleanup_files()
+        self._wait_for_metrics()
 
     def _cleanup_files(self) -> None:
         self.constants.clear()

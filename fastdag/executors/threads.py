@@ -80,6 +80,7 @@ class ThreadExecutor(Executor):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
+        self._wait_for_metrics()
 
 
 class _PoolRun:

@@ -69,7 +69,7 @@ class SharedMemoryStore(ObjectStore):
 
     def __init__(self, prefix: str, inline_threshold: int = INLINE_THRESHOLD,
                  directory: str = SHM_DIR, spill_dir: str | None = None,
-                 header_in_ref_max: int = HEADER_IN_REF_MAX):
+                 header_in_ref_max: int = HEADER_IN_REF_MAX, shm_budget: int | None = None):
         if not prefix.startswith("fastdag-"):
             raise ValueError("segment names start with 'fastdag-' so leaks are easy to spot")
         self.prefix = prefix
@@ -78,6 +78,9 @@ class SharedMemoryStore(ObjectStore):
         self._spill_dir = spill_dir
         self._spill_checked = False
         self.header_in_ref_max = header_in_ref_max
+        # Bytes the ``<prefix>-*`` segments may take in ``directory`` (None: as
+        # much as it has): beyond it values spill, as on a full /dev/shm.
+        self.shm_budget = shm_budget
 
     @property
     def spill_dir(self) -> str:
@@ -123,6 +126,8 @@ class SharedMemoryStore(ObjectStore):
             header = b""
         size = max(offset, 1)
         try:
+            if self._over_budget(size):
+                raise OSError(errno.ENOSPC, f"over the {self.shm_budget}-byte shm budget")
             key = _write_segment(self.directory, self.prefix, size, parts)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
@@ -132,6 +137,18 @@ class SharedMemoryStore(ObjectStore):
             key = os.path.join(spill, _write_segment(spill, self.prefix, size, parts))
         return StoredRef(key=key, header=header, kind=payload.kind, size=size,
                          layout=layout, header_span=header_span)
+
+    def _over_budget(self, size: int) -> bool:
+        """Would ``size`` more bytes exceed ``shm_budget``? (One stat per segment.)"""
+        if self.shm_budget is None:
+            return False
+        used = 0
+        for path in glob.glob(os.path.join(self.directory, glob.escape(self.prefix) + "-*")):
+            try:
+                used += os.stat(path).st_size
+            except FileNotFoundError:
+                pass
+        return used + size > self.shm_budget
 
     def _adopt(self, payload: Payload) -> StoredRef | None:
         """Store a value born in this process's arena (``fd.result_array``) by renaming its file."""
