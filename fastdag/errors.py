@@ -51,7 +51,12 @@ def describe_exception(exc: BaseException) -> str:
     """
     name = type(exc).__name__
     if isinstance(exc, SystemExit):
-        return f"SystemExit (sys.exit with exit code {exc.code!r})"
+        # Read the code from ``args`` too: an exception rebuilt by tblib's
+        # pickling (which dask.distributed installs) has args but code None.
+        code = exc.code
+        if code is None and exc.args:
+            code = exc.args[0] if len(exc.args) == 1 else exc.args
+        return f"SystemExit (sys.exit with exit code {code!r})"
     try:
         text = str(exc)
     except Exception as err:  # noqa: BLE001 - a user's broken __str__ must not hide the error

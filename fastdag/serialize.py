@@ -44,7 +44,9 @@ def dumps(obj: Any, array_reducer: Callable[[Any], tuple | None] | None = None) 
     array by reference instead of by value (see ``store.constants``), or
     None to pickle it as usual.
     """
-    if type(obj) in _SCALARS:  # most task results: no pickler object to set up
+    cls = type(obj)
+    if cls in _SCALARS and (cls is not str or len(obj) < OUT_OF_BAND_MIN):
+        # Most task results: no pickler object to set up (a large str goes out of band).
         return Payload(pickle.dumps(obj, 5), [], PICKLE)
     kind = _arrow_kind(obj)
     if kind:
@@ -126,8 +128,6 @@ class _Pickler(cloudpickle.Pickler):
                     and not obj.dtype.hasobject:
                 import numpy as np
                 return np.ascontiguousarray(obj).__reduce_ex__(5)
-        elif type(obj) is memoryview and obj.c_contiguous and obj.nbytes >= OUT_OF_BAND_MIN:
-            return (_memoryview, (pickle.PickleBuffer(obj), obj.format, obj.shape))
         elif type(obj).__module__.startswith("PIL.") and _pil_shareable(obj):
             # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
             pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
@@ -156,10 +156,6 @@ def _pil_image(mode: str, size: tuple[int, int], info: dict, buffer: Any) -> Any
     return image
 
 
-def _memoryview(buffer: Any, fmt: str, shape: tuple[int, ...]) -> memoryview:
-    return memoryview(buffer).cast("B").cast(fmt, shape)
-
-
 def _reduce_memoryview(view: memoryview) -> tuple | None:
     """A memoryview stays a memoryview (cloudpickle alone sends ``bytes``), its memory
     out of band like an array's; None for views no single ``cast`` can rebuild."""
@@ -176,6 +172,8 @@ def _rebuild_memoryview(buf: Any, fmt: str, shape: tuple, readonly: bool) -> mem
     if fmt != "B" or len(shape) != 1:
         view = view.cast(fmt, shape)
     return view.toreadonly() if readonly and not view.readonly else view
+
+
 _SCALARS = frozenset({int, float, bool, complex, str, type(None)})
 
 

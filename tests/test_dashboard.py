@@ -34,6 +34,13 @@ def load(i):
 
 
 @fd.task
+def slow_load(i):
+    """A load long enough (100 of them: 0.5 s on 2 workers) for memory samples every 0.25 s."""
+    time.sleep(0.01)
+    return list(range(i % 20))
+
+
+@fd.task
 def clean(x):
     if len(x) != 1:  # quick_load's lists are 1 long: no sleep in the 10,000-task run
         time.sleep(0.002)
@@ -292,7 +299,7 @@ def test_page_loads(dash, page):
 def test_live_run_reaches_all_done(dash, page):
     page.goto(dash.dashboard_url)
     page.wait_for_selector("#legend li")
-    future = dash.submit(pipeline(100), name="live-run")  # 299 tasks
+    future = dash.submit(pipeline(100, first=slow_load), name="live-run")  # 299 tasks
     page.wait_for_function(f"window.fastdagDashboard.state()?.run === '{future.run_id}'",
                            timeout=60_000)
     seen_partial = state(page)["counts"]["done"] < 299
