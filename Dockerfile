@@ -33,9 +33,11 @@ RUN set -eu; \
 # --- the image ---------------------------------------------------------------
 FROM python:3.11-slim
 
-# redis-server: the Redis tests and benchmarks start their own on loopback ports.
+# redis-server: the Redis tests and benchmarks start their own on loopback ports;
+# openssl: the TLS tests make a throwaway CA; chromium: the dashboard's browser tests.
 RUN set -eu; apt-get update; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        redis-server openssl chromium; \
     apt-get clean; rm -rf /var/lib/apt/lists/*
 
 ENV PIP_NO_CACHE_DIR=1 \
