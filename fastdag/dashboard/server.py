@@ -7,6 +7,9 @@ Data flow::
             --GET /api/runs/<id>---------> RunStore.detail(id, rows_from, events_from, packed)
                  ?aggregate=1 -----------> RunStore.aggregated(id): big runs, summarised
             <-GET /api/live (SSE)--------- every TICK s: {"runs": {id: version}} when changed
+    executor of another process
+    (dashboard="publish:URL")
+            --POST /api/publish----------> RunStore.receive(event) for each (wire.py)
 
 The server thread never touches the scheduler: the executor only appends
 events to the store's deque (see ``model.py``), the server folds them in
@@ -33,6 +36,7 @@ TICK = 0.25  # seconds between checks of the live channel
 TRIM_EVERY = 1.0  # seconds between trims of the events no page asked for
 MEMORY_EVERY = 0.25  # seconds between samples of the workers' memory during a run
 COOKIE = "fastdag_dashboard_token"
+MAX_POST = 1 << 30  # bytes: the RunSubmitted of a run of millions of tasks is that big
 
 
 class DashboardServer:
@@ -84,11 +88,12 @@ class DashboardServer:
 
     def _start(self, port: int) -> int:
         web = self._web
-        app = web.Application(middlewares=[self._check_token])
+        app = web.Application(middlewares=[self._check_token], client_max_size=MAX_POST)
         app.router.add_get("/", self._index)
         app.router.add_get("/api/runs", self._runs)
         app.router.add_get("/api/runs/{run_id}", self._run)
         app.router.add_get("/api/live", self._live)
+        app.router.add_post("/api/publish", self._publish)
         app.router.add_static("/static/", STATIC)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._loop.run_until_complete(self._runner.setup())
@@ -162,6 +167,24 @@ class DashboardServer:
         if detail is None:
             raise self._web.HTTPNotFound(text=f"no run {request.match_info['run_id']!r}\n")
         return self._web.json_response(detail, dumps=_dumps)
+
+    async def _publish(self, request: Any) -> Any:
+        """Events of another process's executor, folded like this process's own.
+
+        JSON only (a cross-site form cannot send that without a preflight,
+        which this server does not answer), read into fastdag's event types.
+        """
+        from .wire import WireError, decode
+        if request.content_type != "application/json":
+            raise self._web.HTTPUnsupportedMediaType(text="POST application/json\n")
+        try:
+            published = decode(await request.read())
+        except WireError as exc:
+            raise self._web.HTTPBadRequest(text=f"{exc}\n")
+        for event in published.events:
+            self.store.receive(event)
+        self.store.memory.extend(published.memory)
+        return self._web.Response(status=204)
 
     async def _live(self, request: Any) -> Any:
         """Server-sent events: the run versions, whenever one of them changes."""
