@@ -19,9 +19,8 @@ __all__ = ["RunStore", "serve_executor", "serve_store", "require_aiohttp"]
 
 def require_aiohttp() -> None:
     """Raise a clear ImportError when the server's library is missing."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("aiohttp") is None:  # found, not imported: see server.py
         raise ImportError("the fastdag dashboard needs aiohttp: pip install "
                           "'fastdag[dashboard]' (or pip install aiohttp)") from None
 
