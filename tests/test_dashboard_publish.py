@@ -17,6 +17,7 @@ import pytest
 import fastdag as fd
 from fastdag.dashboard import RunStore
 from fastdag.dashboard.publish import Publisher
+from test_dashboard import browser, page, state  # noqa: F401 - the Chromium fixtures
 
 pytest.importorskip("aiohttp")
 
@@ -87,6 +88,37 @@ def test_a_run_published_to_the_cli_server_is_seen_live_then_done(cli_dashboard,
     kinds = [e["type"] for e in detail["events"]["items"]]
     assert kinds[0] == "RunSubmitted" and kinds[-1] == "RunFinished"
     assert {w for _, w, _ in detail["memory"]} <= set(workers) and detail["memory"]
+
+
+def test_the_page_of_the_cli_server_follows_a_published_run(cli_dashboard, tmp_path, page):
+    page.goto(cli_dashboard)
+    page.wait_for_selector("#legend li")
+    gate = str(tmp_path / "open")
+    with fd.LocalExecutor(2, dashboard="publish:" + cli_dashboard) as ex:
+        future = ex.submit(plus([gated(i, gate) for i in range(8)]), name="published-page")
+        page.wait_for_function(f"window.fastdagDashboard.state()?.run === '{future.run_id}'",
+                               timeout=60_000)
+        assert state(page)["counts"]["done"] < 9
+        open(gate, "w").close()
+        future.result(timeout=120)
+        page.wait_for_function("document.getElementById('status').dataset.state === 'done'",
+                               timeout=60_000)
+    assert page.text_content("#status").startswith("done: 9/9 done")
+
+
+def test_aiohttp_is_imported_only_when_a_page_connects():
+    """An executor's dashboard nobody opened costs no aiohttp objects in the client."""
+    code = (
+        "import sys, urllib.request, fastdag as fd\n"
+        "with fd.LocalExecutor(2, dashboard=True) as ex:\n"
+        "    fd.task(sum)([1, 2]).compute(executor=ex)\n"
+        "    print('before', 'aiohttp' in sys.modules)\n"
+        "    urllib.request.urlopen(ex.dashboard_url + 'api/runs', timeout=60).read()\n"
+        "    print('after', 'aiohttp' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.stdout.split() == ["before", "False", "after", "True"], done.stderr
 
 
 def free_port() -> int:
