@@ -89,8 +89,11 @@ class Plan:
         return _Names(self)
 
     def functions(self) -> list[str]:
-        """The function name of every task."""
-        return [t.name for t in self.tasks]
+        """The function name of every task, made once: the events and the metrics both ask."""
+        made = self.__dict__.get("_functions")  # not a field: never pickled to workers
+        if made is None:
+            made = self.__dict__["_functions"] = [t.name for t in self.tasks]
+        return made
 
     def refcounts(self) -> list[int]:
         """Per task: how many consumers, plus one if the caller wants it."""

@@ -12,6 +12,11 @@ Prints per mode the median wall time per run and the median CPU time of the
 client process (all its threads: scheduler, dashboard server) per run.
 
     PYTHONPATH=$PWD python scripts/dashboard_overhead.py [N] [ROUNDS]
+
+``--same-process BLOCKS``: steadier, one executor and one process, blocks of
+10 runs alternated between no subscriber and the dashboard's store
+subscribed (no page): what the events and the store cost, without the
+difference between two processes' workers and heaps.
 """
 
 from __future__ import annotations
@@ -72,8 +77,38 @@ def main() -> None:
               f"client CPU median {c * 1e3:5.1f} ms (x{c / base[1]:.3f})   {len(wall)} runs")
 
 
+def same_process(blocks: int) -> None:
+    """Median client CPU per run, dashboard store subscribed or not, in one process."""
+    sys.path.insert(0, os.path.join(HERE, "..", "benchmarks"))
+    import fastdag as fd
+    from fastdag.dashboard import serve_executor
+    from test_bench_tree import EXPECTED, LEAVES, fastdag_tree
+    ex = fd.LocalExecutor(2)
+    fastdag_tree(64).compute(executor=ex)
+    server = serve_executor(ex, True)
+    server.subscription.unsubscribe()
+    cpu: dict[str, list[float]] = {"plain": [], "nopage": []}
+    for _ in range(blocks):
+        for mode in cpu:
+            sub = ex.subscribe(server.store.receive, batched=True) if mode == "nopage" else None
+            for _ in range(10):
+                c = time.process_time()
+                assert fastdag_tree(LEAVES).compute(executor=ex) == EXPECTED
+                cpu[mode].append(time.process_time() - c)
+            if sub is not None:
+                sub.unsubscribe()
+    server.stop()
+    ex.shutdown()
+    base = statistics.median(cpu["plain"])
+    for mode, values in cpu.items():
+        c = statistics.median(values)
+        print(f"{mode:7} client CPU median {c * 1e3:5.2f} ms (x{c / base:.3f})   {len(values)} runs")
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--one"]:
+    if sys.argv[1:2] == ["--same-process"]:
+        same_process(int(sys.argv[2]) if len(sys.argv) > 2 else 15)
+    elif sys.argv[1:2] == ["--one"]:
         print(list(measure(sys.argv[2], int(sys.argv[3]))))
     else:
         main()

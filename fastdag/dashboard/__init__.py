@@ -2,8 +2,9 @@
 
 ``fd.LocalExecutor(dashboard=True)`` (or a port) serves it for the
 executor's lifetime; ``fastdag dashboard SOURCE...`` serves runs stored in
-metrics files. The server (``server.py``) needs aiohttp, the ``dashboard``
-extra: ``pip install 'fastdag[dashboard]'``.
+metrics files and the live runs of executors made with
+``dashboard="publish:URL"`` (``publish.py``). The server (``server.py``)
+needs aiohttp, the ``dashboard`` extra: ``pip install 'fastdag[dashboard]'``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ __all__ = ["RunStore", "serve_executor", "serve_store", "require_aiohttp"]
 
 def require_aiohttp() -> None:
     """Raise a clear ImportError when the server's library is missing."""
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("aiohttp") is None:  # found, not imported: see server.py
         raise ImportError("the fastdag dashboard needs aiohttp: pip install "
                           "'fastdag[dashboard]' (or pip install aiohttp)") from None
 
@@ -35,8 +35,15 @@ def serve_store(store: RunStore, host: str = "127.0.0.1", port: int = 0) -> Any:
 def serve_executor(executor: Any, spec: bool | int | str) -> Any:
     """Serve ``executor``'s runs: ``spec`` True (any free port), a port, or "host:port".
 
-    Prints the URL once, on stderr. The caller stops the server at shutdown.
+    Or ``"publish:URL"``: send them to the ``fastdag dashboard`` server at URL
+    instead. Prints the URL once, on stderr. The caller stops it at shutdown.
     """
+    if isinstance(spec, str) and spec.startswith("publish:"):
+        from .publish import Publisher
+        publisher = Publisher(executor, spec[len("publish:"):],
+                              memory_source=lambda: worker_memory(executor))
+        print(f"fastdag dashboard: publishing to {publisher.url}", file=sys.stderr, flush=True)
+        return publisher
     host, port = "127.0.0.1", 0
     if isinstance(spec, str):
         host, _, text = spec.rpartition(":")

@@ -12,7 +12,9 @@ def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
     """``fastdag dashboard [SOURCE ...] [--host H] [--port P]``."""
     p = sub.add_parser("dashboard", help="serve the web dashboard of stored runs",
                        description="Serve the dashboard of the runs in metrics stores "
-                                   "(Parquet files or folders, redis:// URLs) until Ctrl-C.")
+                                   "(Parquet files or folders, redis:// URLs), and the live "
+                                   "runs of executors made with dashboard='publish:URL', "
+                                   "until Ctrl-C.")
     p.add_argument("sources", nargs="*", help="metrics stores to read (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; "
                    "any other address needs the token printed in the URL)")
@@ -60,6 +62,8 @@ def dashboard_command(args: argparse.Namespace) -> int:
         return command_error("dashboard", f"cannot listen on {args.host}:{args.port}: "
                                           f"{exc.strerror}")
     print(f"fastdag dashboard: {server.url} ({len(reports)} runs)", file=sys.stderr, flush=True)
+    print(f"fastdag dashboard: show live runs here with "
+          f"fd.LocalExecutor(dashboard='publish:{server.url}')", file=sys.stderr, flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
