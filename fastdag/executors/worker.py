@@ -15,12 +15,12 @@ so one consumer writing into its input cannot affect another).
 
 Messages (pickled tuples over a duplex pipe):
 
-  scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs)
+  scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs, bundles)
                         ("cancel", run)   stop the current batch of ``run``
                         ("end", run)      drop everything kept for ``run``
                         ("stop",)
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
-                         claimed, records, final)
+                         bundles, claimed, records, final)
                         ("error", run, failure, stored)
                         ("progress", run, n, records)  n tasks done since the last
                                           report, and the records not sent yet
@@ -29,7 +29,10 @@ Messages (pickled tuples over a duplex pipe):
 with a consumer not run here; ``consumed`` the stored results that tasks read
 from the store (one entry per read, for the scheduler's reference counts);
 ``claimed`` the tasks this worker has queued locally, so the scheduler does
-not hand them to anyone else. Before each task the worker writes (run, task)
+not hand them to anyone else. ``stored`` maps task -> StoredRef; ``bundles``
+carry the small results a report stores (``store/bundle.py``: one object
+for thousands of a fan-in's numbers, not a ref each), and a batch's
+``bundles`` the members its tasks read. Before each task the worker writes (run, task)
 into its status slot, a few bytes of shared memory the scheduler reads if the
 process dies, to name the task that killed it.
 """
@@ -52,8 +55,9 @@ from ..graph import gc_paused
 from ..plan import Plan
 from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, describe_failure,
                       execute, nbytes, send_failure)
-from ..serialize import describe_unpicklable, dumps
+from ..serialize import PICKLE, describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..store.bundle import BUNDLE_ITEM_MAX, Bundle, BundleBuilder
 from ..lifeline import exit_with_parent
 from ..store import files
 from ..store.shm import SharedMemoryStore
@@ -70,22 +74,26 @@ class Held(dict):
     """Results this worker holds for a run, by task index.
 
     The dict holds the results made here and not stored; a missing key is
-    loaded from ``refs`` (the store) on each lookup, so every consumer gets
-    its own copy-on-write view. ``fetch_s`` adds up the time spent loading.
+    loaded from ``refs`` (a StoredRef, or the Bundle holding it) on each
+    lookup, so every consumer gets its own copy-on-write view or copy.
+    ``fetch_s`` adds up the time spent loading.
     """
 
     __slots__ = ("refs", "store", "fetch_s")
 
     def __init__(self, store: SharedMemoryStore):
         super().__init__()
-        self.refs: dict[int, StoredRef] = {}
+        self.refs: dict[int, StoredRef | Bundle] = {}
         self.store = store
         self.fetch_s = 0.0
 
     def __missing__(self, i: int) -> Any:
         start = time.time()
         try:
-            return self.store.get(self.refs[i])
+            ref = self.refs[i]
+            if type(ref) is Bundle:
+                return ref.load(i)
+            return self.store.get(ref)
         finally:
             self.fetch_s += time.time() - start
 
@@ -185,7 +193,7 @@ class Worker:
 
     # -- one batch ----------------------------------------------------------
     def batch(self, run: int, plan_ref: StoredRef | None, tasks: list[int],
-              refs: dict[int, StoredRef]) -> None:
+              refs: dict[int, StoredRef], bundles: list[Bundle]) -> None:
         data = self.runs.get(run)
         if data is None:
             try:
@@ -196,6 +204,9 @@ class Worker:
         data.refs.update(refs)
         for d, ref in refs.items():
             data.sizes[d] = ref.nbytes
+        for b in bundles:
+            data.refs.update(dict.fromkeys(b.tasks, b))
+            data.sizes.update(zip(b.tasks, b.sizes()))
         progress = Progress()
         if SAMPLER is not None:
             SAMPLER.enter()
@@ -206,7 +217,7 @@ class Worker:
                 self._run(run, data, tasks[::-1], progress)
                 self._flush(run, data, progress, [], True)
         except Cancelled:
-            self.send(("report", run, array("i"), [], [], progress.stored, [], [], True))
+            self.send(("report", run, array("i"), [], [], progress.stored, [], [], [], True))
         except _TaskFailed as failed:
             self.send(("error", run, _pack_failure(failed.failure), progress.stored))
         finally:
@@ -338,6 +349,7 @@ class Worker:
         values = data.values
         announced = data.announced
         claimed_set = set(claimed)
+        small = BundleBuilder()
         # Only a result still held here, or stored by this batch, can have a
         # consumer that has not run here (a held result is dropped once its
         # last consumer here has run): no need to walk every completed task.
@@ -351,29 +363,41 @@ class Worker:
                 if not done[c]:
                     pending = True
                     if c not in claimed_set and dict.__contains__(values, i):
-                        data.refs[i] = progress.stored[i] = self._put(
-                            plan, i, values.pop(i), handover=True)
+                        ref = self._put(plan, i, values.pop(i), handover=True, small=small)
+                        if ref is not None:
+                            data.refs[i] = progress.stored[i] = ref
                         break
             if pending:
                 boundary.append(i)
         announced.update(boundary)
+        bundles = small.close()
+        for b in bundles:
+            data.refs.update(dict.fromkeys(b.tasks, b))
         if progress.gil:
             self.send(("gil", run, progress.gil))  # before the report that may end the run
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
-                   progress.stored, list(claimed), progress.records, final))
+                   progress.stored, bundles, list(claimed), progress.records, final))
         progress.clear()
 
-    def _put(self, plan: Plan, i: int, value: Any, handover: bool = False) -> StoredRef:
+    def _put(self, plan: Plan, i: int, value: Any, handover: bool = False,
+             small: BundleBuilder | None = None) -> StoredRef | None:
         """Store task ``i``'s result; ``handover``: the caller drops it afterwards.
 
         A large array that nothing else refers to (its refcount shows only the
         caller's variable, this argument and getrefcount's own) is *moved*:
         its pages are released while being copied into the segment.
+        With ``small``, a result that pickles to a few bytes and no buffers
+        goes into that bundle instead (and None is returned).
         """
         consume = handover and type(value).__name__ == "ndarray" and value.base is None \
             and sys.getrefcount(value) <= 3
         try:
-            return self.store.put_payload(str(i), dumps(value), consume=consume)
+            payload = dumps(value)
+            if small is not None and not payload.buffers and payload.kind == PICKLE \
+                    and len(payload.header) <= BUNDLE_ITEM_MAX:
+                small.add(i, payload.header)
+                return None
+            return self.store.put_payload(str(i), payload, consume=consume)
         except Exception as exc:  # noqa: BLE001
             err = SerializationError(
                 f"the result of task {plan.name(i)!r} cannot be sent back: "
