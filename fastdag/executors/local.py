@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import mmap
 import os
 import pickle
@@ -737,8 +738,8 @@ class LocalExecutor(Executor):
         h.batch = tasks
         ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
         with gc_paused():  # a wide fan-in's batch names 100,000 stored inputs
-            needed = [d for t in tasks for d in deps[t]]
-            refs = {d: stored[d] for d in needed if d in stored}
+            needed = list(itertools.chain.from_iterable(map(deps.__getitem__, tasks)))
+            refs = {d: stored[d] for d in needed if d in stored} if stored else {}
             bundles = _bundles_for(run.bundled, needed) if run.bundled else []
             self._send(h, ("batch", run.id, plan_ref, tasks, refs, bundles))
 
@@ -832,17 +833,17 @@ def _bundles_for(bundled: dict[int, Bundle], needed: list[int]) -> list[Bundle]:
     """The bundles holding the inputs ``needed``: whole when the batch reads at least
     half of one, else only the members it reads (a bundle's bytes do not travel
     again with every batch that reads one of its numbers)."""
-    members: dict[Bundle, list[int]] = {}
+    reads = collections.Counter(map(bundled.get, needed))  # bundle -> reads (C loops)
+    reads.pop(None, None)
+    partial = {b for b, n in reads.items() if 2 * n < len(b)}
+    if not partial:
+        return list(reads)
+    members: dict[Bundle, list[int]] = {b: [] for b in partial}
     for d in needed:
-        b = bundled.get(d)
-        if b is not None:
-            read = members.get(b)
-            if read is None:
-                members[b] = [d]
-            else:
-                read.append(d)
-    return [b if 2 * len(read) >= len(b) else b.select(dict.fromkeys(read))
-            for b, read in members.items()]
+        read = members.get(bundled.get(d))
+        if read is not None:
+            read.append(d)
+    return [b.select(dict.fromkeys(members[b])) if b in partial else b for b in reads]
 
 
 def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:

@@ -19,6 +19,7 @@ bundle's bytes do not travel again for each of its consumers.
 
 from __future__ import annotations
 
+import operator
 import pickle
 from array import array
 from collections.abc import Iterable
@@ -48,20 +49,29 @@ class Bundle:
     def __repr__(self) -> str:
         return f"Bundle({len(self.tasks)} results, {len(self.data)} bytes)"
 
-    def position(self, task: int) -> int:
+    def positions(self) -> dict[int, int]:
+        """Task -> its place among the members (built on first use)."""
         if self._where is None:
             self._where = dict(zip(self.tasks, range(len(self.tasks))))
-        return self._where[task]
+        return self._where
+
+    def position(self, task: int) -> int:
+        return self.positions()[task]
 
     def load(self, task: int) -> Any:
         """A new copy of ``task``'s result."""
         k = self.position(task)
         return pickle.loads(memoryview(self.data)[self.offsets[k]:self.offsets[k + 1]])
 
+    def load_many(self, tasks: list[int]) -> list[Any]:
+        """A new copy of each result of ``tasks``, in one pass."""
+        offsets, view, loads = self.offsets, memoryview(self.data), pickle.loads
+        return [loads(view[offsets[k]:offsets[k + 1]]) for k in map(self.positions().__getitem__, tasks)]
+
     def sizes(self) -> list[int]:
         """The pickled size of each member, in the order of ``tasks``."""
         offsets = self.offsets
-        return [offsets[k + 1] - offsets[k] for k in range(len(self.tasks))]
+        return list(map(operator.sub, offsets[1:], offsets))
 
     def select(self, tasks: Iterable[int]) -> Bundle:
         """A bundle of the members ``tasks`` only (at least one)."""
