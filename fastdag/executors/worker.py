@@ -65,6 +65,7 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
+NUMBERS = frozenset({int, float, bool, type(None)})
 WIDE = 8  # a task with more inputs: its inputs are fetched together, its readiness scanned
 # Measures GIL holding per task for the default executor's placement (see gil.py).
 SAMPLER = GilSampler() if os.environ.get("FASTDAG_GIL_SAMPLE") else None
@@ -376,7 +377,6 @@ class Worker:
         values = data.values
         announced = data.announced
         claimed_set = set(claimed)
-        small = BundleBuilder()
         # Only a result still held here, or stored by this batch, can have a
         # consumer that has not run here (a held result is dropped once its
         # last consumer here has run): no need to walk every completed task.
@@ -384,27 +384,49 @@ class Worker:
         candidates += [i for i in progress.stored
                        if i not in announced and not dict.__contains__(values, i)]
         boundary = []
+        leaving = []  # held here, read elsewhere: to store
         for i in candidates:
             pending = False
             for c in dependents[i]:
                 if not done[c]:
                     pending = True
                     if c not in claimed_set and dict.__contains__(values, i):
-                        ref = self._put(plan, i, values.pop(i), handover=True, small=small)
-                        if ref is not None:
-                            data.refs[i] = progress.stored[i] = ref
+                        leaving.append(i)
                         break
             if pending:
                 boundary.append(i)
         announced.update(boundary)
-        bundles = small.close()
-        for b in bundles:
-            data.refs.update(dict.fromkeys(b.tasks, b))
+        bundles = self._store_leaving(data, progress, leaving) if leaving else []
         if progress.gil:
             self.send(("gil", run, progress.gil))  # before the report that may end the run
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
                    progress.stored, bundles, list(claimed), progress.records, final))
         progress.clear()
+
+    def _store_leaving(self, data: RunData, progress: Progress, tasks: list[int]) -> list[Bundle]:
+        """Store the held results ``tasks`` for their consumers elsewhere; return the bundles.
+
+        A number (the usual input of a wide fan-in) is pickled straight into a
+        bundle; anything else goes through ``_put``: into a bundle if its
+        pickle is small, else into a StoredRef of its own.
+        """
+        values = data.values
+        small = BundleBuilder()
+        for i in tasks:
+            value = values.pop(i)
+            if type(value) in NUMBERS:
+                pickled = pickle.dumps(value, 5)
+                if len(pickled) <= BUNDLE_ITEM_MAX:
+                    small.add(i, pickled)
+                    continue
+            ref = self._put(data.plan, i, value, handover=True, small=small)
+            value = None  # a moved array's husk goes now, not at the next result
+            if ref is not None:
+                data.refs[i] = progress.stored[i] = ref
+        bundles = small.close()
+        for b in bundles:
+            data.refs.update(dict.fromkeys(b.tasks, b))
+        return bundles
 
     def _put(self, plan: Plan, i: int, value: Any, handover: bool = False,
              small: BundleBuilder | None = None) -> StoredRef | None:
