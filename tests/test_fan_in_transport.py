@@ -17,16 +17,7 @@ from fastdag.store.base import StoredRef
 from fastdag.store.bundle import BundleBuilder
 
 from conftest import fastdag_segments
-
-
-@fd.task
-def one(i):
-    return i
-
-
-@fd.task
-def total(xs):
-    return sum(xs)
+from tasks import inc as one, total
 
 
 @fd.task
@@ -132,7 +123,7 @@ def test_small_results_reach_the_scheduler_in_bundles(monkeypatch):
     monkeypatch.setattr(LocalExecutor, "_handle", spy)
     with LocalExecutor(workers=2) as ex:
         future = ex.submit(total([one(i) for i in range(5000)]))
-        assert future.result() == sum(range(5000))
+        assert future.result() == sum(range(1, 5001))
         assert seen == {"refs": 1, "members": 5000}  # one ref: the caller's answer
         records = future.report.tasks
         assert len(records) == 5001 and len({r.task_key for r in records}) == 5001
