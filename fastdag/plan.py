@@ -154,7 +154,7 @@ def _holed(template: tuple, holes: array) -> tuple | None:
     start = len(holes)
     try:
         return _hole(template, holes)
-    except _NotPlain:
+    except (_NotPlain, RecursionError):  # too deep for a Python walk: cloudpickle's turn
         del holes[start:]
         return None
 
