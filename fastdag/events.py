@@ -354,3 +354,11 @@ class RecordFeed:
             for i, ref in refs.items():
                 via = "spill" if ref.key.startswith("/") else "shm"  # spilled: a path
                 self.bus.emit(DataMoved(run_id, now, i, name, ref.nbytes, via))
+
+    def bundled(self, run_id: str, name: str, bundles: Sequence[Any]) -> None:
+        """Small results a worker sent in bundles (``store/bundle.py``), one event each."""
+        if self.bus.active:
+            now = time.time()
+            for b in bundles:
+                for i, size in zip(b.tasks, b.sizes()):
+                    self.bus.emit(DataMoved(run_id, now, i, name, size, "shm"))

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .graph import DAG, Node, Task, gc_paused, map_nested, walk_lock
@@ -114,16 +115,98 @@ class Plan:
             ids = {id(t): k for k, t in enumerate(table)}
             plain_tasks = [ids[id(t)] for t in tasks]
         simple = self.simple
+        holed: dict[int, tuple] = {}
+        holes = array("q")
         if simple.count(0) == 0:  # every task's arguments are plain: the usual case
             plain_args, rich = self.args, {}
         else:
             plain_args = [a if simple[i] else None for i, a in enumerate(self.args)]
-            rich = {i: (self.args[i], self.kwargs[i]) for i in range(len(simple)) if not simple[i]}
+            rich = {}
+            with gc_paused():
+                for i in [i for i in range(len(simple)) if not simple[i]]:
+                    template = (self.args[i], self.kwargs[i])
+                    wire = _holed(template, holes)
+                    if wire is None:
+                        rich[i] = template
+                    else:
+                        holed[i] = wire
         with gc_paused():
             structure = pickle.dumps((plain_tasks, plain_args, self.modes, self.deps,
                                       self.dependents, self.outputs, self.keys, self.wanted,
-                                      simple, self.labels), protocol=5)
+                                      simple, self.labels, holed, holes), protocol=5)
         return (_restore_plan, (structure, table, rich))
+
+
+# Argument templates made of these alone (and of lists, tuples and dicts of
+# them) travel with the Plan's structure, through the C pickler.
+_LEAVES = _ATOMIC - {Ref}
+
+
+def _holed(template: tuple, holes: array) -> tuple | None:
+    """``template`` with every Ref replaced by the class ``Ref`` itself, its index
+    appended to ``holes``; None (``holes`` untouched) if it holds anything but plain data.
+
+    A template of plain data pickles in the C pickler without a single call
+    back into Python, except for its Refs: each costs a ``__reduce__`` call,
+    and a fan-in of 100,000 inputs has 100,000 of them. The class is pickled
+    once and then named by the memo, so the holes cost nothing; their
+    indices travel as one array and ``_filled`` puts Refs back in the same
+    order. Sets are not plain (their holes would merge), nor are subclasses
+    (a namedtuple): those templates go through cloudpickle as before.
+    """
+    start = len(holes)
+    try:
+        return _hole(template, holes)
+    except (_NotPlain, RecursionError):  # too deep for a Python walk: cloudpickle's turn
+        del holes[start:]
+        return None
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _hole(value, holes: array):
+    cls = type(value)
+    if cls is Ref:
+        holes.append(value.i)
+        return Ref
+    if cls in _LEAVES:
+        return value
+    if cls is list or cls is tuple:
+        kinds = set(map(type, value))
+        if kinds <= _LEAVES:
+            return value
+        if kinds <= _ATOMIC:  # a flat list of Refs and constants, the fan-in's
+            holes.extend([v.i for v in value if type(v) is Ref])
+            holed = [Ref if type(v) is Ref else v for v in value]
+        else:
+            holed = [_hole(v, holes) for v in value]
+        return holed if cls is list else tuple(holed)
+    if cls is dict:
+        if not set(map(type, value)) <= _LEAVES:
+            raise _NotPlain
+        return {k: _hole(v, holes) for k, v in value.items()}
+    raise _NotPlain
+
+
+def _filled(value, holes: Iterator[int]):
+    """Undo ``_hole``: each ``Ref`` class in ``value`` becomes Ref(next index)."""
+    if value is Ref:
+        return Ref(next(holes))
+    cls = type(value)
+    if cls is list or cls is tuple:
+        kinds = set(map(type, value))
+        if kinds <= _LEAVES:
+            return value
+        if kinds <= _LEAVES | {type}:  # plain data holds no classes: a type is a hole
+            filled = [Ref(next(holes)) if v is Ref else v for v in value]
+        else:
+            filled = [_filled(v, holes) for v in value]
+        return filled if cls is list else tuple(filled)
+    if cls is dict:
+        return {k: _filled(v, holes) for k, v in value.items()}
+    return value
 
 
 class _Names(Sequence):
@@ -143,14 +226,17 @@ class _Names(Sequence):
 
 def _restore_plan(structure: bytes, table: list[Task] | None, rich: dict) -> Plan:
     with gc_paused():
-        tasks, args, modes, deps, dependents, outputs, keys, wanted, simple, labels = \
-            pickle.loads(structure)
-    if table is not None:
-        tasks = [table[k] for k in tasks]
-    kwargs: list[dict | None] = [None] * len(tasks)
-    for i, (a, kw) in rich.items():
-        args[i] = a
-        kwargs[i] = kw
+        tasks, args, modes, deps, dependents, outputs, keys, wanted, simple, labels, \
+            holed, holes = pickle.loads(structure)
+        if table is not None:
+            tasks = [table[k] for k in tasks]
+        kwargs: list[dict | None] = [None] * len(tasks)
+        filled = iter(holes)
+        for i, wire in holed.items():
+            args[i], kwargs[i] = _filled(wire, filled)
+        for i, (a, kw) in rich.items():
+            args[i] = a
+            kwargs[i] = kw
     return Plan(tasks=tasks, args=args, kwargs=kwargs, modes=modes,
                 deps=deps, dependents=dependents, outputs=outputs, keys=keys, wanted=wanted,
                 simple=simple, labels=labels)

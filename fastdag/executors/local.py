@@ -47,7 +47,9 @@ have not run yet (+1 when the caller wants the value), counted when the
 result is stored and decreased by the reads workers report; at zero the
 result is unlinked;
 ``claims`` (task -> worker running it as a continuation); ``stored`` (task ->
-StoredRef); the ready queues; ``crashes`` per task, for retries after a
+StoredRef) and ``bundled`` (task -> the Bundle holding its small result, see
+``store/bundle.py``: a wide fan-in's inputs travel as a few bundles, not a
+ref each); the ready queues; ``crashes`` per task, for retries after a
 worker died.
 
 Failure handling: a task error or a crash beyond its retries fails the run
@@ -67,6 +69,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import mmap
 import os
 import pickle
@@ -94,6 +97,7 @@ from ..plan import Plan, batch_size, build_plan
 from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..store.bundle import Bundle
 from ..store import files
 from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
@@ -139,6 +143,7 @@ class RunState:
     local: dict[int, collections.deque] = field(default_factory=dict)
     claims: dict[int, int] = field(default_factory=dict)
     stored: dict[int, StoredRef] = field(default_factory=dict)
+    bundled: dict[int, Bundle] = field(default_factory=dict)
     refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
     unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
@@ -539,11 +544,12 @@ class LocalExecutor(Executor):
                     self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
             return
         if msg[0] == "report":
-            _, run_id, completed, boundary, consumed, stored, claimed, records, final = msg
+            _, run_id, completed, boundary, consumed, stored, bundles, claimed, records, final = msg
             failure = None
         else:  # "error": the run fails; only its stored results matter now
             _, run_id, failure, stored = msg
-            completed, boundary, consumed, claimed, records, final = (), (), (), (), (), True
+            completed, boundary, consumed, bundles, claimed, records = (), (), (), (), (), ()
+            final = True
         if final:
             h.busy_run = None
             h.batch = []
@@ -558,12 +564,15 @@ class LocalExecutor(Executor):
             return
         self._feed.report(run.future.run_id, h.wid, h.name, records)
         self._feed.stored(run.future.run_id, h.name, stored)
+        self._feed.bundled(run.future.run_id, h.name, bundles)
         if records:
             run.records.append((h.name, records))
             # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
             busy = (records[2 - RAW_WIDTH] - records[1]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
+        if bundles:
+            self._add_bundles(run, bundles)
         if failure is not None:
             sent = pickle.loads(failure)
             error = received_error(run.plan.name(sent.index), sent)
@@ -595,17 +604,11 @@ class LocalExecutor(Executor):
                 refcount[d] -= 1
                 if not refcount[d]:
                     self._free(run, d)
-        wanted, dependents = plan.wanted, plan.dependents
+        dependents = plan.dependents
         for d, ref in stored.items():
             run.stored[d] = ref
             run.bytes_stored += ref.nbytes
-            left = wanted[d]
-            for c in dependents[d]:
-                if not done[c]:
-                    left += 1
-            refcount[d] = left
-            if not left:
-                self._free(run, d)
+        self._count_readers(run, stored)
         dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
         for t in boundary:
             for c in dependents[t]:
@@ -613,11 +616,34 @@ class LocalExecutor(Executor):
                 if not remaining[c] and not done[c] and c not in claims:
                     dest.append(c)
 
+    def _add_bundles(self, run: RunState, bundles: list[Bundle]) -> None:
+        """Keep a report's bundles of small results, each member counted as a stored one."""
+        for b in bundles:
+            run.bundled.update(dict.fromkeys(b.tasks, b))
+            run.bytes_stored += len(b.data)
+            self._count_readers(run, b.tasks)
+
+    def _count_readers(self, run: RunState, results: Iterable[int]) -> None:
+        """Start the reference counts of new stored results: their consumers yet to run
+        (+1 if the caller wants them); free those that nobody will read."""
+        wanted, dependents, done, refcount = \
+            run.plan.wanted, run.plan.dependents, run.done, run.refcount
+        for d in results:
+            left = wanted[d]
+            for c in dependents[d]:
+                if not done[c]:
+                    left += 1
+            refcount[d] = left
+            if not left:
+                self._free(run, d)
+
     def _free(self, run: RunState, i: int) -> None:
         run.refcount.pop(i, None)
         ref = run.stored.pop(i, None)
         if ref is not None:
             self.store.delete(ref)
+        else:
+            run.bundled.pop(i, None)  # the bundle goes with its last member
 
     # -- run completion -------------------------------------------------------
     def _finish_run(self, run: RunState) -> None:
@@ -651,6 +677,7 @@ class LocalExecutor(Executor):
         for ref in run.stored.values():
             self.store.delete(ref)
         run.stored.clear()
+        run.bundled.clear()
         run.ready.clear()
         run.local.clear()
         deadline = time.time() + self.cancel_grace
@@ -711,8 +738,10 @@ class LocalExecutor(Executor):
         h.batch = tasks
         ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
         with gc_paused():  # a wide fan-in's batch names 100,000 stored inputs
-            refs = {d: stored[d] for t in tasks for d in deps[t] if d in stored}
-            self._send(h, ("batch", run.id, plan_ref, tasks, refs))
+            needed = list(itertools.chain.from_iterable(map(deps.__getitem__, tasks)))
+            refs = {d: stored[d] for d in needed if d in stored} if stored else {}
+            bundles = _bundles_for(run.bundled, needed) if run.bundled else []
+            self._send(h, ("batch", run.id, plan_ref, tasks, refs, bundles))
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
         try:
@@ -798,6 +827,23 @@ class LocalExecutor(Executor):
             self._status.close()
         if self._status_path is not None:
             _unlink(self._status_path)
+
+
+def _bundles_for(bundled: dict[int, Bundle], needed: list[int]) -> list[Bundle]:
+    """The bundles holding the inputs ``needed``: whole when the batch reads at least
+    half of one, else only the members it reads (a bundle's bytes do not travel
+    again with every batch that reads one of its numbers)."""
+    reads = collections.Counter(map(bundled.get, needed))  # bundle -> reads (C loops)
+    reads.pop(None, None)
+    partial = {b for b, n in reads.items() if 2 * n < len(b)}
+    if not partial:
+        return list(reads)
+    members: dict[Bundle, list[int]] = {b: [] for b in partial}
+    for d in needed:
+        read = members.get(bundled.get(d))
+        if read is not None:
+            read.append(d)
+    return [b.select(dict.fromkeys(members[b])) if b in partial else b for b in reads]
 
 
 def _unpicklable_argument(plan: Plan, exc: Exception) -> SerializationError:

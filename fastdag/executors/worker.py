@@ -15,12 +15,12 @@ so one consumer writing into its input cannot affect another).
 
 Messages (pickled tuples over a duplex pipe):
 
-  scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs)
+  scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs, bundles)
                         ("cancel", run)   stop the current batch of ``run``
                         ("end", run)      drop everything kept for ``run``
                         ("stop",)
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
-                         claimed, records, final)
+                         bundles, claimed, records, final)
                         ("error", run, failure, stored)
                         ("progress", run, n, records)  n tasks done since the last
                                           report, and the records not sent yet
@@ -29,7 +29,10 @@ Messages (pickled tuples over a duplex pipe):
 with a consumer not run here; ``consumed`` the stored results that tasks read
 from the store (one entry per read, for the scheduler's reference counts);
 ``claimed`` the tasks this worker has queued locally, so the scheduler does
-not hand them to anyone else. Before each task the worker writes (run, task)
+not hand them to anyone else. ``stored`` maps task -> StoredRef; ``bundles``
+carry the small results a report stores (``store/bundle.py``: one object
+for thousands of a fan-in's numbers, not a ref each), and a batch's
+``bundles`` the members its tasks read. Before each task the worker writes (run, task)
 into its status slot, a few bytes of shared memory the scheduler reads if the
 process dies, to name the task that killed it.
 """
@@ -50,10 +53,11 @@ from ..errors import SerializationError
 from ..gil import MIN_TASK_S, GilSampler
 from ..graph import gc_paused
 from ..plan import Plan
-from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, describe_failure,
-                      execute, nbytes, send_failure)
-from ..serialize import describe_unpicklable, dumps
+from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task,
+                      describe_failure, execute, nbytes, send_failure)
+from ..serialize import PICKLE, describe_unpicklable, dumps
 from ..store.base import StoredRef
+from ..store.bundle import BUNDLE_ITEM_MAX, Bundle, BundleBuilder
 from ..lifeline import exit_with_parent
 from ..store import files
 from ..store.shm import SharedMemoryStore
@@ -61,6 +65,8 @@ from ..store.shm import SharedMemoryStore
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
 POLL_INTERVAL = 0.01
+NUMBERS = frozenset({int, float, bool, type(None)})
+WIDE = 8  # a task with more inputs: its inputs are fetched together, its readiness scanned
 # Measures GIL holding per task for the default executor's placement (see gil.py).
 SAMPLER = GilSampler() if os.environ.get("FASTDAG_GIL_SAMPLE") else None
 PROGRESS_INTERVAL = 0.1  # live views (fastdag.events) see a batch at least this often
@@ -70,22 +76,51 @@ class Held(dict):
     """Results this worker holds for a run, by task index.
 
     The dict holds the results made here and not stored; a missing key is
-    loaded from ``refs`` (the store) on each lookup, so every consumer gets
-    its own copy-on-write view. ``fetch_s`` adds up the time spent loading.
+    loaded from ``refs`` (a StoredRef, or the Bundle holding it) on each
+    lookup, so every consumer gets its own copy-on-write view or copy.
+    ``fetch_s`` adds up the time spent loading.
     """
 
     __slots__ = ("refs", "store", "fetch_s")
 
     def __init__(self, store: SharedMemoryStore):
         super().__init__()
-        self.refs: dict[int, StoredRef] = {}
+        self.refs: dict[int, StoredRef | Bundle] = {}
         self.store = store
         self.fetch_s = 0.0
+
+    def gather(self, deps: tuple[int, ...]) -> dict[int, Any]:
+        """The values of ``deps`` (distinct copies, as ``__missing__`` loads them), the
+        members of a bundle loaded in one pass: a wide fan-in's 100,000 inputs cost one
+        step each, not a chain of calls."""
+        start = time.time()
+        held = dict.__contains__
+        found = {d: dict.__getitem__(self, d) for d in deps if held(self, d)}
+        refs = self.refs
+        members: dict[Bundle, list[int]] = {}
+        for d in deps:
+            if d not in found:
+                ref = refs[d]
+                if type(ref) is Bundle:
+                    read = members.get(ref)
+                    if read is None:
+                        members[ref] = [d]
+                    else:
+                        read.append(d)
+                else:
+                    found[d] = self.store.get(ref)
+        for bundle, read in members.items():
+            found.update(zip(read, bundle.load_many(read)))
+        self.fetch_s += time.time() - start
+        return found
 
     def __missing__(self, i: int) -> Any:
         start = time.time()
         try:
-            return self.store.get(self.refs[i])
+            ref = self.refs[i]
+            if type(ref) is Bundle:
+                return ref.load(i)
+            return self.store.get(ref)
         finally:
             self.fetch_s += time.time() - start
 
@@ -185,7 +220,7 @@ class Worker:
 
     # -- one batch ----------------------------------------------------------
     def batch(self, run: int, plan_ref: StoredRef | None, tasks: list[int],
-              refs: dict[int, StoredRef]) -> None:
+              refs: dict[int, StoredRef], bundles: list[Bundle]) -> None:
         data = self.runs.get(run)
         if data is None:
             try:
@@ -196,6 +231,9 @@ class Worker:
         data.refs.update(refs)
         for d, ref in refs.items():
             data.sizes[d] = ref.nbytes
+        for b in bundles:
+            data.refs.update(dict.fromkeys(b.tasks, b))
+            data.sizes.update(zip(b.tasks, b.sizes()))
         progress = Progress()
         if SAMPLER is not None:
             SAMPLER.enter()
@@ -206,7 +244,7 @@ class Worker:
                 self._run(run, data, tasks[::-1], progress)
                 self._flush(run, data, progress, [], True)
         except Cancelled:
-            self.send(("report", run, array("i"), [], [], progress.stored, [], [], True))
+            self.send(("report", run, array("i"), [], [], progress.stored, [], [], [], True))
         except _TaskFailed as failed:
             self.send(("error", run, _pack_failure(failed.failure), progress.stored))
         finally:
@@ -250,22 +288,23 @@ class Worker:
             try:
                 attempts = 1
                 mode = modes[i]
-                if mode == 3 or (mode == 0 and not kwargs_of[i]):
-                    # f(a, b) of two Nodes, or f(constants): the bulk of big
-                    # graphs, called here without building an argument list.
-                    try:
-                        if mode == 0:
-                            value = tasks[i].func(*args_of[i])
-                        elif len(deps) == 2:
-                            value = tasks[i].func(values[deps[0]], values[deps[1]])
-                        else:
-                            value = tasks[i].func(*[values[d] for d in deps])
-                    except Exception:  # noqa: BLE001 - retried below, as any task
-                        if not tasks[i].retries:
-                            raise
-                        value, attempts = execute(plan, i, values, failed=1)
-                else:
-                    value, attempts = execute(plan, i, values)
+                # A wide fan-in's inputs are loaded in one pass (Held.gather).
+                source = values.gather(deps) if len(deps) > WIDE else values
+                try:
+                    if mode == 0 and not kwargs_of[i]:
+                        value = tasks[i].func(*args_of[i])
+                    elif mode == 3 and len(deps) == 2:
+                        # f(a, b) of two Nodes: the bulk of big graphs,
+                        # called here without building an argument list.
+                        value = tasks[i].func(source[deps[0]], source[deps[1]])
+                    elif mode == 3:
+                        value = tasks[i].func(*[source[d] for d in deps])
+                    else:
+                        value = call_task(plan, i, source)
+                except Exception:  # noqa: BLE001 - retried with fresh inputs, as any task
+                    if not tasks[i].retries:
+                        raise
+                    value, attempts = execute(plan, i, values, failed=1)
             except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
                 raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
             ran = clock()
@@ -300,7 +339,7 @@ class Worker:
             for c in consumers:
                 if not done[c]:
                     cdeps = deps_of[c]
-                    if len(cdeps) > 8:
+                    if len(cdeps) > WIDE:
                         missing = _inputs_missing(c, cdeps, has_value, refs, scanned)
                     else:
                         missing = False
@@ -345,35 +384,69 @@ class Worker:
         candidates += [i for i in progress.stored
                        if i not in announced and not dict.__contains__(values, i)]
         boundary = []
+        leaving = []  # held here, read elsewhere: to store
         for i in candidates:
             pending = False
             for c in dependents[i]:
                 if not done[c]:
                     pending = True
                     if c not in claimed_set and dict.__contains__(values, i):
-                        data.refs[i] = progress.stored[i] = self._put(
-                            plan, i, values.pop(i), handover=True)
+                        leaving.append(i)
                         break
             if pending:
                 boundary.append(i)
         announced.update(boundary)
+        bundles = self._store_leaving(data, progress, leaving) if leaving else []
         if progress.gil:
             self.send(("gil", run, progress.gil))  # before the report that may end the run
         self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
-                   progress.stored, list(claimed), progress.records, final))
+                   progress.stored, bundles, list(claimed), progress.records, final))
         progress.clear()
 
-    def _put(self, plan: Plan, i: int, value: Any, handover: bool = False) -> StoredRef:
+    def _store_leaving(self, data: RunData, progress: Progress, tasks: list[int]) -> list[Bundle]:
+        """Store the held results ``tasks`` for their consumers elsewhere; return the bundles.
+
+        A number (the usual input of a wide fan-in) is pickled straight into a
+        bundle; anything else goes through ``_put``: into a bundle if its
+        pickle is small, else into a StoredRef of its own.
+        """
+        values = data.values
+        small = BundleBuilder()
+        for i in tasks:
+            value = values.pop(i)
+            if type(value) in NUMBERS:
+                pickled = pickle.dumps(value, 5)
+                if len(pickled) <= BUNDLE_ITEM_MAX:
+                    small.add(i, pickled)
+                    continue
+            ref = self._put(data.plan, i, value, handover=True, small=small)
+            value = None  # a moved array's husk goes now, not at the next result
+            if ref is not None:
+                data.refs[i] = progress.stored[i] = ref
+        bundles = small.close()
+        for b in bundles:
+            data.refs.update(dict.fromkeys(b.tasks, b))
+        return bundles
+
+    def _put(self, plan: Plan, i: int, value: Any, handover: bool = False,
+             small: BundleBuilder | None = None) -> StoredRef | None:
         """Store task ``i``'s result; ``handover``: the caller drops it afterwards.
 
         A large array that nothing else refers to (its refcount shows only the
         caller's variable, this argument and getrefcount's own) is *moved*:
         its pages are released while being copied into the segment.
+        With ``small``, a result that pickles to a few bytes and no buffers
+        goes into that bundle instead (and None is returned).
         """
         consume = handover and type(value).__name__ == "ndarray" and value.base is None \
             and sys.getrefcount(value) <= 3
         try:
-            return self.store.put_payload(str(i), dumps(value), consume=consume)
+            payload = dumps(value)
+            if small is not None and not payload.buffers and payload.kind == PICKLE \
+                    and len(payload.header) <= BUNDLE_ITEM_MAX:
+                small.add(i, payload.header)
+                return None
+            return self.store.put_payload(str(i), payload, consume=consume)
         except Exception as exc:  # noqa: BLE001
             err = SerializationError(
                 f"the result of task {plan.name(i)!r} cannot be sent back: "
