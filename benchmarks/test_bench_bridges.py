@@ -1,7 +1,9 @@
 """The engine bridges, each against the engine's own way of running the same work, one run.
 
-1. Dask collections on fastdag (``scheduler=fd_local.dask_get``, engine
-   ``fastdag-local``) against Dask's local schedulers on the same collection:
+1. Dask collections on fastdag (``scheduler=ex.dask_get`` on a
+   ``placement="auto"`` executor as ``fastdag.dask.get`` uses, engine
+   ``fastdag-local``; ``fastdag-processes``: every graph on the worker
+   processes) against Dask's local schedulers on the same collection:
    dask.array blocked matmul, ``da.linalg.svd`` (tall-and-skinny, TSQR),
    ``da.linalg.svd_compressed``; a dask.bag word count; a dask.dataframe
    groupby-aggregate; a tree of 4,096 ``dask.delayed`` leaves. Workloads are
@@ -34,6 +36,7 @@ import fastdag as fd
 from fastdag.graph import map_nested
 
 import dask_graphs
+from engines import PARALLEL
 from test_bench_workloads import _PREPARED, _check, _fastdag_run
 
 dask = pytest.importorskip("dask")
@@ -48,9 +51,19 @@ def _bench(benchmark: Any, workload: str, engine: str, run: Callable[[], Any]) -
 
 # -- 1. Dask collections on fastdag ---------------------------------------------------------
 def _scheduler(engine: str, request: pytest.FixtureRequest) -> Any:
-    if engine == "fastdag-local":
+    if engine == "fastdag-local":  # as fastdag.dask.get runs: placement learned per function
+        return request.getfixturevalue("fd_auto").dask_get
+    if engine == "fastdag-processes":  # every graph on the worker processes
         return request.getfixturevalue("fd_local").dask_get
     return engine.split("-", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def fd_auto():
+    """An executor like fastdag.dask.get's default one (placement="auto"), for this suite."""
+    ex = fd.LocalExecutor(workers=PARALLEL, placement="auto")
+    yield ex
+    ex.shutdown()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +77,8 @@ def _ordered(workloads: list[str], engines: list[str]) -> Any:
     return pytest.mark.parametrize("workload,engine", [(w, e) for w in workloads for e in engines])
 
 
-@_ordered(["gemm", "svd1", "svd2"], ["fastdag-local", "dask-threads", "dask-sync"])
+@_ordered(["gemm", "svd1", "svd2"], ["fastdag-local", "fastdag-processes", "dask-threads",
+                                     "dask-sync"])
 def test_dask_array(benchmark, request, workload, engine):
     """matmul (gemm), da.linalg.svd (svd1), da.linalg.svd_compressed (svd2)."""
     case, data, expected = _PREPARED.get(workload, False)
@@ -79,7 +93,8 @@ WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu 
          "omicron pi rho sigma tau upsilon phi chi psi omega").split()
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-processes", "dask-threads"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-processes",
+                                    "dask-threads"])
 def test_dask_bag_wordcount(benchmark, request, engine):
     import dask.bag as db
     rng = np.random.default_rng(0)
@@ -94,7 +109,8 @@ def test_dask_bag_wordcount(benchmark, request, engine):
     assert sum(counts.values()) == 12 * len(lines)
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-threads", "dask-sync", "dask-processes"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-threads",
+                                    "dask-sync", "dask-processes"])
 def test_dask_dataframe_groupby(benchmark, request, engine):
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")
@@ -115,7 +131,8 @@ def _delayed_tree(n: int) -> Any:
     return level[0]
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-sync", "dask-threads"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-sync",
+                                    "dask-threads"])
 def test_dask_delayed_tree(benchmark, request, engine):
     scheduler = _scheduler(engine, request)
     tree = _delayed_tree(4096)  # built once, before the timer: the schedulers are compared
