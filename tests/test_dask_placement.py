@@ -22,6 +22,7 @@ from dask._task_spec import DataNode, List, Task, TaskRef  # noqa: E402
 
 import fastdag as fd  # noqa: E402
 import fastdag.dask  # noqa: E402
+import fastdag.gil  # noqa: E402
 from fastdag.bridges.dask_graph import to_plan  # noqa: E402
 
 
@@ -141,3 +142,26 @@ def test_a_dask_task_writing_its_input_changes_nobody_elses(auto):
     assert (bumped_data == 1).all() and (data_seen == 0).all()
     assert (bumped_alone == 1).all()
     assert (data == 0).all() and (alone == 0).all()  # the graph's own data, as the caller holds it
+
+
+def test_fused_subgraphs_and_nested_nodes_are_learned_by_the_functions_inside():
+    db = pytest.importorskip("dask.bag")
+    plans = {}
+
+    def grab(name):
+        def get(dsk, keys, **kwargs):
+            plans[name] = to_plan(dsk, keys).plan
+            return dask.get(dsk, keys)
+        return get
+    db.from_sequence(["a b"] * 8, npartitions=2).map(str.split).flatten().frequencies() \
+        .compute(scheduler=grab("bag"))
+    (da.ones((8, 8), chunks=4) + 1).sum().compute(scheduler=grab("array"))
+    profile = fd.gil.GilProfile()
+    alias = ("node", "dask._task_spec.Alias")  # Dask's own, the same in both
+    keys = {name: {fd.gil.function_key(t.func) for t in plan.tasks if t.func.key != alias}
+            for name, plan in plans.items()}
+    # Dask runs both through the same evaluators; the profile must not mix them up
+    assert not keys["bag"] & keys["array"], keys
+    for task in plans["array"].tasks:
+        profile.record(task.func, 0.01, 0.0)
+    assert all(profile.get(t.func) is None for t in plans["bag"].tasks if t.func.key != alias)

@@ -53,12 +53,61 @@ def run_graph_node(node: Any, dep_keys: tuple, *values: Any) -> Any:
     return node({})
 
 
+class ProfiledAs:
+    """``func``, known to the GIL profile (``gil.function_key``) by ``key`` rather than its code.
+
+    Dask evaluates fused subgraphs (``_execute_subgraph``) and nested nodes
+    (``run_graph_node`` here) through one function each: keyed by the
+    functions they evaluate, a bag's pure-Python pipeline and an array's
+    numpy one are learned apart, so the placement of one does not decide
+    the other's.
+    """
+
+    __slots__ = ("func", "key")
+
+    def __init__(self, func: Callable, key: tuple):
+        self.func, self.key = func, key
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ProfiledAs and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __reduce__(self):
+        return (ProfiledAs, (self.func, self.key))
+
+    def __repr__(self) -> str:
+        return f"{self.key[0]}({', '.join(self.key[1:])})"
+
+
+def _name(func: Any) -> str:
+    return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func).__name__)}"
+
+
+def _evaluator(node: Any, types: _DaskTypes) -> ProfiledAs:
+    """``run_graph_node`` for this node, profiled by the function(s) the node calls."""
+    func = getattr(node, "func", None)
+    if func is types.subgraph and node.args and isinstance(node.args[0], dict):
+        return _subgraph(run_graph_node, node.args[0])
+    return ProfiledAs(run_graph_node, ("node", _name(type(node) if func is None else func)))
+
+
+def _subgraph(func: Callable, inner: Any) -> ProfiledAs:
+    """Dask's fused-subgraph evaluator, profiled by the functions inside the subgraph."""
+    names = sorted({_name(n.func) for n in inner.values() if getattr(n, "func", None) is not None})
+    return ProfiledAs(func, ("subgraph", *names))
+
+
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
 
 _tasks_by_prefix: dict[tuple, Task] = {}
 
 
-def _task_for(key: Hashable, key_split: Any, func: Callable = run_graph_node) -> Task:
+def _task_for(key: Hashable, key_split: Any, func: Callable) -> Task:
     """One fastdag Task per (function, Dask key prefix), so metrics group tasks as Dask does."""
     prefix = key_split(key)
     try:
@@ -155,12 +204,13 @@ class _DaskTypes(NamedTuple):
     task: type
     ref: type
     data: type
+    subgraph: Callable  # dask's evaluator of fused subgraphs
     nodes: tuple[type, ...]   # anything Dask evaluates inside an argument
 
 
 def _dask_types() -> _DaskTypes:
-    from dask._task_spec import DataNode, GraphNode, Task as DaskTask, TaskRef
-    return _DaskTypes(DaskTask, TaskRef, DataNode, (GraphNode, TaskRef))
+    from dask._task_spec import DataNode, GraphNode, Task as DaskTask, TaskRef, _execute_subgraph
+    return _DaskTypes(DaskTask, TaskRef, DataNode, _execute_subgraph, (GraphNode, TaskRef))
 
 
 def data_value(value: Any) -> Any:
@@ -188,12 +238,15 @@ def _direct(node: Any, index: dict, types: _DaskTypes) -> _Direct | None:
     if args is None or kwargs is None:
         return None
     simple = int(all(type(a) in _ATOMIC for a in args) and not kwargs)
+    func = node.func
+    if func is types.subgraph and args and isinstance(args[0], dict):
+        func = _subgraph(func, args[0])
     named = dict(zip(node.kwargs, kwargs)) if kwargs else None
     if not deps:
-        return _Direct(node.func, tuple(args), (), 0, simple, named)
+        return _Direct(func, tuple(args), (), 0, simple, named)
     if not kwargs and len(deps) == len(args) and len(set(deps)) == len(deps):
-        return _Direct(node.func, (), tuple(deps), 3, 1, None)
-    return _Direct(node.func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, named)
+        return _Direct(func, (), tuple(deps), 3, 1, None)
+    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, named)
 
 
 def _direct_values(values: Any, index: dict, types: _DaskTypes, deps: list[int]) -> list | None:
@@ -230,7 +283,7 @@ def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
             args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
             kwargs[i] = direct.kwargs
             continue
-        tasks[i] = _task_for(key, key_split)
+        tasks[i] = _task_for(key, key_split, _evaluator(node, types))
         dep_keys = tuple(node.dependencies)
         if dep_keys:
             deps[i] = tuple([index[d] for d in dep_keys])
