@@ -60,8 +60,15 @@ def _scheduler(engine: str, request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture(scope="module")
 def fd_auto():
-    """An executor like fastdag.dask.get's default one (placement="auto"), for this suite."""
+    """An executor like fastdag.dask.get's default one (placement="auto"), for this suite.
+
+    Its workers are up before any timing, as the session's ``fd_local``'s
+    are: otherwise the warm-up round runs on threads while they boot, and
+    the first timed round pays the workers' first import of the collection.
+    """
     ex = fd.LocalExecutor(workers=PARALLEL, placement="auto")
+    ex.compute(fd.task(abs)(-1))
+    assert ex.placement.ready.wait(120), "the workers never started"
     yield ex
     ex.shutdown()
 
