@@ -46,7 +46,15 @@ ROUNDS = 3
 def _bench(benchmark: Any, workload: str, engine: str, run: Callable[[], Any]) -> Any:
     benchmark.group = workload
     benchmark.extra_info.update(workload=workload, engine=engine)
-    return benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    if engine != "fastdag-local":
+        return benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    placements: list[str] = benchmark.extra_info.setdefault("placements", [])
+
+    def placed() -> Any:  # where the default executor's placement put each round
+        result = run()
+        placements.append(fd.last_run().run.settings.get("placement", "processes"))
+        return result
+    return benchmark.pedantic(placed, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
 # -- 1. Dask collections on fastdag ---------------------------------------------------------
