@@ -1,7 +1,9 @@
 """The engine bridges, each against the engine's own way of running the same work, one run.
 
-1. Dask collections on fastdag (``scheduler=fd_local.dask_get``, engine
-   ``fastdag-local``) against Dask's local schedulers on the same collection:
+1. Dask collections on fastdag (``scheduler=ex.dask_get`` on a
+   ``placement="auto"`` executor as ``fastdag.dask.get`` uses, engine
+   ``fastdag-local``; ``fastdag-processes``: every graph on the worker
+   processes) against Dask's local schedulers on the same collection:
    dask.array blocked matmul, ``da.linalg.svd`` (tall-and-skinny, TSQR),
    ``da.linalg.svd_compressed``; a dask.bag word count; a dask.dataframe
    groupby-aggregate; a tree of 4,096 ``dask.delayed`` leaves. Workloads are
@@ -34,6 +36,7 @@ import fastdag as fd
 from fastdag.graph import map_nested
 
 import dask_graphs
+from engines import PARALLEL
 from test_bench_workloads import _PREPARED, _check, _fastdag_run
 
 dask = pytest.importorskip("dask")
@@ -43,14 +46,39 @@ ROUNDS = 3
 def _bench(benchmark: Any, workload: str, engine: str, run: Callable[[], Any]) -> Any:
     benchmark.group = workload
     benchmark.extra_info.update(workload=workload, engine=engine)
-    return benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    if engine != "fastdag-local":
+        return benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    placements: list[str] = benchmark.extra_info.setdefault("placements", [])
+
+    def placed() -> Any:  # where the default executor's placement put each round
+        result = run()
+        placements.append(fd.last_run().run.settings.get("placement", "processes"))
+        return result
+    return benchmark.pedantic(placed, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
 # -- 1. Dask collections on fastdag ---------------------------------------------------------
 def _scheduler(engine: str, request: pytest.FixtureRequest) -> Any:
-    if engine == "fastdag-local":
+    if engine == "fastdag-local":  # as fastdag.dask.get runs: placement learned per function
+        return request.getfixturevalue("fd_auto").dask_get
+    if engine == "fastdag-processes":  # every graph on the worker processes
         return request.getfixturevalue("fd_local").dask_get
     return engine.split("-", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def fd_auto():
+    """An executor like fastdag.dask.get's default one (placement="auto"), for this suite.
+
+    Its workers are up before any timing, as the session's ``fd_local``'s
+    are: otherwise the warm-up round runs on threads while they boot, and
+    the first timed round pays the workers' first import of the collection.
+    """
+    ex = fd.LocalExecutor(workers=PARALLEL, placement="auto")
+    ex.compute(fd.task(abs)(-1))
+    assert ex.placement.ready.wait(120), "the workers never started"
+    yield ex
+    ex.shutdown()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +92,8 @@ def _ordered(workloads: list[str], engines: list[str]) -> Any:
     return pytest.mark.parametrize("workload,engine", [(w, e) for w in workloads for e in engines])
 
 
-@_ordered(["gemm", "svd1", "svd2"], ["fastdag-local", "dask-threads", "dask-sync"])
+@_ordered(["gemm", "svd1", "svd2"], ["fastdag-local", "fastdag-processes", "dask-threads",
+                                     "dask-sync"])
 def test_dask_array(benchmark, request, workload, engine):
     """matmul (gemm), da.linalg.svd (svd1), da.linalg.svd_compressed (svd2)."""
     case, data, expected = _PREPARED.get(workload, False)
@@ -79,7 +108,8 @@ WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu 
          "omicron pi rho sigma tau upsilon phi chi psi omega").split()
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-processes", "dask-threads"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-processes",
+                                    "dask-threads"])
 def test_dask_bag_wordcount(benchmark, request, engine):
     import dask.bag as db
     rng = np.random.default_rng(0)
@@ -94,7 +124,8 @@ def test_dask_bag_wordcount(benchmark, request, engine):
     assert sum(counts.values()) == 12 * len(lines)
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-threads", "dask-sync", "dask-processes"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-threads",
+                                    "dask-sync", "dask-processes"])
 def test_dask_dataframe_groupby(benchmark, request, engine):
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")
@@ -115,7 +146,8 @@ def _delayed_tree(n: int) -> Any:
     return level[0]
 
 
-@pytest.mark.parametrize("engine", ["fastdag-local", "dask-sync", "dask-threads"])
+@pytest.mark.parametrize("engine", ["fastdag-local", "fastdag-processes", "dask-sync",
+                                    "dask-threads"])
 def test_dask_delayed_tree(benchmark, request, engine):
     scheduler = _scheduler(engine, request)
     tree = _delayed_tree(4096)  # built once, before the timer: the schedulers are compared

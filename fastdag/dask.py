@@ -11,9 +11,14 @@
         with dask.config.set(scheduler=ex.dask_get):
             ...
 
-Chunks travel between fastdag's worker processes through shared memory,
-as fastdag's own results do; failed tasks raise their own exception type,
-as with Dask's schedulers. Task names in metrics are the Dask keys.
+The default executor places each Dask graph as it places fastdag's own
+(``executors/placement.py``): once every Dask task function of a graph is
+known to release the GIL (numpy, pandas chunks), the graph runs on threads
+of this process with copy-on-write inputs; pure-Python graphs (bags,
+delayed) and graphs of functions never seen run on the worker processes,
+where chunks travel through shared memory as fastdag's own results do.
+Failed tasks raise their own exception type, as with Dask's schedulers.
+Task names in metrics are the Dask keys.
 """
 
 from __future__ import annotations

@@ -129,6 +129,11 @@ def test_flat_tasks_become_plain_fastdag_calls():
     plan = to_plan(leaves[0].__dask_graph__(), leaves[0].key).plan
     assert len(plan) == 511 and all(plan.simple)   # the Plan pickles without cloudpickle
     assert {t.func for t in plan.tasks} == {add} and set(plan.modes) == {0, 3}
-    # a task with keyword arguments keeps Dask's own evaluation
-    kw = to_plan({"a": Task("a", round, 2.567, ndigits=1)}, "a").plan
-    assert kw.tasks[0].func is not round and not kw.simple[0]
+    # keyword arguments are passed as such (the Plan's rich path pickles them);
+    # a DataNode is a task of its own; a nested container keeps Dask's evaluation
+    kw = to_plan({"a": Task("a", round, 2.567, ndigits=1), "b": DataNode("b", [1]),
+                  "c": Task("c", len, List(TaskRef("b")))}, ["a", "c"]).plan
+    assert kw.tasks[0].func is round and kw.kwargs[0] == {"ndigits": 1} and not kw.simple[0]
+    assert kw.tasks[1].func.__name__ == "data_value" and kw.args[1] == ([1],)
+    assert kw.tasks[2].func.func.__name__ == "run_graph_node"
+    assert kw.tasks[2].func.key == ("node", "builtins.len")  # what the GIL profile learns

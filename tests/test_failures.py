@@ -168,7 +168,10 @@ def assert_stopped(pool: fd.LocalExecutor, pid: int, timeout: float = 15.0) -> N
     moment after the process is gone.
     """
     def gone() -> bool:
-        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:  # also when it dies between two looks
+            return True
 
     deadline = time.time() + timeout
     while time.time() < deadline:

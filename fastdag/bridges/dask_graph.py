@@ -11,15 +11,17 @@
 
 Two ways to run a key:
 
-* A flat ``Task`` (``func(a, TaskRef(k), 3)``: no keyword arguments, no
-  nested containers), the bulk of array, bag and delayed graphs, becomes
-  a fastdag call of ``func`` itself with ``Ref`` placeholders: it pickles
-  in the Plan's fast path and runs as fastdag's own tasks do. This cut the
-  4,096-leaf delayed tree's Plan pickling from ~100 ms to ~1 ms here.
-* Anything else (aliases, data, nested List/Dict/Tuple/Set, keyword
-  arguments, fused subgraphs) runs through Dask's own evaluation: the
-  GraphNode is called with a mapping of its dependencies' values, so
-  none of that spec is re-implemented here.
+* A flat ``Task`` (``func(a, TaskRef(k), 3, key=v)``: no nested
+  containers holding nodes), the bulk of array, bag, dataframe and delayed
+  graphs, becomes a fastdag call of ``func`` itself with ``Ref``
+  placeholders: it pickles in the Plan's fast path and runs as fastdag's
+  own tasks do, and the default executor's placement learns ``func``'s GIL
+  use (see executors.placement). This cut the 4,096-leaf delayed tree's
+  Plan pickling from ~100 ms to ~1 ms here. A ``DataNode`` becomes a task
+  returning its value (``data_value``).
+* Anything else (aliases, nested List/Dict/Tuple/Set) runs through Dask's
+  own evaluation: the GraphNode is called with a mapping of its
+  dependencies' values, so none of that spec is re-implemented here.
 
 The walk is iterative (a chain of 100,000 keys is fine), detects cycles,
 and raises ``KeyError`` for a key asked for or depended on that the graph
@@ -51,12 +53,61 @@ def run_graph_node(node: Any, dep_keys: tuple, *values: Any) -> Any:
     return node({})
 
 
+class ProfiledAs:
+    """``func``, known to the GIL profile (``gil.function_key``) by ``key`` rather than its code.
+
+    Dask evaluates fused subgraphs (``_execute_subgraph``) and nested nodes
+    (``run_graph_node`` here) through one function each: keyed by the
+    functions they evaluate, a bag's pure-Python pipeline and an array's
+    numpy one are learned apart, so the placement of one does not decide
+    the other's.
+    """
+
+    __slots__ = ("func", "key")
+
+    def __init__(self, func: Callable, key: tuple):
+        self.func, self.key = func, key
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ProfiledAs and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __reduce__(self):
+        return (ProfiledAs, (self.func, self.key))
+
+    def __repr__(self) -> str:
+        return f"{self.key[0]}({', '.join(self.key[1:])})"
+
+
+def _name(func: Any) -> str:
+    return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func).__name__)}"
+
+
+def _evaluator(node: Any, types: _DaskTypes) -> ProfiledAs:
+    """``run_graph_node`` for this node, profiled by the function(s) the node calls."""
+    func = getattr(node, "func", None)
+    if func is types.subgraph and node.args and isinstance(node.args[0], dict):
+        return _subgraph(run_graph_node, node.args[0])
+    return ProfiledAs(run_graph_node, ("node", _name(type(node) if func is None else func)))
+
+
+def _subgraph(func: Callable, inner: Any) -> ProfiledAs:
+    """Dask's fused-subgraph evaluator, profiled by the functions inside the subgraph."""
+    names = sorted({_name(n.func) for n in inner.values() if getattr(n, "func", None) is not None})
+    return ProfiledAs(func, ("subgraph", *names))
+
+
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
 
 _tasks_by_prefix: dict[tuple, Task] = {}
 
 
-def _task_for(key: Hashable, key_split: Any, func: Callable = run_graph_node) -> Task:
+def _task_for(key: Hashable, key_split: Any, func: Callable) -> Task:
     """One fastdag Task per (function, Dask key prefix), so metrics group tasks as Dask does."""
     prefix = key_split(key)
     try:
@@ -143,7 +194,8 @@ class _Direct(NamedTuple):
     args: tuple
     deps: tuple[int, ...]
     mode: int     # as Node.mode: 0 no inputs, 1 inputs among the args, 3 args are the inputs
-    simple: int   # 1 when every argument pickles without cloudpickle
+    simple: int   # 1 when every argument pickles without cloudpickle (and no kwargs)
+    kwargs: dict | None
 
 
 class _DaskTypes(NamedTuple):
@@ -151,43 +203,66 @@ class _DaskTypes(NamedTuple):
 
     task: type
     ref: type
+    data: type
+    subgraph: Callable  # dask's evaluator of fused subgraphs
     nodes: tuple[type, ...]   # anything Dask evaluates inside an argument
 
 
 def _dask_types() -> _DaskTypes:
-    from dask._task_spec import GraphNode, Task as DaskTask, TaskRef
-    return _DaskTypes(DaskTask, TaskRef, (GraphNode, TaskRef))
+    from dask._task_spec import DataNode, GraphNode, Task as DaskTask, TaskRef, _execute_subgraph
+    return _DaskTypes(DaskTask, TaskRef, DataNode, _execute_subgraph, (GraphNode, TaskRef))
+
+
+def data_value(value: Any) -> Any:
+    """A Dask ``DataNode``'s value, as a task of its own (guarded like any captured argument)."""
+    return value
 
 
 def _direct(node: Any, index: dict, types: _DaskTypes) -> _Direct | None:
-    """The common case, ``func(a, TaskRef(k), 3)``, without Dask's evaluation in between.
+    """The common case, ``func(a, TaskRef(k), 3, key=v)``, without Dask's evaluation in between.
 
-    Such a task then pickles and runs as fastdag's own tasks do. Anything
-    else (nested containers, aliases, data, fused subgraphs, keyword
-    arguments) is left to the GraphNode itself.
+    Such a task then pickles and runs as fastdag's own tasks do, and the
+    placement profile learns its own function (not one shared evaluator).
+    A ``DataNode`` becomes ``data_value(value)``. Anything else (nested
+    containers, aliases, fused subgraphs' arguments that hold nodes) is left
+    to the GraphNode itself.
     """
-    if type(node) is not types.task or node.kwargs:
+    cls = type(node)
+    if cls is types.data:
+        return _Direct(data_value, (node.value,), (), 0, int(type(node.value) in _ATOMIC), None)
+    if cls is not types.task:
         return None
-    args = []
-    deps = []
-    simple = 1
-    for a in node.args:
+    deps: list[int] = []
+    args = _direct_values(node.args, index, types, deps)
+    kwargs = _direct_values(node.kwargs.values(), index, types, deps) if node.kwargs else ()
+    if args is None or kwargs is None:
+        return None
+    simple = int(all(type(a) in _ATOMIC for a in args) and not kwargs)
+    func = node.func
+    if func is types.subgraph and args and isinstance(args[0], dict):
+        func = _subgraph(func, args[0])
+    named = dict(zip(node.kwargs, kwargs)) if kwargs else None
+    if not deps:
+        return _Direct(func, tuple(args), (), 0, simple, named)
+    if not kwargs and len(deps) == len(args) and len(set(deps)) == len(deps):
+        return _Direct(func, (), tuple(deps), 3, 1, None)
+    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, named)
+
+
+def _direct_values(values: Any, index: dict, types: _DaskTypes, deps: list[int]) -> list | None:
+    """Arguments with ``TaskRef`` as ``Ref`` (their indices added to ``deps``); None if nested."""
+    out = []
+    for a in values:
         cls = type(a)
         if cls is types.ref:
             d = index[a.key]
             deps.append(d)
-            args.append(Ref(d))
+            out.append(Ref(d))
         elif isinstance(a, types.nodes):
             return None
         else:
-            args.append(a)
-            if cls not in _ATOMIC:
-                simple = 0
-    if not deps:
-        return _Direct(node.func, tuple(args), (), 0, simple)
-    if len(deps) == len(args) and len(set(deps)) == len(deps):
-        return _Direct(node.func, (), tuple(deps), 3, 1)
-    return _Direct(node.func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple)
+            out.append(a)
+    return out
 
 
 def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
@@ -196,6 +271,7 @@ def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
     index = {key: i for i, key in enumerate(order)}
     tasks: list[Task] = [None] * n  # type: ignore[list-item]
     args: list[tuple | None] = [None] * n
+    kwargs: list[dict | None] = [None] * n
     modes = [0] * n
     deps: list[tuple[int, ...]] = [()] * n
     simple = bytearray(n)
@@ -205,8 +281,9 @@ def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
         if direct is not None:
             tasks[i] = _task_for(key, key_split, direct.func)
             args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
+            kwargs[i] = direct.kwargs
             continue
-        tasks[i] = _task_for(key, key_split)
+        tasks[i] = _task_for(key, key_split, _evaluator(node, types))
         dep_keys = tuple(node.dependencies)
         if dep_keys:
             deps[i] = tuple([index[d] for d in dep_keys])
@@ -222,6 +299,6 @@ def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
     flags = bytearray(n)
     for o in outputs:
         flags[o] = 1
-    return Plan(tasks=tasks, args=args, kwargs=[None] * n, modes=modes, deps=deps,
+    return Plan(tasks=tasks, args=args, kwargs=kwargs, modes=modes, deps=deps,
                 dependents=dependents, outputs=outputs, keys=list(range(n)), wanted=flags,
                 simple=simple, labels=[str(k) for k in order])

@@ -1,7 +1,8 @@
 """Dask's ``get`` protocol on a fastdag executor: ``get(dsk, keys, **kwargs)``.
 
     dask.compute(x, scheduler=...) ──> run_dask_graph(executor, dsk, keys)
-        to_plan (dask_graph) ──> executor.submit_plan ──> workers
+        to_plan (dask_graph) ──> executor.submit_placed ──> workers, or threads here
+                                 (placement="auto": GIL-releasing functions, learned)
         ◄── outputs, shaped like ``keys`` ── or the task's own exception
 
 Dask code catches the exceptions its tasks raise (``except ValueError``), so
@@ -29,7 +30,8 @@ def run_dask_graph(executor: Any, wait: Callable[[Any], Any], dsk: Any, keys: An
 
     ``wait`` turns the executor's Future into its value (executors.base.wait_for).
     """
-    submit_plan = getattr(executor, "submit_plan", None)
+    # The default executor places a Plan on threads or processes as it does a DAG.
+    submit_plan = getattr(executor, "submit_placed", None) or getattr(executor, "submit_plan", None)
     if submit_plan is None:
         raise TypeError(f"{type(executor).__name__} cannot run Dask graphs; use a "
                         "LocalExecutor, ThreadExecutor or SyncExecutor")

@@ -19,6 +19,7 @@ from ..events import EventBus
 from ..graph import DAG
 from ..gil import GilProfile, GilSampler, function_key
 from ..guard import guarded, private, writeable, wrote_read_only
+from ..plan import Plan
 from ..runner import execute
 from .inprocess import InProcessRun
 from .threads import ThreadExecutor
@@ -40,7 +41,7 @@ class _Inputs:
 class GuardedRun(InProcessRun):
     """One graph on threads of this process with the copy-on-write guarantee of worker processes."""
 
-    def __init__(self, dag: DAG, single: bool, executor: str, settings: dict,
+    def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
                  profile: GilProfile, sampler: GilSampler, writers: set,
                  events: EventBus | None = None, name: str = ""):
         super().__init__(dag, single, executor, settings, events, name)
@@ -118,7 +119,7 @@ class GuardedThreads(ThreadExecutor):
         self.writers: set = set()  # functions seen writing into their inputs
         self._settings = settings
 
-    def new_run(self, dag: DAG, single: bool, name: str = "") -> InProcessRun:
+    def new_run(self, dag: DAG | Plan, single: bool, name: str = "") -> InProcessRun:
         settings = dict(self._settings(), placement="threads")
         return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
                           self.writers, self.events, name)

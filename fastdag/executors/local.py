@@ -239,12 +239,25 @@ class LocalExecutor(Executor):
         if self._closed:
             raise RuntimeError("this LocalExecutor has been shut down")
         dag, single = as_dag(dag_or_nodes)
-        if self.placement is not None:
-            self._ensure_started()  # workers boot in the background meanwhile
-            if self.placement.on_threads(dag):
-                return self._track(self.placement.run_on_threads(dag, single,
-                                                                 options.get("name", "")), options)
-        return self.submit_plan(build_plan(dag), single, **options)
+        placed = self._placed(dag, single, options)
+        return placed if placed is not None else self.submit_plan(build_plan(dag), single, **options)
+
+    def submit_placed(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
+        """A Plan built outside DAGs (a Dask graph), placed as ``submit`` places a DAG."""
+        if self._closed:
+            raise RuntimeError("this LocalExecutor has been shut down")
+        placed = self._placed(plan, single, options)
+        return placed if placed is not None else self.submit_plan(plan, single, **options)
+
+    def _placed(self, graph: DAG | Plan, single: bool, options: dict) -> RunFuture | None:
+        """The run on threads here if placement puts ``graph`` there, else None."""
+        if self.placement is None:
+            return None
+        self._ensure_started()  # workers boot in the background meanwhile
+        if not self.placement.on_threads(graph):
+            return None
+        return self._track(self.placement.run_on_threads(graph, single, options.get("name", "")),
+                           options)
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""

@@ -2,7 +2,7 @@
 
 ::
 
-    submit(dag) ──> Placement.on_threads(dag)?
+    submit(dag) or a Dask graph's Plan ──> Placement.on_threads(graph)?
                       │ workers still starting ───────────────> threads (GuardedThreads)
                       │ every function measured, GIL-held work
                       │   no more than the cores can overlap ──> threads
@@ -56,13 +56,18 @@ class Placement:
         self._up: set[int] = set()
         self.ready = threading.Event()
 
-    def on_threads(self, dag: DAG) -> bool:
-        """Whether to run ``dag`` on threads here rather than on the worker processes."""
-        return not self.ready.is_set() or self.prefers_threads(dag)
+    def on_threads(self, graph: DAG | Plan) -> bool:
+        """Whether to run ``graph`` on threads here rather than on the worker processes.
 
-    def prefers_threads(self, dag: DAG) -> bool:
+        A Plan is a graph built without Nodes (a Dask graph, see bridges): its
+        tasks are judged by the same rule, per function.
+        """
+        return not self.ready.is_set() or self.prefers_threads(graph)
+
+    def prefers_threads(self, graph: DAG | Plan) -> bool:
         """The rule of the module docstring, from the functions' profiles."""
-        counts = collections.Counter([n.task for n in dag.nodes])  # Tasks hash by identity
+        tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+        counts = collections.Counter(tasks)  # Tasks hash by identity
         work = held = 0.0
         declared_free = False
         for task, count in counts.items():
@@ -80,8 +85,8 @@ class Placement:
             return declared_free
         return held <= work / self.workers
 
-    def run_on_threads(self, dag: DAG, single: bool, name: str = "") -> RunFuture:
-        return self.threads.start(dag, single, name)
+    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
+        return self.threads.start(graph, single, name)
 
     def from_worker(self, wid: int, msg: tuple, runs: dict[int, Any]) -> None:
         """A worker's ("up",) or ("gil", run, [task, wall, held, ...]) message."""
