@@ -28,6 +28,7 @@ class InProcessRun:
                  events: ev.EventBus | None = None, name: str = ""):
         self.plan: Plan = dag if isinstance(dag, Plan) else build_plan(dag)
         self.future = RunFuture(new_run_id(), single)
+        self.future.tasks_total = len(self.plan)
         self.values: list[Any] = [None] * len(self.plan)
         self.sizes = [0] * len(self.plan)
         self.busy_s = 0.0   # task time so far, to tell tiny tasks from slow ones
@@ -127,7 +128,6 @@ def run_inline(run: InProcessRun) -> None:
     computed from inside one of its own tasks: waiting for the pool there
     could wait for the very thread that is waiting.
     """
-    run.future.tasks_total = len(run.plan)
     for i in range(len(run.plan)):
         try:
             value = run.run_one(i, time.time())

@@ -31,7 +31,6 @@ class SyncExecutor(Executor):
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
         run = InProcessRun(plan, single, self.name, self.settings(), self.event_bus,
                            options.get("name", ""))
-        run.future.tasks_total = len(run.plan)
         # Tracked before the first task, so the memory monitor samples the run.
         self._track(run.future, options)
         run_inline(run)

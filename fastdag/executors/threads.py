@@ -63,7 +63,6 @@ class ThreadExecutor(Executor):
         wait for the very thread that is waiting.
         """
         run = self.new_run(plan, single, name)
-        run.future.tasks_total = len(run.plan)
         pool = self._get_pool()
         if getattr(_running, "pool", None) is pool:
             run_inline(run)
