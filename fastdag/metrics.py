@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Sequence
@@ -93,6 +94,22 @@ class RunReport:
     _functions: list[str] = field(default_factory=list, repr=False)
     _tasks: list[TaskRecord] | None = field(default=None, repr=False)
     _deps: list[tuple[int, ...]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def of_run(cls, run_id: str, executor: str, settings: dict[str, Any], start: float,
+               plan: Any, raw: list[tuple[str, Sequence[float]]],
+               bytes_moved: int = 0) -> "RunReport":
+        """The report of a run of ``plan`` (a ``plan.Plan``) that ends now.
+
+        The one place every executor builds its report, so the run record
+        and the task names come from the plan the same way everywhere.
+        """
+        return cls(run=RunRecord(run_id=run_id, workflow="", executor=executor,
+                                 settings=settings, start=start,
+                                 makespan=time.time() - start, tasks=len(plan),
+                                 bytes_moved=bytes_moved),
+                   _raw=raw, _names=plan.names(), _functions=plan.functions(),
+                   _deps=plan.deps)
 
     @property
     def tasks(self) -> list[TaskRecord]:

@@ -34,7 +34,7 @@ from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCr
                       describe_exception, unloadable_result)
 from ..graph import DAG, Node
 from .. import events as fd_events
-from ..metrics import HOST, RunRecord, RunReport
+from ..metrics import HOST, RunReport
 from ..plan import Plan, build_plan
 from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
@@ -338,11 +338,7 @@ class RedisExecutor(Executor):
             records.append((worker, tuple(fields)))
         plan = state.plan
         moved = sum(r[1][6] for r in records if r[1][6])
-        return RunReport(
-            run=RunRecord(run_id=run, workflow="", executor=self.name, settings=state.settings,
-                          start=state.start, makespan=time.time() - state.start,
-                          tasks=len(plan), bytes_moved=moved),
-            _raw=records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+        return RunReport.of_run(run, self.name, state.settings, state.start, plan, records, moved)
 
     # -- ending runs ----------------------------------------------------------
     def _cancel(self, run: str) -> None:

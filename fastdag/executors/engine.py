@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import CancelledError, TaskError, WorkerCrashedError, task_failure
 from ..graph import DAG, Node, Task, map_nested
-from ..metrics import HOST, RunRecord, RunReport
+from ..metrics import HOST, RunReport
 from ..plan import Plan, Ref, build_plan
 from ..runner import INTERNAL_FILES, describe_failure, execute, nbytes
 from .base import Executor, RunFuture, as_dag, new_run_id
@@ -235,11 +235,8 @@ class EngineExecutor(Executor):
         records = self._records(run)
         self._release(run)
         run.future.tasks_done = len(plan)
-        run.future.report = RunReport(
-            run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
-                          settings=self.settings(), start=run.start,
-                          makespan=time.time() - run.start, tasks=len(plan)),
-            _raw=records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+        run.future.report = RunReport.of_run(run.future.run_id, self.name, self.settings(),
+                                             run.start, plan, records)
         run.future.finish(outputs)
 
     @abstractmethod

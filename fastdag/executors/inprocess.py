@@ -15,7 +15,7 @@ from typing import Any
 from .. import events as ev
 from ..errors import TaskError, task_failure
 from ..graph import DAG
-from ..metrics import HOST, RunRecord, RunReport
+from ..metrics import HOST, RunReport
 from ..plan import Plan, build_plan
 from ..runner import TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from .base import RunFuture, new_run_id
@@ -101,12 +101,8 @@ class InProcessRun:
         return ready
 
     def finish(self) -> None:
-        self.future.report = RunReport(
-            run=RunRecord(run_id=self.future.run_id, workflow="", executor=self.executor,
-                          settings=self.settings, start=self.start,
-                          makespan=time.time() - self.start, tasks=len(self.plan)),
-            _raw=self.records, _names=self.plan.names(), _functions=self.plan.functions(),
-            _deps=self.plan.deps)
+        self.future.report = RunReport.of_run(self.future.run_id, self.executor, self.settings,
+                                              self.start, self.plan, self.records)
         if self.bus is not None:
             ev.run_finished(self.bus, self.future.run_id, self.start, None)
         self.future.finish([self.values[o] for o in self.plan.outputs])

@@ -92,7 +92,7 @@ from .. import events as ev
 from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
 from ..graph import DAG, Node, gc_paused
-from ..metrics import HOST, RAW_WIDTH, RunRecord, RunReport
+from ..metrics import HOST, RAW_WIDTH, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
@@ -668,12 +668,8 @@ class LocalExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
                 self._close_run(run, unloadable_result(plan.name(o), exc))
                 return
-        run.future.report = RunReport(
-            run=RunRecord(run_id=run.future.run_id, workflow="", executor=self.name,
-                          settings=run.settings, start=run.start,
-                          makespan=time.time() - run.start, tasks=len(plan),
-                          bytes_moved=run.bytes_stored),
-            _raw=run.records, _names=plan.names(), _functions=plan.functions(), _deps=plan.deps)
+        run.future.report = RunReport.of_run(run.future.run_id, self.name, run.settings,
+                                             run.start, plan, run.records, run.bytes_stored)
         self._close_run(run, None)
         if self.placement is not None:
             self.placement.learn_run(plan, run.records)
