@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -85,6 +86,24 @@ def test_task_error_with_worker_traceback_and_retries(engine):
         engine.compute(add(broken(add(1, 2)), 1))
     assert isinstance(info.value.__cause__, KeyError)
     assert "in broken" in info.value.remote_traceback
+
+
+class _Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def test_an_exception_that_will_not_pickle_is_still_described(engine):
+    """The engine pickles what a task raised: one that cannot be pickled still
+    reaches the caller as the task's TaskError, with its type and traceback."""
+    @fd.task
+    def locked(x):
+        raise _Unpicklable()
+
+    with pytest.raises(fd.TaskError, match=r"task 'locked-\d+' raised _Unpicklable") as info:
+        engine.compute(locked(1))
+    assert "in locked" in info.value.remote_traceback
 
 
 def test_large_arrays_go_through_the_engine_store(engine):

@@ -31,14 +31,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import cloudpickle
 import numpy as np
 
-from ..errors import CancelledError, TaskError, WorkerCrashedError, task_failure
+from ..errors import CancelledError, TaskError, WorkerCrashedError
 from ..graph import DAG, Node, Task, map_nested
 from ..metrics import HOST, RunReport
 from ..plan import Plan, Ref, build_plan
-from ..runner import INTERNAL_FILES, describe_failure, execute, nbytes
+from ..runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
+                      received_error, send_failure)
 from .base import Executor, RunFuture, as_dag, new_run_id
 
 LARGE_ARRAY = 1 << 20  # bytes: numpy arguments this big go through the engine's store
@@ -94,14 +94,20 @@ class EngineGraph:
 
 
 class RemoteFailure(Exception):
-    """A task raised on an engine worker (after its retries); carried back to the caller."""
+    """A task raised on an engine worker (after its retries); carried back to the caller.
 
-    def __init__(self, index: int, exc: BaseException, traceback: str, attempts: int):
-        super().__init__(index, exc, traceback, attempts)
-        self.index, self.exc, self.traceback, self.attempts = index, exc, traceback, attempts
+    It holds the ``runner.SentFailure`` the local and Redis workers send too,
+    so an exception that will not pickle, or not load in the caller, is
+    described the same way on every executor.
+    """
+
+    def __init__(self, sent: SentFailure):
+        # What the engine's own logs show: short, not the pickled exception.
+        super().__init__(f"task {sent.index} raised {sent.type_name}")
+        self.sent = sent
 
     def __reduce__(self):
-        return (RemoteFailure, (self.index, self.exc, self.traceback, self.attempts))
+        return (RemoteFailure, (self.sent,))
 
 
 def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
@@ -150,28 +156,24 @@ def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, t
     try:
         value, attempts = execute(spec, 0, inputs)  # type: ignore[arg-type] - a one-task Plan
     except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
-        failure = describe_failure(spec.index, exc, spec.task.retries + 1)
-        raise RemoteFailure(spec.index, _picklable(exc), failure.traceback,
-                            failure.attempts) from None
+        sent = send_failure(describe_failure(spec.index, exc, spec.task.retries + 1))
+    else:
+        sent = None
+    if sent is not None:
+        # Raised outside the except block: the engine pickles an exception with
+        # its __context__, and the task's own exception may not pickle.
+        raise RemoteFailure(sent)
     end = time.time()
     in_bytes = sum(nbytes(v) for v in values)
     record = (spec.index, start, end, 0.0, 0.0, in_bytes, nbytes(value), attempts, start)
     return value, record
 
 
-def _picklable(exc: BaseException) -> BaseException:
-    try:
-        cloudpickle.dumps(exc)
-        return exc
-    except Exception:  # noqa: BLE001
-        return RuntimeError(f"{type(exc).__name__}: {exc} (the exception itself cannot be pickled)")
-
-
 def remote_error(plan: Plan, exc: BaseException) -> BaseException:
     """The error ``compute()`` raises for an engine's exception ``exc``."""
     failure = getattr(exc, "cause", exc)  # Ray wraps task exceptions in RayTaskError
     if isinstance(failure, RemoteFailure):
-        return task_failure(plan.name(failure.index), failure.exc, failure.traceback)
+        return received_error(plan.name(failure.sent.index), failure.sent)
     if isinstance(exc, (TaskError, CancelledError)):
         return exc
     what = f"{type(exc).__name__}: {exc}"
