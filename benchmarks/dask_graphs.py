@@ -20,7 +20,7 @@ from typing import Any
 import dask
 
 import fastdag as fd
-from fastdag.graph import map_nested
+from fastdag.core.graph import map_nested
 
 
 def to_dask(outputs: fd.Node | list[fd.Node] | tuple[fd.Node, ...]) -> Any:

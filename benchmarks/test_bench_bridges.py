@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 import fastdag as fd
-from fastdag.graph import map_nested
+from fastdag.core.graph import map_nested
 
 import dask_graphs
 from engines import PARALLEL

@@ -19,8 +19,8 @@ from __future__ import annotations
 import pytest
 
 import fastdag as fd
-from fastdag import metrics
-from fastdag.sinkwriter import flush
+from fastdag.metrics import runs as metrics
+from fastdag.metrics.sinkwriter import flush
 
 LEAVES = 4096
 

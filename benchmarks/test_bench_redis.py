@@ -57,7 +57,7 @@ def redis_executor(tmp_path_factory):
         yield ex
     finally:
         ex.shutdown(wait=False)
-        from fastdag import sinkwriter
+        from fastdag.metrics import sinkwriter
         sinkwriter.flush(timeout=30)        # reports reach the Redis sink before it stops
         workers.terminate()
         workers.wait(timeout=30)

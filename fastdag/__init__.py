@@ -10,12 +10,12 @@
 """
 
 from .api import acompute, compute, compute_async, get_default_executor, set_default_executor
-from .errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
+from .core.errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
 from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
-from .graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
-from .metrics import RunRecord, RunReport, TaskRecord, last_run
-from .sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
-from .sinkwriter import MetricsWriteError, flush_metrics
+from .core.graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
+from .metrics.runs import RunRecord, RunReport, TaskRecord, last_run
+from .metrics.sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
+from .metrics.sinkwriter import MetricsWriteError, flush_metrics
 from .store.arena import result_array
 
 __version__ = "0.1.0"
@@ -28,10 +28,10 @@ def __getattr__(name: str):
         return RedisExecutor
     # The engine bridges need dask.distributed or ray: imported on first use too.
     if name == "DaskExecutor":
-        from .executors.dask_cluster import DaskExecutor
+        from .bridges.dask_cluster import DaskExecutor
         return DaskExecutor
     if name == "RayExecutor":
-        from .executors.ray_cluster import RayExecutor
+        from .bridges.ray_cluster import RayExecutor
         return RayExecutor
     raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
 

@@ -7,8 +7,8 @@ import atexit
 import threading
 from typing import Any
 
-from .executors.base import Executor, RunFuture, wait_for
-from .graph import Node
+from .engine.executor import Executor, RunFuture, wait_for
+from .core.graph import Node
 
 _default: Executor | None = None
 _default_lock = threading.Lock()

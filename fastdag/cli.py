@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     workloads_cli.add_demo_parser(sub)
     workloads_cli.add_run_parser(sub)
 
-    from . import report
+    from .viz import report
     report.add_report_parser(sub)
     report.add_plot_bench_parser(sub)
 

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .metrics import RAW_WIDTH
+from .metrics.runs import RAW_WIDTH
 
 
 class RunSubmitted(NamedTuple):
@@ -257,7 +257,7 @@ class TaskNames(Sequence):
 def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:
     if not bus.active:
         return
-    from .errors import CancelledError
+    from .core.errors import CancelledError
     state = "done" if error is None else \
         "cancelled" if isinstance(error, CancelledError) else "failed"
     now = time.time()

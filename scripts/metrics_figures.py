@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import fastdag as fd
-from fastdag.figures import write_report
-from fastdag.report import draw_dag
-from fastdag.sinks import load_metrics
+from fastdag.viz.figures import write_report
+from fastdag.viz.report import draw_dag
+from fastdag.metrics.sinks import load_metrics
 from fastdag.workloads import WORKLOADS
 
 # Small sizes: a few seconds each on two cores, yet every stage visible.

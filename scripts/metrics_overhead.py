@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import fastdag as fd
-from fastdag import metrics
-from fastdag.sinkwriter import flush
+from fastdag.metrics import runs as metrics
+from fastdag.metrics.sinkwriter import flush
 
 
 @fd.task

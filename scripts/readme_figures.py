@@ -30,7 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastdag as fd
-from fastdag.plan import build_plan
+from fastdag.core.plan import build_plan
 from fastdag.store.constants import content_hash
 from fastdag.store.shm import SharedMemoryStore
 from fastdag.workloads import tree_reduction

@@ -9,7 +9,7 @@ import pytest
 
 import fastdag as fd
 from conftest import fastdag_segments
-from fastdag.serialize import dumps, loads
+from fastdag.core.serialize import dumps, loads
 from fastdag.store.constants import MIN_BYTES, ConstantCache, Pins, content_hash
 
 N = 1 << 18  # 2 MiB of float64: above the cache's minimum

@@ -72,7 +72,7 @@ def pipeline(n: int, first=load) -> fd.Node:
 
 
 def dash_workers(ex: fd.LocalExecutor) -> list[str]:
-    from fastdag.metrics import HOST
+    from fastdag.metrics.runs import HOST
     return [f"{HOST}:{pid}" for pid in ex.worker_pids()]
 
 
@@ -164,7 +164,7 @@ def metrics_store(request, tmp_path):
 
 def test_cli_serves_runs_from_a_metrics_store(metrics_store):
     pipeline(8).compute(executor=fd.SyncExecutor(), metrics=metrics_store, name="stored")
-    from fastdag.sinkwriter import flush
+    from fastdag.metrics.sinkwriter import flush
     flush()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "fastdag.cli", "dashboard", metrics_store,
@@ -209,7 +209,7 @@ def test_chrome_trace_has_a_track_per_worker_and_flows(tmp_path):
     path = tmp_path / "m.parquet"
     report_path = tmp_path / "run.json"
     pipeline(4).compute(executor=fd.SyncExecutor(), metrics=str(path))
-    from fastdag.sinkwriter import flush
+    from fastdag.metrics.sinkwriter import flush
     flush()
     from fastdag.cli import main
     assert main(["trace", str(path), "-o", str(report_path)]) == 0

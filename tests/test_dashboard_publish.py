@@ -17,6 +17,7 @@ import pytest
 import fastdag as fd
 from fastdag.dashboard import RunStore
 from fastdag.dashboard.publish import Publisher
+from fastdag.metrics.runs import HOST
 from test_dashboard import browser, page, state  # noqa: F401 - the Chromium fixtures
 
 pytest.importorskip("aiohttp")
@@ -79,7 +80,7 @@ def test_a_run_published_to_the_cli_server_is_seen_live_then_done(cli_dashboard,
         open(gate, "w").close()
         assert future.result(timeout=120) == 28
         done = wait_for_run(cli_dashboard, future.run_id, state="done", done=9)
-        workers = sorted(f"{fd.metrics.HOST}:{pid}" for pid in ex.worker_pids())
+        workers = sorted(f"{HOST}:{pid}" for pid in ex.worker_pids())
     assert done["executor"] == "local" and done["makespan"] > 0
     detail = get(cli_dashboard + f"api/runs/{future.run_id}")
     assert sorted(detail["tasks"]["task"]) == list(range(9))

@@ -22,7 +22,7 @@ from dask._task_spec import DataNode, List, Task, TaskRef  # noqa: E402
 
 import fastdag as fd  # noqa: E402
 import fastdag.dask  # noqa: E402
-import fastdag.gil  # noqa: E402
+import fastdag.core.gil  # noqa: E402
 from fastdag.bridges.dask_graph import to_plan  # noqa: E402
 
 
@@ -159,9 +159,9 @@ def test_fused_subgraphs_and_nested_nodes_are_learned_by_the_functions_inside():
     db.from_sequence(["a b"] * 8, npartitions=2).map(str.split).flatten().frequencies() \
         .compute(scheduler=grab("bag"))
     (da.ones((8, 8), chunks=4) + 1).sum().compute(scheduler=grab("array"))
-    profile = fd.gil.GilProfile()
+    profile = fd.core.gil.GilProfile()
     alias = ("node", "dask._task_spec.Alias")  # Dask's own, the same in both
-    keys = {name: {fd.gil.function_key(t.func) for t in plan.tasks if t.func.key != alias}
+    keys = {name: {fd.core.gil.function_key(t.func) for t in plan.tasks if t.func.key != alias}
             for name, plan in plans.items()}
     # Dask runs both through the same evaluators; the profile must not mix them up
     assert not keys["bag"] & keys["array"], keys

@@ -17,7 +17,7 @@ import redis
 import fastdag as fd
 from fastdag.distributed import PayloadRejected, RedisUnavailable
 from fastdag.distributed import requirements
-from fastdag.distributed.signing import MissingSecret, Signer
+from fastdag.core.signing import MissingSecret, Signer
 from fastdag.store.redis import RedisStore
 from conftest import fastdag_segments
 
@@ -74,7 +74,7 @@ def executor(redis_server):
     ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.5)
     yield ex
     ex.shutdown(wait=False)
-    from fastdag import sinkwriter
+    from fastdag.metrics import sinkwriter
     sinkwriter.flush(timeout=10)     # reports reach the Redis sink before the server stops
 
 
@@ -193,12 +193,12 @@ def test_results_match_local_executor(executor, workers, local_executor, nworker
     assert got[:2] == want[:2] and got[4] == want[4] == 4950
     assert got[2] == pytest.approx(want[2]) and got[3] == pytest.approx(want[3])
     assert executor.compute(tree(4096)) == 4096 * 4095 // 2
-    report = fd.metrics.last_run()
+    report = fd.last_run()
     assert report.run.executor == "redis" and len(report.tasks) == 8191
     assert len({t.worker for t in report.tasks}) >= 2, "the work was not shared"
     assert run_keys(executor) == [], "a finished run left keys behind"
-    from fastdag import sinkwriter
-    from fastdag.sinks import RedisSink
+    from fastdag.metrics import sinkwriter
+    from fastdag.metrics.sinks import RedisSink
     assert sinkwriter.flush(timeout=30)
     stored = RedisSink(executor.url).read([report.run.run_id])
     assert len(stored) == 1 and len(stored[0].tasks) == 8191     # the Redis metrics sink
@@ -459,7 +459,7 @@ def test_password_acl_user_and_tls_through_the_url(tmp_path, kind):
 
 def test_cluster_keeps_subtrees_and_one_fanout_branch():
     from fastdag.distributed.cluster import Cluster
-    from fastdag.plan import build_plan
+    from fastdag.core.plan import build_plan
     t = tree(8)
     plan = build_plan(t.dag)
     roots = [i for i, d in enumerate(plan.deps) if not d]
@@ -613,7 +613,7 @@ def test_same_host_workers_hand_large_results_over_in_shared_memory(executor, wo
     np.testing.assert_array_equal(got_pair, want_pair)
     assert mapped(got_pair), "the client copied an output it could map"
     got_pair[0] = 1.0                                            # writeable all the same
-    assert len({t.worker for t in fd.metrics.last_run().tasks}) == 2
+    assert len({t.worker for t in fd.last_run().tasks}) == 2
     # 6 leaves, 15 sums and the output, 3.2 MB each, would be over 70 MB through Redis
     assert moved < 1_000_000, f"{moved} bytes went through Redis"
     captured = np.random.default_rng(9).standard_normal(500_000)    # 4 MB in the plan
@@ -632,7 +632,7 @@ def test_workers_on_other_hosts_get_bytes(executor, workers):
     want_total, want_pair = big_graph_expected()
     assert got_total == pytest.approx(want_total)
     np.testing.assert_array_equal(got_pair, want_pair)
-    assert len({t.worker for t in fd.metrics.last_run().tasks}) == 2
+    assert len({t.worker for t in fd.last_run().tasks}) == 2
     assert run_keys(executor) == [] and our_segments(executor) == set()
 
 

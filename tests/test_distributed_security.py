@@ -20,7 +20,7 @@ import pytest
 import fastdag as fd
 from fastdag.distributed import PayloadRejected, WeakSecret
 from fastdag.distributed.protocol import RunPlan, check_plan
-from fastdag.plan import build_plan
+from fastdag.core.plan import build_plan
 from test_distributed import SECRET, workers  # noqa: F401 - workers is a fixture
 from test_reliability import raise_bad_reduce
 

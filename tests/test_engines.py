@@ -11,8 +11,8 @@ import pytest
 
 import fastdag as fd
 from fastdag.cli import main
-from fastdag.executors.engine import LARGE_ARRAY, split_plan
-from fastdag.plan import Ref, build_plan
+from fastdag.bridges.engine_executor import LARGE_ARRAY, split_plan
+from fastdag.core.plan import Ref, build_plan
 
 
 @pytest.fixture(scope="module")

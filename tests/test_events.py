@@ -8,7 +8,8 @@ import pytest
 
 import fastdag as fd
 from fastdag import events as ev
-from fastdag import sinkwriter
+from fastdag.metrics import sinkwriter
+from fastdag.metrics.runs import RAW_FIELDS
 
 
 @fd.task
@@ -114,7 +115,7 @@ def test_a_long_batch_reports_while_it_runs():
         assert node.compute(executor=ex) == 20
     batches = [e for e in got if isinstance(e, ev.TaskBatch)]
     assert len(batches) >= 3
-    assert sum(len(b.records) for b in batches) == 20 * len(fd.metrics.RAW_FIELDS)
+    assert sum(len(b.records) for b in batches) == 20 * len(RAW_FIELDS)
 
 
 @pytest.mark.redis

@@ -10,8 +10,8 @@ import pytest
 
 import fastdag as fd
 from fastdag.executors.local import LocalExecutor
-from fastdag.plan import Ref, build_plan
-from fastdag.serialize import dumps, loads
+from fastdag.core.plan import Ref, build_plan
+from fastdag.core.serialize import dumps, loads
 from fastdag.store import bundle as bundle_module
 from fastdag.store.base import StoredRef
 from fastdag.store.bundle import BundleBuilder

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 
 import fastdag as fd
-from fastdag import metrics, monitor, progress
-from fastdag.sinkwriter import flush
-from fastdag.sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
-from fastdag.tables import TASK_SCHEMA
+from fastdag.metrics import monitor, progress, runs as metrics
+from fastdag.metrics.sinkwriter import flush
+from fastdag.metrics.sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
+from fastdag.metrics.tables import TASK_SCHEMA
 
 N = 1000  # float64 elements: 8,000 bytes per array
 

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import fastdag as fd
-from fastdag import sinks, sinkwriter
-from fastdag.metrics import RunReport
+from fastdag.metrics import sinks, sinkwriter
+from fastdag.metrics.runs import RunReport
 
 from conftest import free_port
 

@@ -17,7 +17,7 @@ import pytest
 import fastdag as fd
 from fastdag.executors.guarded import GuardedThreads
 from fastdag.executors.placement import Placement
-from fastdag.gil import GilProfile, GilSampler
+from fastdag.core.gil import GilProfile, GilSampler
 from fastdag.store.shm import SHM_DIR
 
 

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 import fastdag as fd
-from fastdag.graph import gc_paused
-from fastdag.plan import build_plan
+from fastdag.core.graph import gc_paused
+from fastdag.core.plan import build_plan
 
 WAIT = 60  # seconds: generous, only reached when something is broken
 
@@ -127,7 +127,7 @@ def test_scheduler_death_fails_pending_and_later_runs():
             raise RuntimeError("a bug in the scheduler")
 
         ex._dispatch = broken       # the next round of the scheduler loop raises
-        died = getattr(fd.errors, "SchedulerDied", RuntimeError)
+        died = getattr(fd.core.errors, "SchedulerDied", RuntimeError)
         with pytest.raises(died, match="scheduler thread died.*a bug in the scheduler"):
             ex.submit(inc(2)).result(timeout=WAIT)
         with pytest.raises(died):
@@ -300,7 +300,7 @@ def test_memoryview_argument_stays_a_memoryview(executor, view):
 def test_exit_code_read_from_args_when_rebuilt_without_init():
     """tblib's pickling (installed once dask.distributed is imported in a worker)
     rebuilds a SystemExit through ``__new__``: its ``args`` hold the code, ``code`` is None."""
-    from fastdag.errors import describe_exception
+    from fastdag.core.errors import describe_exception
     rebuilt = SystemExit.__new__(SystemExit)
     rebuilt.args = (3,)
     assert rebuilt.code is None

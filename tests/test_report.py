@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import fastdag as fd
-from fastdag import metrics
-from fastdag.benchplot import load_bench, ratios
+from fastdag.metrics import runs as metrics
+from fastdag.viz.benchplot import load_bench, ratios
 from fastdag.cli import main
-from fastdag.figures import FIGURES
-from fastdag.report import draw_dag
+from fastdag.viz.figures import FIGURES
+from fastdag.viz.report import draw_dag
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -177,7 +177,7 @@ def test_draw_dag_large_graph_without_labels(tmp_path):
 
 def test_report_without_dependency_records(tmp_path, capsys):
     """Executors that do not record the graph still get every figure."""
-    from fastdag.sinks import ParquetSink
+    from fastdag.metrics.sinks import ParquetSink
 
     fd.SyncExecutor().compute(tree(4))
     report = metrics.last_run()

@@ -8,8 +8,8 @@ import sys
 import time
 
 import fastdag as fd
-from fastdag.figures import critical_path_figure, summary_rows, timeline_figure
-from fastdag.sinks import load_metrics
+from fastdag.viz.figures import critical_path_figure, summary_rows, timeline_figure
+from fastdag.metrics.sinks import load_metrics
 
 
 @fd.task

@@ -256,7 +256,7 @@ def test_a_constant_someone_else_wrote_is_never_mapped(tmp_path):
 
 
 def test_a_status_file_someone_else_wrote_is_not_opened_by_a_worker(tmp_path):
-    from fastdag.executors.worker import Worker
+    from fastdag.engine.worker import Worker
     path = plant(tmp_path / "fastdag-test-status", bytes(64), 0o600)
     with pytest.raises(PermissionError, match="fastdag-test-status"):
         Worker(None, 0, path, "fastdag-test")
@@ -269,7 +269,7 @@ def test_a_handoff_reference_carries_and_signs_the_whole_header(redis_server, tm
     import redis
 
     from fastdag.distributed.handoff import HandOff
-    from fastdag.distributed.signing import Signer
+    from fastdag.core.signing import Signer
     from fastdag.store.redis import RedisStore
     client = redis.Redis.from_url(redis_server.url)
     handoff = HandOff(RedisStore(client, Signer("k" * 32), ttl=60), directory=str(tmp_path))

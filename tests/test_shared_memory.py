@@ -256,7 +256,7 @@ def test_large_result_is_moved_and_shared_values_are_not(local_executor):
 
 def test_store_consume_releases_the_source(tmp_path):
     store = SharedMemoryStore("fastdag-move", directory=str(tmp_path))
-    from fastdag.serialize import dumps
+    from fastdag.core.serialize import dumps
     source = np.full(40_000_000, 3.0)  # 320 MB
     ref = store.put_payload("m", dumps(source), consume=True)
     np.testing.assert_array_equal(store.get(ref)[:5], 3.0)
@@ -293,7 +293,7 @@ def test_result_array_files_are_adopted_or_removed(local_executor):
 
 
 def test_store_adopts_an_arena_file_without_copying(tmp_path):
-    from fastdag.serialize import dumps
+    from fastdag.core.serialize import dumps
     from fastdag.store import arena
     previous = arena.current()
     mine = arena.install("fastdag-test-r", str(tmp_path))

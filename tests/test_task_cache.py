@@ -7,8 +7,8 @@ import operator
 import pickle
 
 import fastdag as fd
-from fastdag.graph import _task_cache
-from fastdag.plan import build_plan
+from fastdag.core.graph import _task_cache
+from fastdag.core.plan import build_plan
 
 
 def add(a, b):

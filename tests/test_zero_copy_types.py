@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import fastdag as fd
-from fastdag.serialize import OUT_OF_BAND_MIN, dumps
+from fastdag.core.serialize import OUT_OF_BAND_MIN, dumps
 from fastdag.store.shm import SharedMemoryStore
 
 BIG = 4 * OUT_OF_BAND_MIN

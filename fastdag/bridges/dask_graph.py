@@ -33,9 +33,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 
-from ..graph import Task, gc_paused
-from ..plan import _ATOMIC, Plan, Ref
-from ..runner import INTERNAL_FILES
+from ..core.graph import Task, gc_paused
+from ..core.plan import _ATOMIC, Plan, Ref
+from ..core.runner import INTERNAL_FILES
 
 
 class DaskPlan(NamedTuple):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import TaskError
+from ..core.errors import TaskError
 from .dask_graph import nest_results, to_plan
 
 RUN_OPTIONS = ("metrics", "name", "progress")

@@ -61,8 +61,8 @@ def serve_executor(executor: Any, spec: bool | int | str) -> Any:
 
 def worker_memory(executor: Any) -> dict[str, int]:
     """Resident memory of each of ``executor``'s worker processes on this host, by name."""
-    from ..metrics import HOST
-    from ..monitor import rss_of
+    from ..metrics.runs import HOST
+    from ..metrics.monitor import rss_of
     try:
         pids = list(executor.worker_pids())
     except Exception:  # noqa: BLE001 - an executor shutting down

@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 
-from ..metrics import RunReport
+from ..metrics.runs import RunReport
 
 def add_dashboard_parser(sub: argparse._SubParsersAction) -> None:
     """``fastdag dashboard [SOURCE ...] [--host H] [--port P]``."""
@@ -35,8 +35,8 @@ def add_trace_parser(sub: argparse._SubParsersAction) -> None:
 
 def _reports(command: str, sources: list[str]) -> list[RunReport] | int:
     """Every run in ``sources``, oldest first, or the exit code after a one-line error."""
-    from ..report import command_error
-    from ..sinks import MetricsError, load_metrics
+    from ..viz.report import command_error
+    from ..metrics.sinks import MetricsError, load_metrics
     reports: list[RunReport] = []
     for source in sources:
         try:
@@ -48,7 +48,7 @@ def _reports(command: str, sources: list[str]) -> list[RunReport] | int:
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """Serve the stored runs; block until interrupted."""
-    from ..report import command_error
+    from ..viz.report import command_error
     from . import RunStore, serve_store
     reports = _reports("dashboard", args.sources)
     if isinstance(reports, int):
@@ -75,7 +75,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
 def trace_command(args: argparse.Namespace) -> int:
     """Write the chosen run (default: the latest) as a Chrome trace."""
-    from ..report import command_error
+    from ..viz.report import command_error
     from .trace import write_trace
     reports = _reports("trace", [args.source])
     if isinstance(reports, int):

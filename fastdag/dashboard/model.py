@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import events as ev
-from ..metrics import RAW_FIELDS, RAW_WIDTH, RunReport
+from ..metrics.runs import RAW_FIELDS, RAW_WIDTH, RunReport
 
 # Columns of ``RunView.columns``, one entry per task run: RAW_FIELDS (numbers
 # as the workers recorded them, floats) plus the worker's index in ``workers``.

@@ -14,7 +14,7 @@ import json
 import os
 import re
 
-from ..metrics import RunReport
+from ..metrics.runs import RunReport
 from .model import RunStore
 from .server import STATIC
 

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from ..metrics import RunReport
+from ..metrics.runs import RunReport
 
 
 def chrome_trace(report: RunReport) -> dict[str, Any]:

@@ -7,6 +7,6 @@ and hand fan-ins to each other through atomic counters (see ``protocol``,
 """
 
 from .executor import RedisExecutor, RedisUnavailable
-from .signing import MissingSecret, PayloadRejected, WeakSecret
+from ..core.signing import MissingSecret, PayloadRejected, WeakSecret
 
 __all__ = ["RedisExecutor", "RedisUnavailable", "PayloadRejected", "MissingSecret", "WeakSecret"]

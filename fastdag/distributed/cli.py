@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from ..lifeline import exit_with_parent
+from ..engine.lifeline import exit_with_parent
 from ..store.redis import DEFAULT_TTL
 
 
@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise ``--concurrency`` of them."""
     if args.parent_pid is not None:  # started by a supervisor: end with it
         exit_with_parent(args.parent_pid)
-    from .signing import MissingSecret, Signer, WeakSecret
+    from ..core.signing import MissingSecret, Signer, WeakSecret
     from .worker import WorkerConfig, run_worker
     try:
         signer = Signer(insecure=args.insecure)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..plan import Plan
+from ..core.plan import Plan
 
 
 @dataclass

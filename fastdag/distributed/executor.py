@@ -30,19 +30,19 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCrashedError,
+from ..core.errors import (CancelledError, FastdagError, SerializationError, WorkerCrashedError,
                       describe_exception, unloadable_result)
-from ..graph import DAG, Node
+from ..core.graph import DAG, Node
 from .. import events as fd_events
-from ..metrics import HOST, RunReport
-from ..plan import Plan, build_plan
-from ..runner import received_error
+from ..metrics.runs import HOST, RunReport
+from ..core.plan import Plan, build_plan
+from ..core.runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
-from ..executors.base import Executor, RunFuture, as_dag
+from ..engine.executor import Executor, RunFuture, as_dag
 from .handoff import HandOff, Missing
 from .protocol import (Keys, bind_plan, connect, ensure_group, message_fields, read_workers,
                        redacted)
-from .signing import PayloadRejected, Signer
+from ..core.signing import PayloadRejected, Signer
 from .uploads import Uploads
 
 
@@ -107,7 +107,7 @@ class RedisExecutor(Executor):
     @staticmethod
     def _metrics_sink(url: str, ttl: int) -> Any:
         try:
-            from ..sinks import RedisSink
+            from ..metrics.sinks import RedisSink
         except ImportError:      # no sink layer: reports stay in memory (future.report)
             return None
         return RedisSink(url, ttl=ttl)

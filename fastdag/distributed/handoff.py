@@ -43,13 +43,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..serialize import dumps
+from ..core.serialize import dumps
 from ..store.base import StoredRef
 from ..store.redis import RedisStore, stored_keys
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore
 from .cache import PieceCache
 from .domain import shm_domain
-from .signing import PayloadRejected
+from ..core.signing import PayloadRejected
 
 MAGIC = b"FDR1"
 HEAD = struct.Struct("<4s32sI")    # magic, tag, body length; then the body

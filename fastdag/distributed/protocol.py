@@ -55,8 +55,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from ..plan import Plan
-from .signing import PayloadRejected, Signer
+from ..core.plan import Plan
+from ..core.signing import PayloadRejected, Signer
 
 GROUP = "workers"
 HEARTBEAT_FRESH = 10.0     # seconds: a worker heartbeat older than this is not counted

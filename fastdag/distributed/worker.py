@@ -48,11 +48,11 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from ..errors import SerializationError
-from ..metrics import HOST
-from ..plan import Plan
-from ..runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
-from ..serialize import describe_unpicklable
+from ..core.errors import SerializationError
+from ..metrics.runs import HOST
+from ..core.plan import Plan
+from ..core.runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
+from ..core.serialize import describe_unpicklable
 from ..executors.boot import inline_nested_compute
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
@@ -61,7 +61,7 @@ from .handoff import HandOff, Missing
 from .janitor import Janitor
 from .protocol import (BEGIN, COMPLETE, GROUP, Keys, check_plan, connect, ensure_group, event,
                        message_tag, read_message, read_workers, redacted)
-from .signing import PayloadRejected, Signer
+from ..core.signing import PayloadRejected, Signer
 from .uploads import Uploads, UploadServer
 
 FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
@@ -570,7 +570,7 @@ def _log_error(fut: Future) -> None:
 
 def _user_frames(exc: BaseException) -> BaseException:
     """``exc`` with this worker's and the runner's frames cut off its traceback."""
-    from .. import runner
+    from ..core import runner
     ours = {__file__, runner.__file__}
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename in ours:

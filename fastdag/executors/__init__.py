@@ -1,6 +1,6 @@
 """Executors: Sync (one thread), Threads (a pool), Local (processes + shared memory)."""
 
-from .base import Executor, RunFuture
+from ..engine.executor import Executor, RunFuture
 from .local import LocalExecutor
 from .sync import SyncExecutor
 from .threads import ThreadExecutor

@@ -20,5 +20,5 @@ def inline_nested_compute() -> None:
 def boot(argv: list[str]) -> None:
     """Entry point of a LocalExecutor worker: argv as ``worker.main_from_argv`` takes it."""
     inline_nested_compute()
-    from .worker import main_from_argv
+    from ..engine.worker import main_from_argv
     main_from_argv(argv)

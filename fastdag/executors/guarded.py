@@ -16,11 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventBus
-from ..graph import DAG
-from ..gil import GilProfile, GilSampler, function_key
-from ..guard import guarded, private, writeable, wrote_read_only
-from ..plan import Plan
-from ..runner import execute
+from ..core.graph import DAG
+from ..core.gil import GilProfile, GilSampler, function_key
+from ..core.guard import guarded, private, writeable, wrote_read_only
+from ..core.plan import Plan
+from ..core.runner import execute
 from .inprocess import InProcessRun
 from .threads import ThreadExecutor
 

@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 from .. import events as ev
-from ..errors import TaskError, task_failure
-from ..graph import DAG
-from ..metrics import HOST, RunReport
-from ..plan import Plan, build_plan
-from ..runner import TASK_EXCEPTIONS, describe_failure, execute, nbytes
-from .base import RunFuture, new_run_id
+from ..core.errors import TaskError, task_failure
+from ..core.graph import DAG
+from ..metrics.runs import HOST, RunReport
+from ..core.plan import Plan, build_plan
+from ..core.runner import TASK_EXCEPTIONS, describe_failure, execute, nbytes
+from ..engine.executor import RunFuture, new_run_id
 
 
 class InProcessRun:

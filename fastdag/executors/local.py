@@ -89,22 +89,22 @@ from typing import Any
 import cloudpickle
 
 from .. import events as ev
-from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
+from ..core.errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
-from ..graph import DAG, Node, gc_paused
-from ..metrics import HOST, RAW_WIDTH, RunReport
-from ..plan import Plan, batch_size, build_plan
-from ..runner import received_error
-from ..serialize import describe_unpicklable, dumps
+from ..core.graph import DAG, Node, gc_paused
+from ..metrics.runs import HOST, RAW_WIDTH, RunReport
+from ..core.plan import Plan, batch_size, build_plan
+from ..core.runner import received_error
+from ..core.serialize import describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.bundle import Bundle
 from ..store import files
 from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
-from . import sigterm
-from .base import Executor, RunFuture, as_dag
+from ..engine import sigterm
+from ..engine.executor import Executor, RunFuture, as_dag
 from .placement import Placement
-from .worker import SLOT
+from ..engine.worker import SLOT
 
 
 SMALL_SHM = 256 * 2**20

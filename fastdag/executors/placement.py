@@ -38,11 +38,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventBus
-from ..graph import DAG
-from ..gil import GilProfile
-from ..metrics import RAW_WIDTH
-from ..plan import Plan
-from .base import RunFuture
+from ..core.graph import DAG
+from ..core.gil import GilProfile
+from ..metrics.runs import RAW_WIDTH
+from ..core.plan import Plan
+from ..engine.executor import RunFuture
 from .guarded import GuardedThreads
 
 

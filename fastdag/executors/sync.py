@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..graph import DAG, Node
-from ..plan import Plan
-from .base import Executor, RunFuture, as_dag
+from ..core.graph import DAG, Node
+from ..core.plan import Plan
+from ..engine.executor import Executor, RunFuture, as_dag
 from .inprocess import InProcessRun, run_inline
 
 

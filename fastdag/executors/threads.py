@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import TaskError
-from ..graph import DAG, Node
-from ..plan import Plan, batch_size
-from .base import Executor, RunFuture, as_dag
+from ..core.errors import TaskError
+from ..core.graph import DAG, Node
+from ..core.plan import Plan, batch_size
+from ..engine.executor import Executor, RunFuture, as_dag
 from .inprocess import InProcessRun, run_inline
 
 # The pool whose task this thread is running, if any (see the module docstring).

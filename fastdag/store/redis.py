@@ -25,7 +25,7 @@ import io
 import struct
 from typing import Any
 
-from ..serialize import Payload, dumps, loads
+from ..core.serialize import Payload, dumps, loads
 from .base import ObjectStore, StoredRef
 
 MAGIC = b"FDS1"
@@ -111,7 +111,7 @@ class RedisStore(ObjectStore):
         used in place; anything else is copied into one writeable buffer.
         ``verify=False`` is for pieces this process encoded itself and kept.
         """
-        from ..distributed.signing import PayloadRejected
+        from ..core.signing import PayloadRejected
         if len(first) < PREFIX.size or bytes(first[:4]) != MAGIC:
             raise PayloadRejected(f"payload under Redis key {key!r} is not a signed fastdag value")
         _, tag, nchunks, total = PREFIX.unpack_from(first)

@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Collection
 from typing import Any
 
-from ..serialize import Payload, dumps, loads
+from ..core.serialize import Payload, dumps, loads
 from . import files
 from .base import ObjectStore, StoredRef
 

@@ -117,7 +117,7 @@ def _error(message: str) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..errors import TaskError
+    from ..core.errors import TaskError
     from . import get
     try:
         wl = get(args.workload)

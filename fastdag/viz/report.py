@@ -17,8 +17,8 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .graph import DAG
-    from .metrics import RunReport
+    from ..core.graph import DAG
+    from ..metrics.runs import RunReport
 
 EXIT_BAD_INPUT = 2
 
@@ -59,7 +59,7 @@ def command_error(command: str, message: str) -> int:
 def report_command(args: argparse.Namespace) -> int:
     """Load the metrics, pick the run(s), write the figures; print what was written."""
     from .figures import summary_rows, write_report
-    from .sinks import MetricsError, load_metrics
+    from ..metrics.sinks import MetricsError, load_metrics
     try:
         reports = load_metrics(args.metrics)
     except MetricsError as exc:
@@ -87,7 +87,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def _write_html(report: RunReport, out: str) -> list[str]:
-    from .dashboard.standalone import write_report_html
+    from ..dashboard.standalone import write_report_html
     return [write_report_html(report, out)]
 
 

@@ -49,16 +49,16 @@ import sys
 import time
 from typing import Any
 
-from ..errors import SerializationError
-from ..gil import MIN_TASK_S, GilSampler
-from ..graph import gc_paused
-from ..plan import Plan
-from ..runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task,
+from ..core.errors import SerializationError
+from ..core.gil import MIN_TASK_S, GilSampler
+from ..core.graph import gc_paused
+from ..core.plan import Plan
+from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task,
                       describe_failure, execute, nbytes, send_failure)
-from ..serialize import PICKLE, describe_unpicklable, dumps
+from ..core.serialize import PICKLE, describe_unpicklable, dumps
 from ..store.base import StoredRef
 from ..store.bundle import BUNDLE_ITEM_MAX, Bundle, BundleBuilder
-from ..lifeline import exit_with_parent
+from .lifeline import exit_with_parent
 from ..store import files
 from ..store.shm import SharedMemoryStore
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .metrics import RunReport, TaskRecord
+from ..metrics.runs import RunReport, TaskRecord
 from .plotting import (byte_unit, colours, human_bytes, human_seconds, new_figure, save,
                        time_unit)
 

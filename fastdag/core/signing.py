@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import os
 
-from ..errors import FastdagError
+from .errors import FastdagError
 
 SECRET_ENV = "FASTDAG_SECRET"
 TAG_SIZE = 32

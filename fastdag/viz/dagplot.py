@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from .plotting import colours, new_figure, save
 
 if TYPE_CHECKING:
-    from .graph import DAG
+    from ..core.graph import DAG
 
 _LABEL_LIMIT = 60  # more nodes than this: dots without names
 

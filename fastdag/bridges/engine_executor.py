@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import CancelledError, TaskError, WorkerCrashedError
-from ..graph import DAG, Node, Task, map_nested
-from ..metrics import HOST, RunReport
-from ..plan import Plan, Ref, build_plan
-from ..runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
+from ..core.errors import CancelledError, TaskError, WorkerCrashedError
+from ..core.graph import DAG, Node, Task, map_nested
+from ..metrics.runs import HOST, RunReport
+from ..core.plan import Plan, Ref, build_plan
+from ..core.runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
                       received_error, send_failure)
-from .base import Executor, RunFuture, as_dag, new_run_id
+from ..engine.executor import Executor, RunFuture, as_dag, new_run_id
 
 LARGE_ARRAY = 1 << 20  # bytes: numpy arguments this big go through the engine's store
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .engine import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
+from .engine_executor import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
 
 
 def run_ray_task(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, tuple]:

@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .errors import FastdagError
-from .metrics import RunReport, run_record_dict, run_record_from_dict
+from ..core.errors import FastdagError
+from .runs import RunReport, run_record_dict, run_record_from_dict
 
 if TYPE_CHECKING:  # pyarrow is imported when a sink first writes or reads, not with fastdag
     import pyarrow as pa

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .graph import gc_paused
-from .metrics import RAW_WIDTH, RunReport, TaskRecord, run_record_dict, run_record_from_dict
+from ..core.graph import gc_paused
+from .runs import RAW_WIDTH, RunReport, TaskRecord, run_record_dict, run_record_from_dict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

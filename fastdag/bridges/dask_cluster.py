@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
+from .engine_executor import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
 
 RECORDS: dict[str, list[tuple[str, tuple]]] = {}  # on a worker: run id -> its records there
 

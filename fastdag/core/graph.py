@@ -322,12 +322,12 @@ class Node:
 
     def compute(self, executor: Any = None, **options: Any) -> Any:
         """Run the graph ending here and return this node's value."""
-        from .api import compute
+        from ..api import compute
         return compute(self, executor=executor, **options)[0]
 
     def compute_async(self, executor: Any = None, **options: Any):
         """Start the graph ending here; return a ``concurrent.futures.Future``."""
-        from .api import get_default_executor
+        from ..api import get_default_executor
         return (executor or get_default_executor()).submit(self, **options)
 
     def __reduce__(self):
@@ -497,7 +497,7 @@ class DAG:
             subprocess.run([dot, f"-T{fmt}", "-o", path], input=self.to_dot().encode(),
                            check=True, capture_output=True)
             return path
-        from .report import draw_dag
+        from ..viz.report import draw_dag
         draw_dag(self, path)
         return path
 

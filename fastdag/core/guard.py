@@ -52,7 +52,7 @@ def guarded(value: Any) -> Any:
         return view
     if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
         return _rebuild(value, guarded)
-    if cls.__name__ == "Ref" and cls.__module__ == "fastdag.plan":
+    if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)
 
@@ -68,7 +68,7 @@ def private(value: Any) -> Any:
         return value.copy()
     if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
         return _rebuild(value, private)
-    if cls.__name__ == "Ref" and cls.__module__ == "fastdag.plan":
+    if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)
 

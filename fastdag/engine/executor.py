@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import EventBus, Subscription
-from ..graph import DAG, Node
-from .. import sinkwriter
-from ..metrics import RunReport
+from ..core.graph import DAG, Node
+from ..metrics import sinkwriter
+from ..metrics.runs import RunReport
 
 _run_counter = itertools.count(1)
 
@@ -158,7 +158,7 @@ class Executor(ABC):
         ``options``: ``metrics`` (a path or sink; default the executor's
         ``metrics`` attribute), ``name`` (the workflow name), ``progress``.
         """
-        from .. import metrics
+        from ..metrics import runs as metrics
         unknown = set(options) - {"metrics", "name", "progress"}
         if unknown:
             raise TypeError(f"unknown compute option(s): {', '.join(sorted(unknown))}")

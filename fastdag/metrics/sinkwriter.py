@@ -40,8 +40,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import FastdagError
-from .metrics import RunReport
+from ..core.errors import FastdagError
+from .runs import RunReport
 
 log = logging.getLogger("fastdag")
 
