@@ -835,7 +835,7 @@ class LocalExecutor(Executor):
         if self._status is not None:
             self._status.close()
         if self._status_path is not None:
-            _unlink(self._status_path)
+            files.unlink(self._status_path)
 
 
 def _bundles_for(bundled: dict[int, Bundle], needed: list[int]) -> list[Bundle]:
@@ -878,13 +878,6 @@ def _find_unpicklable(value: Any) -> Any:
         except Exception:  # noqa: BLE001
             return _find_unpicklable(item)
     return value
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _shutdown_ref(ref: weakref.ref) -> None:

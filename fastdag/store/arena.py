@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import files
-from .shm import SHM_DIR, _address, _unlink
+from .files import SHM_DIR
+from .pages import buffer_address
 
 
 @dataclass
@@ -67,9 +68,9 @@ class Arena:
             finally:
                 os.close(fd)
         except OSError:
-            _unlink(path)
+            files.unlink(path)
             return np.empty(shape, dtype)
-        region = Region(path, _address(memoryview(mapped)) or 0, size)
+        region = Region(path, buffer_address(memoryview(mapped)) or 0, size)
         with self._lock:
             self._regions[region.start] = region
         weakref.finalize(mapped, self._release, region)
@@ -77,7 +78,7 @@ class Arena:
 
     def find(self, buffer: memoryview) -> tuple[Region, int] | None:
         """The region holding all of ``buffer``, and the buffer's offset in it."""
-        address = _address(buffer)
+        address = buffer_address(buffer)
         if address is None:
             return None
         with self._lock:
@@ -98,7 +99,7 @@ class Arena:
         with self._lock:
             self._regions.pop(region.start, None)
         if not region.adopted:
-            _unlink(region.path)
+            files.unlink(region.path)
 
 
 _current: Arena | None = None

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import files
-from .shm import SHM_DIR, _pwrite_all, _unlink
+from .files import SHM_DIR
+from .pages import write_all
 
 MIN_BYTES = 1 << 20          # smaller arrays are cheaper to copy than to track
 BUDGET_FRACTION = 0.25       # default budget: this share of /dev/shm's size
@@ -174,7 +175,7 @@ class ConstantCache:
                 del self._entries[name]
                 del self._names[entry[3]]
                 self._bytes -= entry[0]
-                _unlink(os.path.join(self.directory, name))
+                files.unlink(os.path.join(self.directory, name))
 
     def _write(self, array: np.ndarray) -> str | None:
         """Copy ``array`` into a new segment; its name, or None if /dev/shm is full."""
@@ -183,19 +184,19 @@ class ConstantCache:
         try:
             os.ftruncate(fd, array.nbytes)
             if array.flags.c_contiguous:
-                _pwrite_all(fd, memoryview(array).cast("B"), 0)
+                write_all(fd, memoryview(array).cast("B"), 0)
             else:  # one copy, straight from the strided view into the segment
                 with mmap.mmap(fd, array.nbytes) as mapped:
                     np.ndarray(array.shape, array.dtype, buffer=mapped)[...] = array
         except OSError as exc:
             os.close(fd)
-            _unlink(path)
+            files.unlink(path)
             if exc.errno in (errno.ENOSPC, errno.ENOMEM):
                 return None
             raise
         except BaseException:
             os.close(fd)
-            _unlink(path)
+            files.unlink(path)
             raise
         os.close(fd)
         return name

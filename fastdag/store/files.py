@@ -40,6 +40,7 @@ import secrets
 import stat
 import tempfile
 
+SHM_DIR = "/dev/shm"
 NAME_BITS = 64
 ATTEMPTS = 16            # names drawn before giving up (64 random bits: never, in practice)
 STATUS_SUFFIX = "-status"  # a client's status file: it holds the lock that says it runs
@@ -236,3 +237,12 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except (OSError, IndexError):
         return True
+
+
+def unlink(path: str) -> bool:
+    """Remove ``path``; False if it was already gone."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False

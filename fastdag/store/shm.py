@@ -38,7 +38,6 @@ from) only a file our uid wrote.
 from __future__ import annotations
 
 import errno
-import functools
 import glob
 import mmap
 import os
@@ -49,8 +48,9 @@ from typing import Any
 from ..core.serialize import Payload, dumps, loads
 from . import files
 from .base import ObjectStore, StoredRef
+from .files import SHM_DIR
+from .pages import write_all
 
-SHM_DIR = "/dev/shm"
 ALIGN = 64
 INLINE_THRESHOLD = 64 * 1024
 HEADER_IN_REF_MAX = 16 * 1024  # larger pickled headers go into the segment
@@ -189,7 +189,7 @@ class SharedMemoryStore(ObjectStore):
     # -- lifetime -----------------------------------------------------------
     def delete(self, ref: StoredRef) -> None:
         if ref.inline is None:
-            _unlink(os.path.join(self.directory, ref.key))
+            files.unlink(os.path.join(self.directory, ref.key))
 
     def contains(self, ref: StoredRef) -> bool:
         return ref.inline is not None or os.path.exists(os.path.join(self.directory, ref.key))
@@ -205,7 +205,7 @@ class SharedMemoryStore(ObjectStore):
         for directory in (self.directory, self.spill_dir):
             for path in glob.glob(os.path.join(directory, pattern)):
                 if os.path.basename(path) not in keep and path not in keep \
-                        and files.owned(path) and _unlink(path):
+                        and files.owned(path) and files.unlink(path):
                     count += 1
         return count
 
@@ -225,10 +225,10 @@ def _write_segment(directory: str, prefix: str, size: int,
         # the cost of writing.
         os.ftruncate(fd, size)
         for start, buf, consume in parts:
-            _pwrite_all(fd, buf, start, consume)
+            write_all(fd, buf, start, consume)
     except BaseException:
         os.close(fd)
-        _unlink(path)
+        files.unlink(path)
         raise
     os.close(fd)
     return name
@@ -243,57 +243,6 @@ def _warn_small_shm(directory: str, size: int) -> None:
             f"({shm_free_bytes(directory) / 2**20:.0f} MiB free); fastdag spills such "
             "results to files instead, which is slower. In Docker, run the container with "
             "a larger --shm-size (e.g. --shm-size=4g).", RuntimeWarning, stacklevel=3)
-
-
-CHUNK = 64 * 2**20
-
-
-def _pwrite_all(fd: int, buf: memoryview, offset: int, consume: bool = False) -> None:
-    view = buf.cast("B") if buf.format != "B" or buf.ndim != 1 else buf
-    done = 0
-    total = view.nbytes
-    address = _address(view) if consume and total >= 2 * CHUNK else None
-    while done < total:
-        written = os.pwrite(fd, view[done:done + CHUNK], offset + done)
-        if address is not None:
-            _release(address + done, written)
-        done += written
-
-
-def _address(view: memoryview) -> int | None:
-    try:
-        import numpy as np
-        return int(np.frombuffer(view, dtype=np.uint8).ctypes.data)
-    except (ImportError, ValueError, TypeError):
-        return None
-
-
-_PAGE = mmap.PAGESIZE
-_MADV_DONTNEED = 4
-
-
-def _release(address: int, length: int) -> None:
-    """Give the whole pages of [address, address + length) back to the kernel."""
-    start = -(-address // _PAGE) * _PAGE
-    end = (address + length) // _PAGE * _PAGE
-    if end > start:
-        _libc().madvise(start, end - start, _MADV_DONTNEED)
-
-
-@functools.lru_cache(maxsize=1)
-def _libc():
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return libc
-
-
-def _unlink(path: str) -> bool:
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def shm_free_bytes(directory: str = SHM_DIR) -> int:
