@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .metrics.runs import RAW_WIDTH
+from .core.records import RAW_WIDTH
 
 
 class RunSubmitted(NamedTuple):

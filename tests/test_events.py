@@ -9,7 +9,7 @@ import pytest
 import fastdag as fd
 from fastdag import events as ev
 from fastdag.metrics import sinkwriter
-from fastdag.metrics.runs import RAW_FIELDS
+from fastdag.core.records import RAW_FIELDS
 
 
 @fd.task

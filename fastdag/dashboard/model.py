@@ -32,7 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import events as ev
-from ..metrics.runs import RAW_FIELDS, RAW_WIDTH, RunReport
+from ..core.records import RAW_FIELDS, RAW_WIDTH
+from ..metrics.runs import RunReport
 
 # Columns of ``RunView.columns``, one entry per task run: RAW_FIELDS (numbers
 # as the workers recorded them, floats) plus the worker's index in ``workers``.

@@ -40,7 +40,7 @@ from typing import Any
 from ..events import EventBus
 from ..core.graph import DAG
 from ..core.gil import GilProfile
-from ..metrics.runs import RAW_WIDTH
+from ..core.records import RAW_WIDTH
 from ..core.plan import Plan
 from ..engine.executor import RunFuture
 from .guarded import GuardedThreads

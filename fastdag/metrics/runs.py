@@ -21,13 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core.records import RAW_WIDTH
+
 if TYPE_CHECKING:
     import pyarrow as pa
-
-# Order of the raw numbers a worker records for each task.
-RAW_FIELDS = ("index", "start", "end", "fetch_s", "store_s", "input_bytes",
-              "output_bytes", "attempts", "ready")
-RAW_WIDTH = len(RAW_FIELDS)
 
 HOST = socket.gethostname()
 
