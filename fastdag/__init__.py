@@ -9,6 +9,7 @@
     add(add(1, 2), 3).compute()   # 6
 """
 
+from .core import hooks as _hooks
 from .api import acompute, compute, compute_async, get_default_executor, set_default_executor
 from .core.errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
 from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
@@ -19,6 +20,32 @@ from .metrics.sinkwriter import MetricsWriteError, flush_metrics
 from .store.arena import result_array
 
 __version__ = "0.1.0"
+
+
+# -- the upper layers' services, plugged into core.hooks (each imports its package when called)
+
+def _draw_dag(dag, path) -> None:
+    from .viz.report import draw_dag
+    draw_dag(dag, path)
+
+
+def _tasks_table(report):
+    from .metrics.tables import tasks_table
+    return tasks_table(report)
+
+
+def _serve_dashboard(executor, spec):
+    from .dashboard import serve_executor
+    return serve_executor(executor, spec)
+
+
+def _run_dask_graph(executor, wait, dsk, keys, **kwargs):
+    from .bridges.dask_scheduler import run_dask_graph
+    return run_dask_graph(executor, wait, dsk, keys, **kwargs)
+
+
+_hooks.install(draw_dag=_draw_dag, tasks_table=_tasks_table, serve_dashboard=_serve_dashboard,
+               run_dask_graph=_run_dask_graph)
 
 
 def __getattr__(name: str):

@@ -12,6 +12,11 @@ tokenizing. Graph walks are iterative, so a chain of 100,000 nodes does not
 touch the recursion limit.
 
 This module holds no execution code; ``plan.py`` turns a DAG into work.
+
+The one import in core that points up is here, and it is the entry point:
+``Node.compute()`` and ``compute_async()`` hand the graph to ``fastdag.api``
+(the default executor and the run), imported when called. Drawing without
+Graphviz goes through ``hooks.draw_dag`` instead, to ``fastdag.viz``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
+
+from . import hooks
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
@@ -497,8 +504,7 @@ class DAG:
             subprocess.run([dot, f"-T{fmt}", "-o", path], input=self.to_dot().encode(),
                            check=True, capture_output=True)
             return path
-        from ..viz.report import draw_dag
-        draw_dag(self, path)
+        hooks.draw_dag(self, path)  # matplotlib, in fastdag.viz
         return path
 
 

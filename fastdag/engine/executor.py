@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..core import hooks
 from ..events import EventBus, Subscription
 from ..core.graph import DAG, Node
 from ..metrics import sinkwriter
@@ -119,15 +120,14 @@ class Executor(ABC):
     def _serve_dashboard(self, spec: bool | int | str | None) -> None:
         """Serve the web dashboard (``fastdag.dashboard``) if ``spec`` asks for it.
 
-        The one place an executor reaches up to a higher layer, as
-        ``Node.compute()`` reaches down: the dashboard is a subscriber, and
-        this only starts it for the executor's lifetime.
+        The dashboard is a subscriber of a higher layer, reached through
+        ``core.hooks`` (no import upward); this only starts it for the
+        executor's lifetime.
         """
         self._dashboard = None
         if spec is False or spec is None:
             return
-        from ..dashboard import serve_executor
-        self._dashboard = serve_executor(self, spec)
+        self._dashboard = hooks.serve_dashboard(self, spec)
         self.dashboard_url = self._dashboard.url
 
     def _stop_dashboard(self) -> None:
@@ -149,8 +149,7 @@ class Executor(ABC):
         ``x.compute(scheduler=ex.dask_get)`` or ``dask.config.set(scheduler=ex.dask_get)``;
         see ``fastdag.dask``.
         """
-        from ..bridges.dask_scheduler import run_dask_graph
-        return run_dask_graph(self, wait_for, dsk, keys, **kwargs)
+        return hooks.run_dask_graph(self, wait_for, dsk, keys, **kwargs)  # fastdag.bridges
 
     def _track(self, future: RunFuture, options: dict[str, Any]) -> RunFuture:
         """Hand a started run to the metrics layer (sinks, fd.last_run, progress).

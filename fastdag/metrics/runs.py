@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..core import hooks
 from ..core.records import RAW_WIDTH
 
 if TYPE_CHECKING:
@@ -128,8 +129,7 @@ class RunReport:
 
     def to_arrow(self) -> pa.Table:
         """The task records as a pyarrow Table (schema: ``TASK_SCHEMA``)."""
-        from .tables import tasks_table
-        return tasks_table(self)
+        return hooks.tasks_table(self)  # metrics.tables, which imports this module
 
     def critical_path(self) -> list[TaskRecord]:
         """The chain of tasks that decided the makespan, first task first.
