@@ -1,6 +1,6 @@
 """What metrics cost: a 4,096-leaf tree reduction (4,095 tiny tasks) on LocalExecutor.
 
-* ``untracked``: ``fastdag.metrics.track`` replaced by a no-op, the
+* ``untracked``: ``fastdag.metrics.tracking.track`` replaced by a no-op, the
   baseline: what a run costs without the metrics layer (the executors'
   per-task clock reads remain, they are not optional).
 * ``off``: ``metrics=False``, the default: no sink, but the run is tracked
@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 import fastdag as fd
-from fastdag.metrics import runs as metrics
+from fastdag.metrics import tracking
 from fastdag.metrics.sinkwriter import flush
 
 LEAVES = 4096
@@ -50,7 +50,7 @@ def test_tree_reduction_metrics(benchmark, local, tmp_path, mode, monkeypatch):
     benchmark.group = "metrics_overhead"
     sink = False if mode in ("untracked", "off") else tmp_path / "metrics"
     if mode == "untracked":
-        monkeypatch.setattr(metrics, "track", lambda future, executor, options: None)
+        monkeypatch.setattr(tracking, "track", lambda future, executor, options: None)
 
     def run() -> int:
         value = local.compute(tree(), metrics=sink)

@@ -14,7 +14,8 @@ from .api import acompute, compute, compute_async, get_default_executor, set_def
 from .core.errors import CancelledError, FastdagError, SerializationError, TaskError, WorkerCrashedError
 from .executors import Executor, LocalExecutor, RunFuture, SyncExecutor, ThreadExecutor
 from .core.graph import DAG, DAGTask, DAGTaskNode, Node, Task, task
-from .metrics.runs import RunRecord, RunReport, TaskRecord, last_run
+from .metrics.runs import RunRecord, RunReport, TaskRecord
+from .metrics.tracking import last_run
 from .metrics.sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
 from .metrics.sinkwriter import MetricsWriteError, flush_metrics
 from .store.arena import result_array

@@ -2,7 +2,7 @@
 
     python scripts/metrics_overhead.py [--blocks 10] [--runs 8] [--leaves 4096]
 
-Modes: ``untracked`` (``fastdag.metrics.track`` replaced by a no-op: the
+Modes: ``untracked`` (``fastdag.metrics.tracking.track`` replaced by a no-op: the
 executors without the metrics layer), ``off`` (the default: tracked, no
 sink) and ``parquet`` (a Parquet directory sink).
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import fastdag as fd
-from fastdag.metrics import runs as metrics
+from fastdag.metrics import tracking
 from fastdag.metrics.sinkwriter import flush
 
 
@@ -56,17 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=8, help="runs per block")
     parser.add_argument("--leaves", type=int, default=4096)
     args = parser.parse_args(argv)
-    real_track = metrics.track
+    real_track = tracking.track
     times: dict[str, list[float]] = {"untracked": [], "off": [], "parquet": []}
     with tempfile.TemporaryDirectory() as tmp, fd.LocalExecutor(workers=2) as ex:
         sinks = {"untracked": False, "off": False, "parquet": Path(tmp) / "metrics"}
 
         def run(mode: str, runs: int) -> float:
-            metrics.track = (lambda *a: None) if mode == "untracked" else real_track
+            tracking.track = (lambda *a: None) if mode == "untracked" else real_track
             try:
                 return block(ex, args.leaves, runs, sinks[mode])
             finally:
-                metrics.track = real_track
+                tracking.track = real_track
 
         for mode in times:  # warm up: workers, imports, caches
             run(mode, 3)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import fastdag as fd
-from fastdag.metrics import monitor, progress, runs as metrics
+from fastdag.metrics import monitor, progress, runs as metrics, tracking
 from fastdag.metrics.sinkwriter import flush
 from fastdag.metrics.sinks import MemorySink, MetricsError, ParquetSink, RedisSink, load_metrics
 from fastdag.metrics.tables import TASK_SCHEMA
@@ -52,7 +52,7 @@ def test_known_dag_metrics_complete_and_consistent(executor):
     before = time.time()
     assert executor.compute(node, name="small") == float(N)
     after = time.time()
-    report = metrics.last_run()
+    report = tracking.last_run()
     run = report.run
     assert (run.workflow, run.executor, run.tasks) == ("small", executor.name, 4)
     assert before <= run.start <= after and 0 < run.makespan <= after - before
@@ -87,12 +87,12 @@ def test_known_dag_metrics_complete_and_consistent(executor):
 
 
 def test_last_run_is_exported_by_the_package():
-    assert fd.last_run is metrics.last_run
+    assert fd.last_run is tracking.last_run
 
 
 def test_arrow_table_matches_dataclasses(executor):
     executor.compute(small_dag())
-    report = metrics.last_run()
+    report = tracking.last_run()
     table = report.to_arrow()
     assert table.schema.remove_metadata() == TASK_SCHEMA
     rows = {r["task_key"]: r for r in table.to_pylist()}
@@ -115,14 +115,14 @@ def test_retries_are_counted():
         return 1
 
     fd.SyncExecutor().compute(flaky())
-    (task,) = metrics.last_run().tasks
+    (task,) = tracking.last_run().tasks
     assert task.retries == 2
 
 
 def test_memory_sink_option_and_executor_attribute(executor):
     sink = MemorySink()
     executor.compute(small_dag(), metrics=sink)
-    assert len(sink.reports) == 1 and sink.reports[0] is metrics.last_run()
+    assert len(sink.reports) == 1 and sink.reports[0] is tracking.last_run()
 
     other = MemorySink()
     ex = fd.SyncExecutor()
@@ -135,7 +135,7 @@ def test_memory_sink_option_and_executor_attribute(executor):
 def test_metrics_false_writes_nothing_and_bad_sink_is_refused(tmp_path):
     ex = fd.SyncExecutor()
     ex.compute(small_dag(), metrics=False)
-    assert metrics.last_run().run.tasks == 4
+    assert tracking.last_run().run.tasks == 4
     with pytest.raises(TypeError, match="metrics="):
         ex.compute(small_dag(), metrics=42)
 
@@ -143,9 +143,9 @@ def test_metrics_false_writes_nothing_and_bad_sink_is_refused(tmp_path):
 def test_parquet_file_round_trip_and_append(executor, tmp_path):
     path = tmp_path / "runs.parquet"
     executor.compute(small_dag(), metrics=str(path), name="first")
-    first = metrics.last_run()
+    first = tracking.last_run()
     executor.compute(small_dag(), metrics=path, name="second")
-    second = metrics.last_run()
+    second = tracking.last_run()
     loaded = load_metrics(path)
     assert [r.run for r in loaded] == [first.run, second.run]
     for got, want in zip(loaded, (first, second)):
@@ -200,7 +200,7 @@ def test_redis_sink_round_trip_one_transaction_per_run(redis_server):
         while len(level) > 1:
             level = [add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
         ex.compute(level[0], metrics=redis_server.url, name="tree")
-        report = metrics.last_run()
+        report = tracking.last_run()
         flush()
         stats = client.info("commandstats")
         # 63 tasks, yet one MULTI/EXEC with two SETs and one ZADD.
@@ -238,9 +238,9 @@ def test_peak_memory_sees_a_large_array_held_during_the_run(executor):
     driver instead of the LocalExecutor's worker processes sees no difference.
     """
     executor.compute(hold(1))
-    idle = metrics.last_run().run.peak_memory
+    idle = tracking.last_run().run.peak_memory
     executor.compute(hold(8 * 2**20))  # 64 MiB
-    busy = metrics.last_run().run.peak_memory
+    busy = tracking.last_run().run.peak_memory
     assert 48 * 2**20 <= busy - idle <= 100 * 2**20, (idle, busy)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastdag as fd
-from fastdag.metrics import runs as metrics
+from fastdag.metrics import tracking
 from fastdag.viz.benchplot import load_bench, ratios
 from fastdag.cli import main
 from fastdag.viz.figures import FIGURES
@@ -70,7 +70,7 @@ def one_line_error(capsys, needle):
 def test_report_writes_every_figure(executor, tmp_path, capsys):
     metrics_path = tmp_path / "m.parquet"
     executor.compute(tree(), metrics=metrics_path, name="tree16")
-    run_id = metrics.last_run().run.run_id
+    run_id = tracking.last_run().run.run_id
     out = tmp_path / "plots"
     assert main(["report", str(metrics_path), "-o", str(out)]) == 0
     for name in FIGURES:
@@ -82,7 +82,7 @@ def test_report_writes_every_figure(executor, tmp_path, capsys):
 def test_report_picks_a_run_by_id_or_all(tmp_path, capsys):
     ex = fd.SyncExecutor()
     ex.compute(tree(4), metrics=tmp_path / "runs", name="a")
-    first = metrics.last_run().run.run_id
+    first = tracking.last_run().run.run_id
     ex.compute(tree(8), metrics=tmp_path / "runs", name="b")
     assert main(["report", str(tmp_path / "runs"), "-o", str(tmp_path / "one"),
                  "--run", first]) == 0
@@ -180,7 +180,7 @@ def test_report_without_dependency_records(tmp_path, capsys):
     from fastdag.metrics.sinks import ParquetSink
 
     fd.SyncExecutor().compute(tree(4))
-    report = metrics.last_run()
+    report = tracking.last_run()
     report._deps, report._tasks = [], None
     ParquetSink(tmp_path / "m.parquet").write(report)
     assert main(["report", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "out")]) == 0

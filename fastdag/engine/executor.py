@@ -157,11 +157,11 @@ class Executor(ABC):
         ``options``: ``metrics`` (a path or sink; default the executor's
         ``metrics`` attribute), ``name`` (the workflow name), ``progress``.
         """
-        from ..metrics import runs as metrics
+        from ..metrics import tracking
         unknown = set(options) - {"metrics", "name", "progress"}
         if unknown:
             raise TypeError(f"unknown compute option(s): {', '.join(sorted(unknown))}")
-        metrics.track(future, self, options)
+        tracking.track(future, self, options)
         return future
 
     def __enter__(self):

@@ -1,22 +1,21 @@
 """Per-task and per-run metrics, as plain dataclasses and as Arrow tables.
 
+    worker RAW blocks ──> RunReport._raw ──.tasks──> one TaskRecord per task
+                                         ──.to_arrow()──> pyarrow Table (metrics.tables,
+                                                          through core.hooks: tables imports this)
+
 Workers record one small tuple per task (``RAW_FIELDS``); turning them into
 ``TaskRecord`` objects or a pyarrow Table is deferred until someone reads
 them or a sink is configured, so collecting metrics costs a tuple and a few
-clock reads per task. ``track`` is the single hook every executor calls for
-every run: it names the run, records the workers' peak memory, shows
-progress on a terminal, writes the report to a sink, and makes it available
-as ``fastdag.last_run()``.
+clock reads per task. ``tracking.track``, the hook every executor calls for
+every run, fills in and hands on the reports built here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import socket
-import threading
 import time
-import warnings
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -193,102 +192,3 @@ def run_record_from_dict(data: dict[str, Any]) -> RunRecord:
     """The inverse of ``run_record_dict``; unknown keys are ignored (newer writers)."""
     names = {f.name for f in dataclasses.fields(RunRecord)}
     return RunRecord(**{k: v for k, v in data.items() if k in names})
-
-
-# -- the hook every executor calls ------------------------------------------
-
-_last: RunReport | None = None
-
-
-def last_run() -> RunReport | None:
-    """The report of the most recent run that finished in this process."""
-    return _last
-
-
-def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
-    """Called by every executor for every run, right after it started.
-
-    ``options`` are those given to ``compute()``/``submit()``: ``metrics``
-    (a path, a Redis URL or a sink; default ``executor.metrics``), ``name``
-    (the workflow name) and ``progress`` (None: on a terminal, for runs
-    longer than a second; False: never; True: always).
-
-    The report is handled *before* the future resolves (by wrapping the
-    future's ``finish``), so when ``compute()`` returns, ``last_run()`` is
-    this run and the report has been handed to its sink (files and Redis
-    are then written by a background thread: the executor's ``shutdown()``
-    and ``fd.flush_metrics()`` wait for them). A done-callback covers a run that resolved while the wrapper
-    was being installed, and a failed or cancelled run.
-    """
-    from . import monitor
-    from .sinks import resolve_sink
-
-    spec = options.get("metrics")
-    if spec is None:
-        spec = getattr(executor, "metrics", None)
-    tracker = _RunTracker(resolve_sink(spec), executor, options.get("name") or "",
-                          monitor.watch(future, executor, options.get("name") or "",
-                                        options.get("progress")))
-    original_finish = future.finish
-
-    def finish(outputs: list[Any]) -> None:
-        # Runs on the executor's scheduler thread: nothing here may stop it.
-        try:
-            tracker.handle(future)
-        except Exception as exc:  # noqa: BLE001
-            warnings.warn(f"fastdag: metrics of run {future.run_id} lost: {exc!r}",
-                          RuntimeWarning, stacklevel=2)
-        original_finish(outputs)
-
-    future.finish = finish
-    future.add_done_callback(tracker.handle)
-
-
-class _RunTracker:
-    """What ``track`` needs to finish one run's metrics, exactly once.
-
-    It holds no reference to the future (it is handed the future when
-    called), and removes the ``finish`` wrapper once the future is done, so
-    no reference cycle keeps a finished run's result alive until the
-    garbage collector runs.
-    """
-
-    __slots__ = ("sink", "owner", "name", "watch", "lock", "handled")
-
-    def __init__(self, sink: Any, owner: Any, name: str, watch: Any):
-        self.sink = sink
-        self.owner = weakref.ref(owner)   # the executor, whose shutdown() waits for the write
-        self.name = name
-        self.watch = watch
-        self.lock = threading.Lock()
-        self.handled = False
-
-    def handle(self, future: Any) -> None:
-        if future.done():
-            future.__dict__.pop("finish", None)  # drop the wrapper: no cycle left
-        with self.lock:
-            if self.handled:
-                return
-            self.handled = True
-        peak = self.watch.stop()
-        report = getattr(future, "report", None)
-        if report is not None:
-            _complete(report, self.name, peak, self.sink, self.owner())
-
-
-def _complete(report: RunReport, name: str, peak: int, sink: Any, owner: Any) -> None:
-    global _last
-    report.run.workflow = name
-    report.run.peak_memory = max(report.run.peak_memory, peak)
-    _last = report
-    if sink is None:
-        return
-    if getattr(sink, "background", False):
-        from .sinkwriter import WRITER
-        WRITER.submit(sink, report, owner)
-        return
-    try:
-        sink.write(report)
-    except Exception as exc:  # noqa: BLE001 - metrics must never fail the run itself
-        warnings.warn(f"fastdag: could not write the metrics of run {report.run.run_id} "
-                      f"to {sink!r}: {exc}", RuntimeWarning, stacklevel=2)
