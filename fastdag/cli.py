@@ -19,11 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     workloads_cli.add_demo_parser(sub)
     workloads_cli.add_run_parser(sub)
 
-    from .viz import report
-    report.add_report_parser(sub)
-    report.add_plot_bench_parser(sub)
-
     from .dashboard import cli as dashboard_cli
+    from .viz import report
+    dashboard_cli.add_report_parser(sub)
+    report.add_plot_bench_parser(sub)
     dashboard_cli.add_dashboard_parser(sub)
     dashboard_cli.add_trace_parser(sub)
 

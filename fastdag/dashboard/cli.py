@@ -1,8 +1,15 @@
-"""``fastdag dashboard SOURCE...`` and ``fastdag trace SOURCE -o run.json``."""
+"""``fastdag dashboard SOURCE...``, ``fastdag trace SOURCE -o run.json`` and ``fastdag report``.
+
+    metrics store (Parquet, redis://) ──load_metrics──> RunReports ──> dashboard server (live)
+                                                                ──> Chrome trace JSON (trace)
+                                                                ──> PNG figures (viz.figures)
+                                                                    or report.html (standalone)
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 
@@ -88,3 +95,60 @@ def trace_command(args: argparse.Namespace) -> int:
     print(f"wrote {path} (run {report.run.run_id}, {len(report.tasks)} tasks): open it in "
           "https://ui.perfetto.dev or chrome://tracing")
     return 0
+
+
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    """``fastdag report METRICS [-o DIR] [--run ID]``."""
+    p = sub.add_parser("report", help="draw figures from the metrics of a run",
+                       description="Write PNG figures (timeline, time breakdown, sizes, "
+                                   "critical path, summary) from metrics saved by "
+                                   "compute(..., metrics=PATH).")
+    p.add_argument("metrics", help="a Parquet metrics file or directory, or a redis:// URL")
+    p.add_argument("-o", "--output", default="plots", help="directory for the PNG files "
+                   "(default: plots)")
+    p.add_argument("--run", default=None, help="run id to draw (default: the latest run; "
+                   "'all': every run, each in its own subdirectory)")
+    p.add_argument("--html", action="store_true", help="write report.html instead: the "
+                   "dashboard of the run in one file that works offline")
+    p.set_defaults(handler=report_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Load the metrics, pick the run(s), write the figures; print what was written."""
+    from ..viz.report import command_error
+    from ..viz.figures import summary_rows, write_report
+    from ..metrics.sinks import MetricsError, load_metrics
+    try:
+        reports = load_metrics(args.metrics)
+    except MetricsError as exc:
+        return command_error("report", str(exc))
+    if args.run in (None, "latest"):
+        chosen = [(reports[-1], args.output)]
+    elif args.run == "all":
+        chosen = [(r, os.path.join(args.output, _safe(r.run.workflow or "run", r.run.run_id)))
+                  for r in reports]
+    else:
+        matches = [r for r in reports if r.run.run_id == args.run]
+        if not matches:
+            known = ", ".join(r.run.run_id for r in reports[-5:])
+            return command_error("report", f"no run {args.run!r} in {args.metrics} "
+                                   f"(latest runs: {known})")
+        chosen = [(matches[0], args.output)]
+    for report, out in chosen:
+        paths = _write_html(report, out) if args.html else write_report(report, out)
+        width = max(len(k) for k, _ in summary_rows(report))
+        for key, value in summary_rows(report):
+            print(f"{key:<{width}}  {value}")
+        for path in paths:
+            print(f"wrote {path}")
+    return 0
+
+
+def _write_html(report: RunReport, out: str) -> list[str]:
+    from .standalone import write_report_html
+    return [write_report_html(report, out)]
+
+
+def _safe(*parts: str) -> str:
+    text = "-".join(parts)
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
