@@ -237,6 +237,18 @@ def test_array_results_are_writeable_and_async_runs_share_workers(executor, work
     assert pair.result(timeout=60) == (28, 120)
 
 
+def _default_executor_kind(_: int) -> tuple[str, int]:
+    inner = fd.task(lambda x: x + 1)(1).compute()
+    return type(fd.get_default_executor()).__name__, inner
+
+
+def test_nested_compute_on_a_worker_runs_inline(executor, workers):
+    """A task's own compute() runs in its worker's thread: `fastdag worker` sets that up."""
+    workers.start(1)
+    wait_for_workers(executor, 1)
+    assert executor.compute(fd.task(_default_executor_kind)(0)) == ("SyncExecutor", 2)
+
+
 def test_task_error_carries_worker_traceback(executor, workers):
     workers.start(1)
     with pytest.raises(fd.TaskError) as info:

@@ -59,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
     if args.parent_pid is not None:  # started by a supervisor: end with it
         exit_with_parent(args.parent_pid)
     from ..core.signing import MissingSecret, Signer, WeakSecret
+    from ..executors.boot import inline_nested_compute
     from .worker import WorkerConfig, run_worker
     try:
         signer = Signer(insecure=args.insecure)
@@ -75,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
         config = WorkerConfig(url=args.redis, prefix=args.prefix, idle_timeout=args.idle_timeout,
                               max_deliveries=args.max_deliveries, ttl=args.ttl,
                               cache_bytes=args.cache_mb << 20, shm=args.shm)
+        inline_nested_compute()  # a task's own compute() runs inline (see executors/boot.py)
         return run_worker(config, signer, blas_threads=blas)
     return supervise(args, blas)
 

@@ -53,7 +53,6 @@ from ..metrics.runs import HOST
 from ..core.plan import Plan
 from ..core.runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
 from ..core.serialize import describe_unpicklable
-from ..executors.boot import inline_nested_compute
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
@@ -595,7 +594,6 @@ def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = 
     if blas_threads:
         from threadpoolctl import threadpool_limits
         threadpool_limits(blas_threads)
-    inline_nested_compute()
     worker = Worker(config, signer)
 
     def stop(signum, frame):  # noqa: ARG001

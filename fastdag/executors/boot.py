@@ -3,8 +3,14 @@
 A worker's default executor is a SyncExecutor: a task that calls
 ``compute()`` without an executor runs the inner graph in its own thread,
 instead of starting a whole pool of worker processes inside every worker
-(and waiting on it). This module is only ever run, never imported by the
-rest of the package, so choosing the default here adds no import cycle.
+(and waiting on it).
+
+    LocalExecutor worker:  python -c _WORKER_BOOT ──> boot() ──> engine.worker.main_from_argv
+    fastdag worker (Redis): distributed/cli.py main ──> inline_nested_compute() ──> run_worker
+
+An entry point, like the ``cli`` modules: the top of a worker process's
+imports, run or called only by those two, so setting the default executor
+(``fastdag.api``, above every executor) here adds no import cycle.
 """
 
 from __future__ import annotations
