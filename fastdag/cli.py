@@ -1,12 +1,16 @@
 """The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace.
 
 Each subcommand lives with the code it drives; this module only parses the
-command line and imports the one it needs, so ``fastdag --help`` is quick.
+command line and imports the one it needs. ``fastdag --help`` registers them
+all but loads no numpy, pyarrow, redis client or executor (``fastdag`` and
+``fastdag.distributed`` import their public names on first use; a test in
+``tests/test_cli_run.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -26,11 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_cli.add_dashboard_parser(sub)
     dashboard_cli.add_trace_parser(sub)
 
-    try:
+    if importlib.util.find_spec("redis") is not None:  # distributed mode installed
         from .distributed import cli as worker_cli
-    except ImportError:  # distributed mode not installed
-        worker_cli = None
-    if worker_cli is not None:
         worker_cli.add_worker_parser(sub)
     return parser
 

@@ -117,3 +117,20 @@ def test_demo(capsys):
     assert out.count("check      OK") == 3
     assert "submitted together with compute_async" in out
     assert len(re.findall(r"^  \w+ +OK: ", out, re.M)) == 3
+
+
+def test_help_imports_neither_numpy_nor_an_executor():
+    """``fastdag --help`` stays quick: it loads no numpy, no executor, no redis client."""
+    code = ("import sys\n"
+            "import fastdag.cli\n"
+            "try:\n"
+            "    fastdag.cli.main(['--help'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "heavy = ('numpy', 'pyarrow', 'redis', 'fastdag.executors', 'fastdag.engine.worker')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: fastdag" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "[]"

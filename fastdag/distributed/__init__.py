@@ -6,7 +6,22 @@ and hand fan-ins to each other through atomic counters (see ``protocol``,
 ``cluster`` and ``worker``).
 """
 
-from .executor import RedisExecutor, RedisUnavailable
+from __future__ import annotations
+
+from typing import Any
+
 from ..core.signing import MissingSecret, PayloadRejected, WeakSecret
+
+
+def __getattr__(name: str) -> Any:
+    # The client needs the optional redis package: imported on first use, so
+    # that ``fastdag --help`` (which registers ``fastdag worker``) stays quick.
+    if name in ("RedisExecutor", "RedisUnavailable"):
+        from . import executor
+        value = getattr(executor, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["RedisExecutor", "RedisUnavailable", "PayloadRejected", "MissingSecret", "WeakSecret"]
