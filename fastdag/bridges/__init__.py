@@ -1,7 +1,12 @@
-"""Bridges between fastdag and other engines.
+"""Bridges between fastdag and other engines, in both directions.
 
-``dask_graph`` and ``dask_scheduler``: Dask graphs run on fastdag's executors
-(``fastdag.dask.get``). The opposite direction, fastdag graphs on a Dask or
-Ray cluster, lives with the other executors (``executors.dask_cluster``,
-``executors.ray_cluster``). Nothing here imports Dask until it is used.
+    Dask collection ──scheduler=fastdag.dask.get──> dask_scheduler ──> dask_graph.to_plan
+        ──> Plan on a fastdag executor (Executor.dask_get, through core.hooks)
+
+    fastdag DAG ──DaskExecutor / RayExecutor──> engine_executor.split_plan: one-task Plans
+        ──> dask.distributed / Ray workers, each running fastdag's runner (dask_cluster,
+            ray_cluster)
+
+Above the engine layer, beside ``executors`` and ``distributed``; nothing
+here imports Dask or Ray until it is used.
 """

@@ -28,7 +28,7 @@ def run_dask_graph(executor: Any, wait: Callable[[Any], Any], dsk: Any, keys: An
                    **kwargs: Any) -> Any:
     """Compute ``keys`` of the Dask graph ``dsk`` on ``executor``; results as dask's get gives.
 
-    ``wait`` turns the executor's Future into its value (executors.base.wait_for).
+    ``wait`` turns the executor's Future into its value (engine.executor.wait_for).
     """
     # The default executor places a Plan on threads or processes as it does a DAG.
     submit_plan = getattr(executor, "submit_placed", None) or getattr(executor, "submit_plan", None)

@@ -1,6 +1,6 @@
 """The planner: a DAG becomes a flat, picklable ``Plan`` that every executor runs.
 
-A Plan numbers the nodes in the DAG's topological (depth-first) order and
+A Plan numbers the nodes in the DAG's topological order (creation order) and
 keeps, per node: the task, its argument template (Nodes replaced by ``Ref``
 placeholders), the indices it depends on, the indices that consume it, and
 whether the caller wants its value. Lists of small ints and tuples pickle in
@@ -14,7 +14,7 @@ not frozen beforehand, because task costs are unknown until tasks run:
 * Batching: the scheduler hands a worker a contiguous slice of the ready
   tasks (see ``batch_size``), not one task per message.
 * Chains and subtrees: a worker that finishes a task continues at once with a
-  consumer whose inputs it all holds (``runner.run_batch``); a linear chain
+  consumer whose inputs it all holds (the workers' task loop); a linear chain
   or a whole reduction subtree then runs inside one worker with no message.
 * Fan-out: of several consumers made ready at once the worker keeps one and
   hands the rest back to the scheduler, so other workers share the branches.

@@ -1,5 +1,11 @@
 """The live web dashboard: runs as they go, and any past run replayed.
 
+    executor events ──subscribe──> RunStore (model) ──> DashboardServer (server) ──> browser
+                    ──Publisher (publish)──HTTP──> another process's ``fastdag dashboard``
+    metrics stores ──load_metrics──> RunStore; one run ──> report.html (standalone)
+
+A top-layer package: executors reach it only through ``core.hooks``
+(``dashboard=``), and it imports ``viz`` but nothing imports it from below.
 ``fd.LocalExecutor(dashboard=True)`` (or a port) serves it for the
 executor's lifetime; ``fastdag dashboard SOURCE...`` serves runs stored in
 metrics files and the live runs of executors made with

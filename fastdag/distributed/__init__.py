@@ -1,5 +1,9 @@
 """Distributed mode: ``RedisExecutor`` and the ``fastdag worker`` command.
 
+    RedisExecutor.submit ──signed RunPlan, root batches──> Redis stream (protocol.Keys)
+        ──> fastdag worker processes, any host (worker) ──> results: shm on the same
+            host, Redis otherwise (handoff) ──> fan-in counters, events ──> client
+
 The client puts a signed Plan and the root tasks into Redis; workers on any
 number of hosts take batches from a stream, run clusters of tasks locally
 and hand fan-ins to each other through atomic counters (see ``protocol``,

@@ -5,7 +5,7 @@ supervisor of N worker processes (fresh interpreters, not forks), restarts
 one that dies (at most once per second), and stops them all on SIGTERM or
 Ctrl-C. A supervisor killed outright (SIGKILL) takes its workers with it:
 each is told its supervisor's pid and ends when that process does
-(``lifeline.py``), instead of running on, unsupervised. BLAS thread pools in each worker are sized cores // N, so that N
+(``engine/lifeline.py``), instead of running on, unsupervised. BLAS thread pools in each worker are sized cores // N, so that N
 processes never run more BLAS threads than there are cores: oversubscribed
 OpenBLAS threads spin while they wait, and take the cores from the tasks.
 """

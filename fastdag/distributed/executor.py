@@ -71,7 +71,7 @@ class RedisExecutor(Executor):
     Redis (best for data-heavy graphs such as blocked GEMM); more even out
     the load when roots lead to work of very different cost, since a worker
     never takes over tasks another worker has already claimed.
-    ``metrics``: where run reports go (see ``fastdag.sinks``); the default,
+    ``metrics``: where run reports go (see ``fastdag.metrics.sinks``); the default,
     True, is the Redis metrics sink on this same server; None turns it off.
     """
 

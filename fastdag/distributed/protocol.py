@@ -13,7 +13,7 @@ Keys (``P`` is the namespace prefix, ``fastdag`` by default)::
     P:metrics:<run>         list of JSON task records of one run, filled by the
                             workers; the client turns them into the run's report
                             (which the Redis metrics sink stores under
-                            fastdag:reports:*, see fastdag.sinks)
+                            fastdag:reports:*, see metrics.sinks)
     P:client:<token>        list of JSON events for one client (done / error)
     P:run:<run>:meta        hash: state (running | failed | cancelled), ntasks,
                             ndone, events (the client's event list)

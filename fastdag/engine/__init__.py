@@ -1,12 +1,14 @@
 """Engine: what every executor shares, below the user-facing executors.
 
-    Executor.submit(dag) ──> RunFuture (executor)          [caller's process]
-                                 │ Plan
+    Executor.submit(dag) ──> RunFuture (executor)                  [caller's process]
+                                 │ Plan, batches of task indices
                                  ▼
-    worker process: Worker (worker) ── execute ──> store / next task
-        exit_with_parent (lifeline), SIGTERM handling (sigterm)
+    worker process: Worker (worker) ──runner.execute──> results kept, or put in the store
+        ends with its parent (lifeline); SIGTERM cleans up like Ctrl-C (sigterm)
 
 ``executor`` holds the base classes (``Executor``, ``RunFuture``) that the
-local, Redis and bridge executors subclass, so they depend on this layer and
-not on each other. Imports point down only: core, store, metrics.
+local, Redis and bridge executors subclass, so those depend on this layer
+and not on each other. Imports point down only: core, store, metrics, and
+``events.py`` (the event stream, core by its imports; at the top of the
+package because its path is public).
 """

@@ -16,8 +16,8 @@ Data flow::
 random bits of its own (``store/files.py``: created exclusively, read only if
 our uid wrote it).
 
-Workers are started once (``subprocess`` running ``python -m
-fastdag.executors.worker``, i.e. a fresh interpreter as with the *spawn*
+Workers are started once (``subprocess`` running ``executors/boot.py``, then
+``engine/worker.py``: i.e. a fresh interpreter as with the *spawn*
 method, never a fork of this threaded process) and live until
 ``shutdown()``. Each is connected by a duplex pipe; the scheduler thread
 waits on all pipes, all worker process handles and a wake-up pipe for the
@@ -60,8 +60,8 @@ dropped, and workers busy on it are told to stop; one still busy after
 and the segments it created but never reported are swept from /dev/shm.
 
 When the client dies: workers die with it (a parent-death signal, and a
-watcher thread as a fallback, ``lifeline.py``), even in the middle of a task.
-SIGTERM cleans up as Ctrl-C does (``executors/sigterm.py``); after SIGKILL,
+watcher thread as a fallback, ``engine/lifeline.py``), even in the middle of a task.
+SIGTERM cleans up as Ctrl-C does (``engine/sigterm.py``); after SIGKILL,
 the next executor to start sweeps the files whose owner pid is gone.
 """
 

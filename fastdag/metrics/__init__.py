@@ -1,9 +1,11 @@
 """Metrics: per-task records, a run's report, and where reports go.
 
-    worker RAW records ──track──> RunReport (runs) ──> last_run(), progress bar (progress)
-                                      │                 peak memory (monitor)
-                                      └─ sink ──> writer thread (sinkwriter) ──> Parquet / Redis / memory (sinks)
-                                                     Arrow tables and schemas (tables)
+    worker RAW blocks ──> RunReport (runs) ──.to_arrow()──> pyarrow Table (tables)
+    executor ──track──> (tracking) ──> last_run(); peak memory and progress bar
+                                       (monitor, progress)
+                                  ──> sink ──> writer thread (sinkwriter) ──> Parquet,
+                                               Redis or memory (sinks)
 
-Imports point down to core only; executors call ``runs.track`` once a run ends.
+Layered inside too: runs < tables, sinkwriter < sinks < tracking. Imports
+point down to ``core`` only; executors call ``tracking.track`` for every run.
 """

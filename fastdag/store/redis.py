@@ -10,7 +10,7 @@ out-of-band buffers, or Arrow IPC) and laid out as one byte string::
 Redis refuses values over 512 MB, so anything longer than ``chunk_size``
 (64 MB by default) is cut: the first piece, with the prefix, under ``key``
 and the rest under ``key:1``, ``key:2``... ``tag`` is an HMAC-SHA256 of the
-frame bound to ``key`` (see ``distributed.signing``); ``get`` checks it
+frame bound to ``key`` (see ``core.signing``); ``get`` checks it
 before unpickling anything. The frame is read back into one writeable
 buffer, so numpy arrays rebuilt from it are writeable, as on every other
 executor.

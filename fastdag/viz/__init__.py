@@ -1,9 +1,11 @@
-"""Pictures: figures of runs, graphs and benchmarks, and the ``fastdag report`` command.
+"""Pictures: figures of runs, graphs and benchmarks, drawn with matplotlib.
 
-    RunReport / metrics files ──> figures (timeline, critical path) ──> PNG / HTML (report)
-    DAG ──> dagplot ──> PNG;     benchmark JSON ──> benchplot ──> chart
-                 all drawn through plotting (matplotlib, imported on use)
+    RunReport ──> figures (timeline, breakdown, sizes, critical path) ──> PNG
+    DAG ──> dagplot ──> PNG/SVG      benchmark JSON ──> benchplot ──> chart
+        all through plotting (matplotlib, imported when a figure is drawn)
+    report: the ``fastdag plot-bench`` command, ``command_error``, ``draw_dag``
 
-A top layer: nothing below imports it (``DAG.visualize`` is reached through a
-hook that this package registers, see ``core.graph``).
+A top layer: ``dashboard`` and the commands import it; below, only
+``DAG.visualize`` reaches it, through ``core.hooks`` (installed by
+``fastdag/__init__.py``), never by an import.
 """
