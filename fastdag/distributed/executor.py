@@ -34,7 +34,7 @@ from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCr
                       describe_exception, unloadable_result)
 from ..graph import DAG, Node
 from .. import events as fd_events
-from ..metrics import HOST, RunReport
+from ..metrics import HOST, OUTPUT_BYTES, RunReport
 from ..plan import Plan, build_plan
 from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
@@ -337,7 +337,7 @@ class RedisExecutor(Executor):
             worker, *fields = json.loads(item)
             records.append((worker, tuple(fields)))
         plan = state.plan
-        moved = sum(r[1][6] for r in records if r[1][6])
+        moved = sum(r[1][OUTPUT_BYTES] for r in records if r[1][OUTPUT_BYTES])
         return RunReport.of_run(run, self.name, state.settings, state.start, plan, records, moved)
 
     # -- ending runs ----------------------------------------------------------

@@ -92,7 +92,7 @@ from .. import events as ev
 from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
 from ..graph import DAG, Node, gc_paused
-from ..metrics import HOST, RAW_WIDTH, RunReport
+from ..metrics import END, HOST, RAW_WIDTH, START, RunReport
 from ..plan import Plan, batch_size, build_plan
 from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
@@ -548,19 +548,21 @@ class LocalExecutor(Executor):
                 self.placement.from_worker(h.wid, msg, self._runs)
             return
         if msg[0] == "progress":
-            run = self._runs.get(msg[1])
+            run = self._runs.get(msg.run)
             if run is not None:
                 # Every worker's unreported completions count, not only this one's.
-                run.unreported[h.wid] = msg[2]
+                run.unreported[h.wid] = msg.done
                 run.future.tasks_done = run.ndone + sum(run.unreported.values())
                 if not run.closed:  # no events after a run's RunFinished
-                    self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
+                    self._feed.progress(run.future.run_id, h.wid, h.name, msg.records)
             return
-        if msg[0] == "report":
-            _, run_id, completed, boundary, consumed, stored, bundles, claimed, records, final = msg
+        if msg[0] == "report":  # messages.Report
+            run_id, completed, boundary, consumed, stored, bundles, claimed, records, final = \
+                msg.run, msg.completed, msg.boundary, msg.consumed, msg.stored, msg.bundles, \
+                msg.claimed, msg.records, msg.final
             failure = None
-        else:  # "error": the run fails; only its stored results matter now
-            _, run_id, failure, stored = msg
+        else:  # messages.Failed: the run fails; only its stored results matter now
+            run_id, failure, stored = msg.run, msg.failure, msg.stored
             completed, boundary, consumed, bundles, claimed, records = (), (), (), (), (), ()
             final = True
         if final:
@@ -580,8 +582,8 @@ class LocalExecutor(Executor):
         self._feed.bundled(run.future.run_id, h.name, bundles)
         if records:
             run.records.append((h.name, records))
-            # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
-            busy = (records[2 - RAW_WIDTH] - records[1]) / (len(records) // RAW_WIDTH)
+            # First task's start to last task's end.
+            busy = (records[END - RAW_WIDTH] - records[START]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if bundles:
