@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .core.records import RAW_WIDTH
+from .core.records import INDEX, RAW_WIDTH, START
 
 
 class RunSubmitted(NamedTuple):
@@ -142,7 +142,7 @@ class TaskBatch(NamedTuple):
         raw = self.records
         for k in range(0, len(raw), RAW_WIDTH):
             record = raw[k:k + RAW_WIDTH]
-            yield TaskStarted(self.run_id, record[1], int(record[0]), self.worker)
+            yield TaskStarted(self.run_id, record[START], int(record[INDEX]), self.worker)
             yield from _ended(self.run_id, self.worker, record)
 
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.errors import CancelledError, TaskError, WorkerCrashedError
-from ..core.graph import DAG, Node, Task, map_nested
+from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
 from ..metrics.runs import HOST, RunReport
 from ..core.plan import Plan, Ref, build_plan
 from ..core.runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
@@ -134,11 +134,11 @@ def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
     for i in range(n):
         args, kwargs, mode = plan.args[i], plan.kwargs[i], plan.modes[i]
         lifted: list[int] = []
-        if not plan.simple[i] and mode != 3:
+        if not plan.simple[i] and mode != ARGS_ARE_DEPS:
             args = map_nested(args, np.ndarray, lift)
             kwargs = map_nested(kwargs, np.ndarray, lift) if kwargs else kwargs
             if lifted:
-                mode = 2
+                mode = NESTED
         graph.specs.append(TaskSpec(plan.tasks[i], args, kwargs, mode, plan.deps[i], i,
                                     plan.name(i)))
         graph.inputs.append(plan.deps[i] + tuple(dict.fromkeys(lifted)))

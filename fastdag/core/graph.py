@@ -39,6 +39,14 @@ from . import hooks
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+# ``Node.mode``: how the runner puts a Node's argument values in place. Plain
+# ints, not an IntEnum: one is set on every Node built and compared for every
+# task run, and a plain int keeps both (and the pickled Plan) as cheap as a literal.
+NO_NODES = 0       # no Node among the arguments: call with them as given
+TOP_LEVEL = 1      # Nodes only directly in args/kwargs: replace those
+NESTED = 2         # Nodes inside containers: map over the containers
+ARGS_ARE_DEPS = 3  # the positional args are exactly ``deps``: func(*values of deps)
 _next_key = itertools.count().__next__
 
 
@@ -248,9 +256,8 @@ class Node:
 
     ``deps`` are the distinct Nodes among the arguments, in order of first
     appearance. ``mode`` tells the runner how to substitute their values:
-    0 = no Node arguments, 1 = Nodes only directly in args/kwargs,
-    2 = Nodes nested in containers, 3 = the positional args are exactly
-    ``deps`` (the common ``f(a, b)`` of two Nodes: nothing to substitute).
+    ``NO_NODES``, ``TOP_LEVEL``, ``NESTED`` or ``ARGS_ARE_DEPS`` (the common
+    ``f(a, b)`` of two Nodes: nothing to substitute); see their definitions.
     """
 
     __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "_mark", "_index",
@@ -268,25 +275,25 @@ class Node:
             a, b = args
             if type(a) is Node:
                 if type(b) is Node and a is not b:
-                    self.deps, self.mode = args, 3
+                    self.deps, self.mode = args, ARGS_ARE_DEPS
                     return
             elif type(a) in _SCALARS and type(b) in _SCALARS:
-                self.deps, self.mode = (), 0
+                self.deps, self.mode = (), NO_NODES
                 return
         # A dict keeps first-appearance order and finds repeats in O(1): a
         # fan-in of 100,000 Nodes in one list must not cost a list scan per Node.
         deps: dict[Node, None] = {}
-        mode = 0
+        mode = NO_NODES
         for value in itertools.chain(args, kwargs.values()) if kwargs else args:
             cls = type(value)
             if cls is Node:
-                if mode == 0:
-                    mode = 1
+                if mode == NO_NODES:
+                    mode = TOP_LEVEL
                 deps[value] = None
             elif isinstance(value, _CONTAINERS) and _collect_nested(value, deps):
-                mode = 2
-        if mode == 1 and not kwargs and len(deps) == len(args):
-            mode = 3  # every argument is a distinct Node: the args are the deps
+                mode = NESTED
+        if mode == TOP_LEVEL and not kwargs and len(deps) == len(args):
+            mode = ARGS_ARE_DEPS  # every argument is a distinct Node: the args are the deps
             self.deps = args  # the same tuple: one object fewer for the GC to track
         else:
             self.deps = tuple(deps)

@@ -34,7 +34,8 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .graph import DAG, Node, Task, gc_paused, map_nested, walk_lock
+from .graph import (ARGS_ARE_DEPS, DAG, NO_NODES, TOP_LEVEL, Node, Task, gc_paused, map_nested,
+                    walk_lock)
 
 
 class Ref:
@@ -278,13 +279,13 @@ def _build_plan(dag: DAG) -> Plan:
                 for d in mine:
                     dependents[d].append(i)
             deps[i] = mine
-            if mode == 3:
+            if mode == ARGS_ARE_DEPS:
                 simple[i] = 1
                 continue
         kw = node.kwargs or None
-        if mode == 0:
+        if mode == NO_NODES:
             a = node.args
-        elif mode == 1:
+        elif mode == TOP_LEVEL:
             a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
             if kw:
                 kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}

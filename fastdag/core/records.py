@@ -15,3 +15,8 @@ and the executors read it without importing the metrics layer.
 RAW_FIELDS = ("index", "start", "end", "fetch_s", "store_s", "input_bytes",
               "output_bytes", "attempts", "ready")
 RAW_WIDTH = len(RAW_FIELDS)
+# Positions of those fields in a record (``record[END] - record[START]``), so a
+# reader never counts commas; a record with a prefix (the Redis worker's name
+# first) reads ``record[1 + OUTPUT_BYTES]``.
+INDEX, START, END, FETCH_S, STORE_S, INPUT_BYTES, OUTPUT_BYTES, ATTEMPTS, READY = \
+    range(RAW_WIDTH)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import TaskError, describe_exception, task_failure
-from .graph import map_nested
+from .graph import ARGS_ARE_DEPS, NESTED, TOP_LEVEL, map_nested
 from .plan import Plan, Ref
 
 
@@ -86,15 +86,15 @@ def call_task(plan: Plan, i: int, values: Mapping[int, Any] | Sequence[Any]) -> 
     """Call task ``i`` with its Node arguments replaced from ``values``."""
     func = plan.tasks[i].func
     mode = plan.modes[i]
-    if mode == 3:
+    if mode == ARGS_ARE_DEPS:
         return func(*[values[d] for d in plan.deps[i]])
     args = plan.args[i]
     kwargs = plan.kwargs[i]
-    if mode == 1:
+    if mode == TOP_LEVEL:
         args = [values[a.i] if type(a) is Ref else a for a in args]
         if kwargs:
             kwargs = {k: values[v.i] if type(v) is Ref else v for k, v in kwargs.items()}
-    elif mode == 2:
+    elif mode == NESTED:
         def lookup(ref: Ref) -> Any:
             return values[ref.i]
         args = map_nested(args, Ref, lookup)

@@ -34,6 +34,7 @@ from ..core.errors import (CancelledError, FastdagError, SerializationError, Wor
                       describe_exception, unloadable_result)
 from ..core.graph import DAG, Node
 from .. import events as fd_events
+from ..core.records import OUTPUT_BYTES
 from ..metrics.runs import HOST, RunReport
 from ..core.plan import Plan, build_plan
 from ..core.runner import received_error
@@ -337,7 +338,7 @@ class RedisExecutor(Executor):
             worker, *fields = json.loads(item)
             records.append((worker, tuple(fields)))
         plan = state.plan
-        moved = sum(r[1][6] for r in records if r[1][6])
+        moved = sum(r[1][OUTPUT_BYTES] for r in records if r[1][OUTPUT_BYTES])
         return RunReport.of_run(run, self.name, state.settings, state.start, plan, records, moved)
 
     # -- ending runs ----------------------------------------------------------

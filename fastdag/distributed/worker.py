@@ -48,11 +48,12 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from ..core.errors import SerializationError
+from ..core.records import OUTPUT_BYTES, STORE_S
 from ..metrics.runs import HOST
 from ..core.plan import Plan
-from ..core.runner import TASK_EXCEPTIONS, Failure, describe_failure, execute, nbytes, send_failure
-from ..core.serialize import describe_unpicklable
+from ..core.runner import Failure, describe_failure, nbytes, send_failure
+from ..executors.boot import inline_nested_compute
+from ..engine.step import TaskFailed, run_task, unsendable
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
@@ -63,7 +64,7 @@ from .protocol import (BEGIN, COMPLETE, GROUP, Keys, check_plan, connect, ensure
 from ..core.signing import PayloadRejected, Signer
 from .uploads import Uploads, UploadServer
 
-FLUSH_INTERVAL = 0.25      # seconds between progress reports inside a long message
+FLUSH_INTERVAL = 0.1       # seconds between progress reports inside a long message
 RECHECK = 0.5              # seconds a run's "running" state is trusted without asking Redis
 QUEUE_MESSAGES = 64        # a fan-out's queued branches go out in at most this many messages
 ENDED_KEPT = 10_000        # ended runs a worker remembers, to refuse their replays
@@ -100,9 +101,39 @@ class RunContext:
     checked: dict[int, list[str]] = field(default_factory=dict)   # id(Task) -> unmet
 
 
-class _TaskFailed(Exception):
-    def __init__(self, failure: Failure):
-        self.failure = failure
+@dataclass
+class MessageRun:
+    """What one stream message holds while its tasks run (``Worker._run_message``)."""
+
+    cluster: Cluster
+    stack: list[int]                                          # tasks to run here, last first
+    values: dict[int, Any] = field(default_factory=dict)      # results tasks here still need
+    unsent: dict[int, Any] = field(default_factory=dict)      # stored ones not in Redis yet
+    stored: set[int] = field(default_factory=set)             # results this message stores
+    used: list[int] = field(default_factory=list)             # stored inputs read, for COMPLETE
+    puts: list[tuple[int, Any, list]] = field(default_factory=list)   # (task, value, record)
+    groups: list[tuple] = field(default_factory=list)         # completions not yet sent
+    records: list[list] = field(default_factory=list)         # their metrics records
+    inflight: collections.deque[tuple[Future, list[int]]] = field(
+        default_factory=collections.deque)                    # sends, and the tasks they store
+
+    def take(self) -> tuple[list, list, list]:
+        """The puts, completions and records not sent yet, for one send."""
+        taken = self.puts, self.groups, self.records
+        self.puts, self.groups, self.records = [], [], []
+        return taken
+
+    def take_back(self) -> None:
+        """Collect the sends that are done (or all, with nothing left to run): their
+        results are in Redis now, and the fan-ins they claimed join the cluster."""
+        while self.inflight and (self.inflight[0][0].done() or not self.stack):
+            fut, sent = self.inflight.popleft()
+            kept = fut.result()
+            for i in sent:
+                self.unsent.pop(i, None)
+            if kept:
+                self.cluster.admit(kept)
+                self.stack.extend(reversed(kept))
 
 
 class _RunStopped(Exception):
@@ -264,7 +295,7 @@ class Worker:
             work(*args)
         except PayloadRejected as exc:
             self._reject(run, mid, str(exc))
-        except _TaskFailed as failed:
+        except TaskFailed as failed:
             self._fail(run, mid, failed.failure)
         except _RunStopped:
             self._ack(mid)
@@ -323,88 +354,76 @@ class Worker:
         returns the fan-ins this worker claimed, which join the cluster when
         they come back; with nothing else to run, this thread waits for them.
         """
-        plan = ctx.plan
-        deps_of, wanted = plan.deps, plan.wanted
-        cluster = Cluster(plan)
-        cluster.admit(batch)
-        values: dict[int, Any] = {}
-        stored: set[int] = set()
-        used: list[int] = []
-        groups: list[tuple] = []
-        puts: list[tuple[int, Any, list]] = []
-        records: list[list] = []
-        inflight: collections.deque[tuple[Future, list[int]]] = collections.deque()
-        unsent: dict[int, Any] = {}     # results whose flush has not reached Redis yet
-        stack = batch[::-1]
+        state = MessageRun(Cluster(ctx.plan), batch[::-1])
+        state.cluster.admit(batch)
         clock = time.time
         last_flush = ready_at = clock()
         try:
-            while stack or inflight:
-                while inflight and (inflight[0][0].done() or not stack):
-                    fut, sent = inflight.popleft()
-                    kept = fut.result()
-                    for i in sent:
-                        unsent.pop(i, None)
-                    if kept:
-                        cluster.admit(kept)
-                        stack.extend(reversed(kept))
-                if not stack:
+            while state.stack or state.inflight:
+                state.take_back()
+                if not state.stack:
                     continue
-                t = stack.pop()
-                start = clock()
-                self._check_requirements(ctx, t)
-                deps = deps_of[t]
-                inputs = {d: values[d] if d in values else unsent[d]
-                          for d in deps if d in values or d in unsent}
-                if len(inputs) < len(deps):
-                    inputs.update(self._fetch(ctx, t, [d for d in deps if d not in inputs]))
-                fetched = clock()
-                try:
-                    value, attempts = execute(plan, t, inputs)
-                except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
-                    failure = describe_failure(t, _user_frames(exc), plan.tasks[t].retries + 1)
-                    raise _TaskFailed(failure) from None
-                end = clock()
-                done = cluster.completed(t)
-                if cluster.member_uses.get(t, 0) > 0:
-                    values[t] = value
-                for d in cluster.release(t):
-                    values.pop(d, None)
-                in_bytes = 0
-                for d in deps:
-                    in_bytes += nbytes(inputs[d])
-                    if d not in cluster.done or d in stored:
-                        used.append(d)
-                del inputs
-                record = [self.name, t, start, end, fetched - start, 0.0, in_bytes,
-                          nbytes(value), attempts, ready_at]
-                records.append(record)
-                if wanted[t] or done.external or done.queued:
-                    puts.append((t, value, record))
-                    unsent[t] = value
-                    stored.add(t)
-                del value
-                ready_at = end
-                self.tasks_run += 1
-                groups.append((t, done.external, _split(done.queued)))
-                stack.extend(reversed(done.local_ready))
-                if done.external or done.queued or end - last_flush > FLUSH_INTERVAL:
+                done, ready_at = self._step(ctx, state, state.stack.pop(), ready_at)
+                if done.external or done.queued or ready_at - last_flush > FLUSH_INTERVAL:
                     # Records travel with the completions they describe: the run
                     # may end (and the client read them) before the final send.
-                    inflight.append((self.io.submit(self._send, ctx, mid, puts, groups,
-                                                    records=records),
-                                     [i for i, _, _ in puts]))
-                    puts, groups, records = [], [], []
+                    puts, groups, records = state.take()
+                    state.inflight.append((self.io.submit(self._send, ctx, mid, puts, groups,
+                                                          records=records),
+                                           [i for i, _, _ in puts]))
                     last_flush = clock()
             # The last send has no consumer to claim (those were flushed at
             # once): the I/O thread finishes the message while this one goes on.
+            puts, groups, records = state.take()
             final = self.io.submit(self._settle, ctx.run, mid.encode(), batch[0], self._send,
-                                   ctx, mid, puts, groups, used, records)
+                                   ctx, mid, puts, groups, state.used, records)
             final.add_done_callback(_log_error)
         finally:
-            for fut, _ in inflight:   # an error: let the I/O thread finish before anyone retries
+            for fut, _ in state.inflight:   # an error: let the I/O thread finish first
                 fut.cancel()
-            futures_wait([fut for fut, _ in inflight])
+            futures_wait([fut for fut, _ in state.inflight])
+
+    def _step(self, ctx: RunContext, state: MessageRun, t: int, ready_at: float
+              ) -> tuple[Any, float]:
+        """Task ``t``'s step (``engine/step.py``) with its inputs from here or Redis;
+        keep, queue for storing or release what it touched. Returns the cluster's
+        news of ``t`` (``Cluster.completed``) and when it ended."""
+        plan, values, unsent, cluster = ctx.plan, state.values, state.unsent, state.cluster
+        start = time.time()
+        self._check_requirements(ctx, t)
+        deps = plan.deps[t]
+        inputs = {d: values[d] if d in values else unsent[d]
+                  for d in deps if d in values or d in unsent}
+        if len(inputs) < len(deps):
+            inputs.update(self._fetch(ctx, t, [d for d in deps if d not in inputs]))
+        fetched = time.time()
+        value, attempts = run_task(plan, t, inputs)
+        end = time.time()
+        done = cluster.completed(t)
+        if cluster.member_uses.get(t, 0) > 0:
+            values[t] = value
+        for d in cluster.release(t):
+            values.pop(d, None)
+        in_bytes = 0
+        for d in deps:
+            in_bytes += nbytes(inputs[d])
+            if d not in cluster.done or d in state.stored:
+                state.used.append(d)
+        del inputs
+        # The worker's name, then metrics.RAW_FIELDS (store time and output
+        # bytes filled in by _send once stored).
+        record = [self.name, t, start, end, fetched - start, 0.0, in_bytes, nbytes(value),
+                  attempts, ready_at]
+        state.records.append(record)
+        if plan.wanted[t] or done.external or done.queued:
+            state.puts.append((t, value, record))
+            unsent[t] = value
+            state.stored.add(t)
+        del value
+        self.tasks_run += 1
+        state.groups.append((t, done.external, _split(done.queued)))
+        state.stack.extend(reversed(done.local_ready))
+        return done, end
 
     def _send(self, ctx: RunContext, mid: str, puts: list[tuple[int, Any, list]],
               groups: list[tuple], used: list[int] | None = None,
@@ -418,8 +437,8 @@ class Worker:
         pipe = self.client.pipeline(transaction=False)
         for t, value, record in puts:
             began = time.time()
-            record[7] = self._queue_put(pipe, ctx, t, value)
-            record[5] = time.time() - began
+            record[1 + OUTPUT_BYTES] = self._queue_put(pipe, ctx, t, value)
+            record[1 + STORE_S] = time.time() - began
         ack = used is not None
         args: list[Any] = [mid, ctx.run, self.config.ttl, GROUP, int(ack), len(groups)]
         signer, keys, run = self.store.signer, self.keys, ctx.run
@@ -467,12 +486,8 @@ class Worker:
                 pipe, ctx.scope, key, value,
                 remote=self.others or bool(wanted and not ctx.client_here),
                 local=bool(ctx.plan.dependents[t]) or ctx.client_here)
-        except Exception as exc:  # noqa: BLE001
-            name = ctx.plan.name(t)
-            err = SerializationError(f"the result of task {name!r} cannot be sent through "
-                                     f"Redis: {describe_unpicklable(value, exc)}", task=name)
-            err.__cause__ = exc
-            raise _TaskFailed(describe_failure(t, err, 1)) from None
+        except Exception as exc:  # noqa: BLE001 - the task's failure, not the worker's
+            raise unsendable(ctx.plan, t, value, exc, "through Redis") from None
 
     def _fetch(self, ctx: RunContext, t: int, missing: list[int]) -> dict[int, Any]:
         try:
@@ -481,7 +496,7 @@ class Worker:
             d = missing[exc.index]
             err = KeyError(f"input {ctx.plan.name(d)!r} of task {ctx.plan.name(t)!r} is "
                            f"lost: {exc.reason}")
-            raise _TaskFailed(describe_failure(t, err, 1)) from None
+            raise TaskFailed(describe_failure(t, err, 1)) from None
         return dict(zip(missing, values))
 
     def _check_requirements(self, ctx: RunContext, t: int) -> None:
@@ -496,7 +511,7 @@ class Worker:
                 f"worker {self.name} refuses task {ctx.plan.name(t)!r}: requirement not "
                 f"satisfied here: {'; '.join(unmet)} (workers never install packages; "
                 "install them on every worker host)")
-            raise _TaskFailed(Failure(index=t, exc=exc, traceback="", attempts=0))
+            raise TaskFailed(Failure(index=t, exc=exc, traceback="", attempts=0))
 
     # -- ending a message badly ----------------------------------------------
     def _ack(self, mid: bytes) -> None:
@@ -565,16 +580,6 @@ def _log_error(fut: Future) -> None:
     exc = fut.exception() if not fut.cancelled() else None
     if exc is not None:
         log(f"finishing a message failed: {type(exc).__name__}: {exc}")
-
-
-def _user_frames(exc: BaseException) -> BaseException:
-    """``exc`` with this worker's and the runner's frames cut off its traceback."""
-    from ..core import runner
-    ours = {__file__, runner.__file__}
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename in ours:
-        tb = tb.tb_next
-    return exc.with_traceback(tb)
 
 
 def _split(tasks: list[int]) -> list[str]:

@@ -13,7 +13,8 @@ if a consumer that did not run here still needs it, or the caller wants it,
 or several consumers will read it (each then maps its own copy-on-write view,
 so one consumer writing into its input cannot affect another).
 
-Messages (pickled tuples over a duplex pipe):
+Messages (pickled over a duplex pipe; what a worker sends is a NamedTuple of
+``messages.py``, its fields named as here):
 
   scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs, bundles)
                         ("cancel", run)   stop the current batch of ``run``
@@ -22,8 +23,8 @@ Messages (pickled tuples over a duplex pipe):
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
                          bundles, claimed, records, final)
                         ("error", run, failure, stored)
-                        ("progress", run, n, records)  n tasks done since the last
-                                          report, and the records not sent yet
+                        ("progress", run, done, records)  tasks done since the
+                                          last report, and the records not sent yet
 
 ``completed`` is an array of task indices; ``boundary`` the completed tasks
 with a consumer not run here; ``consumed`` the stored results that tasks read
@@ -49,18 +50,20 @@ import sys
 import time
 from typing import Any
 
-from ..core.errors import SerializationError
 from ..core.gil import MIN_TASK_S, GilSampler
-from ..core.graph import gc_paused
+from ..core.graph import ARGS_ARE_DEPS, NO_NODES, gc_paused
 from ..core.plan import Plan
-from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task,
-                      describe_failure, execute, nbytes, send_failure)
-from ..core.serialize import PICKLE, describe_unpicklable, dumps
+from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, call_task, describe_failure,
+                      nbytes)
+from ..core.serialize import PICKLE, dumps
 from ..store.base import StoredRef
 from ..store.bundle import BUNDLE_ITEM_MAX, Bundle, BundleBuilder
 from .lifeline import exit_with_parent
 from ..store import files
 from ..store.shm import SharedMemoryStore
+from .messages import Failed, Report
+from .messages import Progress as ProgressMessage
+from .step import TaskFailed, failure_bytes, retry_task, unsendable
 
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
@@ -144,7 +147,8 @@ class RunData:
 class Progress:
     """What a batch has done since its last report."""
 
-    __slots__ = ("completed", "stored", "records", "consumed", "sent", "gil")
+    __slots__ = ("completed", "stored", "records", "consumed", "sent", "gil", "polled",
+                 "reported")
 
     def __init__(self) -> None:
         self.completed: list[int] = []
@@ -153,6 +157,7 @@ class Progress:
         self.consumed: list[int] = []
         self.sent = 0  # numbers of ``records`` already sent in progress messages
         self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat
+        self.polled = self.reported = 0.0  # when control messages were read, records sent
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
@@ -226,7 +231,8 @@ class Worker:
             try:
                 data = self.runs[run] = RunData(self.store.get(plan_ref), self.store)
             except Exception as exc:  # noqa: BLE001 - reported, not swallowed
-                self.send(("error", run, _pack_failure(describe_failure(tasks[0], exc, 1)), {}))
+                self.send(Failed("error", run, failure_bytes(describe_failure(tasks[0], exc, 1)),
+                                 {}))
                 return
         data.refs.update(refs)
         for d, ref in refs.items():
@@ -244,74 +250,51 @@ class Worker:
                 self._run(run, data, tasks[::-1], progress)
                 self._flush(run, data, progress, [], True)
         except Cancelled:
-            self.send(("report", run, array("i"), [], [], progress.stored, [], [], [], True))
-        except _TaskFailed as failed:
-            self.send(("error", run, _pack_failure(failed.failure), progress.stored))
+            self.send(Report("report", run, array("i"), [], [], progress.stored, [], [], [],
+                             True))
+        except TaskFailed as failed:
+            self.send(Failed("error", run, failure_bytes(failed.failure), progress.stored))
         finally:
             if SAMPLER is not None:
                 SAMPLER.exit()
 
     def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
+        """Run ``stack`` depth first: each task's step (``step.py``), then its consumer.
+        Locals hold what the loop reads for each of a tree's 100,000 tasks."""
         plan = data.plan
-        deps_of = plan.deps
-        dependents = plan.dependents
-        wanted = plan.wanted
-        tasks, modes = plan.tasks, plan.modes
-        args_of, kwargs_of = plan.args, plan.kwargs
-        values = data.values
-        has_value = values.__contains__
-        refs = data.refs
-        sizes = data.sizes
-        done = data.done
-        uses_left = data.uses_left
-        scanned = data.scanned
+        deps_of, dependents, wanted = plan.deps, plan.dependents, plan.wanted
+        tasks, modes, args_of, kwargs_of = plan.tasks, plan.modes, plan.args, plan.kwargs
+        values, refs, sizes, done = data.values, data.refs, data.sizes, data.done
+        has_value, uses_left, fixed_size = values.__contains__, data.uses_left, FIXED_SIZES.get
         completed, stored, records, consumed = \
             progress.completed, progress.stored, progress.records, progress.consumed
-        status, slot = self.status, self.slot
-        pack, clock = SLOT.pack_into, time.time
-        fixed_size = FIXED_SIZES.get
-        last_poll = ready_at = last_progress = clock()
+        status, slot, pack, clock = self.status, self.slot, SLOT.pack_into, time.time
+        ready_at = progress.polled = progress.reported = clock()
         while stack:
             i = stack.pop()
             pack(status, slot, run, i)
             start = clock()
-            if start - last_poll > POLL_INTERVAL:
-                self.poll_control(run)
-                last_poll = start
-                if start - last_progress > PROGRESS_INTERVAL:
-                    self.send(("progress", run, len(completed), records[progress.sent:]))
-                    progress.sent = len(records)
-                    last_progress = start
+            if start - progress.polled > POLL_INTERVAL:
+                self._between_tasks(run, progress, start)
             values.fetch_s = 0.0
             held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
-                attempts = 1
-                mode = modes[i]
-                # A wide fan-in's inputs are loaded in one pass (Held.gather).
+                # The commonest calls made here; any other is runner.call_task's.
                 source = values.gather(deps) if len(deps) > WIDE else values
-                try:
-                    if mode == 0 and not kwargs_of[i]:
-                        value = tasks[i].func(*args_of[i])
-                    elif mode == 3 and len(deps) == 2:
-                        # f(a, b) of two Nodes: the bulk of big graphs,
-                        # called here without building an argument list.
-                        value = tasks[i].func(source[deps[0]], source[deps[1]])
-                    elif mode == 3:
-                        value = tasks[i].func(*[source[d] for d in deps])
-                    else:
-                        value = call_task(plan, i, source)
-                except Exception:  # noqa: BLE001 - retried with fresh inputs, as any task
-                    if not tasks[i].retries:
-                        raise
-                    value, attempts = execute(plan, i, values, failed=1)
-            except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - becomes the caller's TaskError
-                raise _TaskFailed(describe_failure(i, exc, tasks[i].retries + 1)) from None
+                if modes[i] == ARGS_ARE_DEPS and len(deps) == 2:
+                    value = tasks[i].func(source[deps[0]], source[deps[1]])
+                elif modes[i] == NO_NODES and not kwargs_of[i]:
+                    value = tasks[i].func(*args_of[i])
+                else:
+                    value = call_task(plan, i, source)
+                attempts = 1
+            except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - retried or reported by the step
+                value, attempts = retry_task(plan, i, values, exc)
             ran = clock()
             if SAMPLER is not None and ran - start >= MIN_TASK_S:
                 progress.gil.extend((i, ran - start, SAMPLER.held - held))
-            # Let go of the inputs first: a task that returns its input
-            # (modified in place) then holds the only reference to it.
+            # Inputs go first: a task that returns one, modified, holds its only reference.
             in_bytes = 0
             for d in deps:
                 in_bytes += sizes.get(d, 0)
@@ -334,34 +317,53 @@ class Worker:
             records.extend((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
-            # Continue with the first consumer whose inputs are all here.
-            kept = waiting = False
-            for c in consumers:
-                if not done[c]:
-                    cdeps = deps_of[c]
-                    if len(cdeps) > WIDE:
-                        missing = _inputs_missing(c, cdeps, has_value, refs, scanned)
-                    else:
-                        missing = False
-                        for d in cdeps:
-                            if not has_value(d) and d not in refs:
-                                missing = True
-                                break
-                    if missing:
-                        waiting = True  # needs a result made elsewhere
-                    else:
-                        if kept:
-                            # Fan-out: keep one branch, let the scheduler spread the rest.
-                            self._flush(run, data, progress, stack, False)
-                            waiting = False
+            self._continue(run, data, progress, stack, consumers)
+
+    def _between_tasks(self, run: int, progress: Progress, now: float) -> None:
+        """Every POLL_INTERVAL: take control messages (a cancel stops the batch);
+        every PROGRESS_INTERVAL: send the records made since the last report, so
+        a live view sees a long batch as it runs."""
+        self.poll_control(run)
+        progress.polled = now
+        if now - progress.reported > PROGRESS_INTERVAL:
+            records = progress.records
+            self.send(ProgressMessage("progress", run, len(progress.completed),
+                                      records[progress.sent:]))
+            progress.sent = len(records)
+            progress.reported = now
+
+    def _continue(self, run: int, data: RunData, progress: Progress, stack: list[int],
+                  consumers: list[int]) -> None:
+        """Push the first consumer whose inputs are all here; report the rest at once.
+
+        A fan-out keeps one branch and lets the scheduler spread the others
+        (WUKONG's rule); a fan-out whose other branches wait for inputs made
+        elsewhere is reported too, so they can start there before this batch ends.
+        """
+        done, deps_of, refs = data.done, data.plan.deps, data.refs
+        has_value = data.values.__contains__
+        kept = waiting = False
+        for c in consumers:
+            if not done[c]:
+                cdeps = deps_of[c]
+                if len(cdeps) > WIDE:
+                    missing = _inputs_missing(c, cdeps, has_value, refs, data.scanned)
+                else:
+                    missing = False
+                    for d in cdeps:
+                        if not has_value(d) and d not in refs:
+                            missing = True
                             break
-                        stack.append(c)
-                        kept = True
-            if waiting and len(consumers) > 1:
-                # A fan-out whose other branches need inputs from other workers:
-                # report now, so that they can start there without waiting for
-                # this batch to end.
-                self._flush(run, data, progress, stack, False)
+                if missing:
+                    waiting = True  # needs a result made elsewhere
+                elif kept:
+                    self._flush(run, data, progress, stack, False)
+                    return
+                else:
+                    stack.append(c)
+                    kept = True
+        if waiting and len(consumers) > 1:
+            self._flush(run, data, progress, stack, False)
 
     def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
                final: bool) -> None:
@@ -399,8 +401,9 @@ class Worker:
         bundles = self._store_leaving(data, progress, leaving) if leaving else []
         if progress.gil:
             self.send(("gil", run, progress.gil))  # before the report that may end the run
-        self.send(("report", run, array("i", progress.completed), boundary, progress.consumed,
-                   progress.stored, bundles, list(claimed), progress.records, final))
+        self.send(Report("report", run, array("i", progress.completed), boundary,
+                         progress.consumed, progress.stored, bundles, list(claimed),
+                         progress.records, final))
         progress.clear()
 
     def _store_leaving(self, data: RunData, progress: Progress, tasks: list[int]) -> list[Bundle]:
@@ -447,12 +450,8 @@ class Worker:
                 small.add(i, payload.header)
                 return None
             return self.store.put_payload(str(i), payload, consume=consume)
-        except Exception as exc:  # noqa: BLE001
-            err = SerializationError(
-                f"the result of task {plan.name(i)!r} cannot be sent back: "
-                f"{describe_unpicklable(value, exc)}", task=plan.name(i))
-            err.__cause__ = exc
-            raise _TaskFailed(describe_failure(i, err, 1)) from None
+        except Exception as exc:  # noqa: BLE001 - the task's failure, not the worker's
+            raise unsendable(plan, i, value, exc, "back") from None
 
 
 def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
@@ -472,16 +471,6 @@ def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
             return True
         k += 1
     return False
-
-
-class _TaskFailed(Exception):
-    def __init__(self, failure: Failure):
-        self.failure = failure
-
-
-def _pack_failure(failure: Failure) -> bytes:
-    """The failure as bytes the scheduler can always load (see ``runner.SentFailure``)."""
-    return pickle.dumps(send_failure(failure), protocol=5)
 
 
 def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,

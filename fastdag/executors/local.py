@@ -41,11 +41,12 @@ Scheduling policy, in the order the scheduler applies it:
    (see ``worker.py``), reporting ``claimed`` tasks so they are not given
    out twice.
 
-State per run (``RunState``): ``remaining`` dependencies not yet reported
-per task; ``done``; ``refcount``, for each stored result, its consumers that
-have not run yet (+1 when the caller wants the value), counted when the
-result is stored and decreased by the reads workers report; at zero the
-result is unlinked;
+State per run (``RunState``, on ``schedstate.SchedulerState``, which keeps
+the bookkeeping testable without processes): ``remaining`` dependencies not
+yet reported per task; ``done``; ``refcount``, for each stored result, its
+consumers that have not run yet (+1 when the caller wants the value), counted
+when the result is stored and decreased by the reads workers report; at zero
+the result is unlinked;
 ``claims`` (task -> worker running it as a continuation); ``stored`` (task ->
 StoredRef) and ``bundled`` (task -> the Bundle holding its small result, see
 ``store/bundle.py``: a wide fan-in's inputs travel as a few bundles, not a
@@ -92,7 +93,8 @@ from .. import events as ev
 from ..core.errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
 from ..core.graph import DAG, Node, gc_paused
-from ..metrics.runs import HOST, RAW_WIDTH, RunReport
+from ..core.records import END, RAW_WIDTH, START
+from ..metrics.runs import HOST, RunReport
 from ..core.plan import Plan, batch_size, build_plan
 from ..core.runner import received_error
 from ..core.serialize import describe_unpicklable, dumps
@@ -104,6 +106,7 @@ from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_b
 from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
 from .placement import Placement
+from .schedstate import SchedulerState
 from ..engine.worker import SLOT
 
 
@@ -129,34 +132,26 @@ class WorkerHandle:
         return f"{HOST}:{self.process.pid}"
 
 
-@dataclass
-class RunState:
+@dataclass(kw_only=True)
+class RunState(SchedulerState):
+    """A run's task states (``schedstate.py``: ready queues, claims, reader counts)
+    and what the executor keeps beside them."""
+
     id: int
-    plan: Plan
     future: RunFuture
     plan_ref: StoredRef
-    remaining: list[int]
-    done: bytearray
     start: float
     settings: dict[str, Any]
-    ready: collections.deque = field(default_factory=collections.deque)
-    local: dict[int, collections.deque] = field(default_factory=dict)
-    claims: dict[int, int] = field(default_factory=dict)
     stored: dict[int, StoredRef] = field(default_factory=dict)
     bundled: dict[int, Bundle] = field(default_factory=dict)
-    refcount: dict[int, int] = field(default_factory=dict)
     crashes: dict[int, int] = field(default_factory=dict)
     unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
     seen_by: set[int] = field(default_factory=set)
     records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
-    ndone: int = 0
     bytes_stored: int = 0
     mean_task_s: float | None = None
     closed: bool = False
     constants: list[str] = field(default_factory=list)  # cached constants the plan pins
-
-    def ready_count(self) -> int:
-        return len(self.ready) + sum(len(q) for q in self.local.values())
 
 
 class LocalExecutor(Executor):
@@ -269,9 +264,7 @@ class LocalExecutor(Executor):
         future = RunFuture(f"{self.token}-{run_id}", single,
                            on_cancel=lambda: self._post(("cancel", run_id)))
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
-                         remaining=[len(d) for d in plan.deps],
-                         done=bytearray(len(plan)), start=time.time(), settings=self.settings(),
-                         constants=constants)
+                         start=time.time(), settings=self.settings(), constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
         ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
@@ -491,9 +484,6 @@ class LocalExecutor(Executor):
                     self._release_plan(state)
                     continue
                 self._runs[state.id] = state
-                for i, deps in enumerate(state.plan.deps):
-                    if not deps:
-                        state.ready.append(i)
             elif kind == "cancel":
                 run = self._runs.get(item[1])
                 if run is not None:
@@ -548,19 +538,21 @@ class LocalExecutor(Executor):
                 self.placement.from_worker(h.wid, msg, self._runs)
             return
         if msg[0] == "progress":
-            run = self._runs.get(msg[1])
+            run = self._runs.get(msg.run)
             if run is not None:
                 # Every worker's unreported completions count, not only this one's.
-                run.unreported[h.wid] = msg[2]
+                run.unreported[h.wid] = msg.done
                 run.future.tasks_done = run.ndone + sum(run.unreported.values())
                 if not run.closed:  # no events after a run's RunFinished
-                    self._feed.progress(run.future.run_id, h.wid, h.name, msg[3])
+                    self._feed.progress(run.future.run_id, h.wid, h.name, msg.records)
             return
-        if msg[0] == "report":
-            _, run_id, completed, boundary, consumed, stored, bundles, claimed, records, final = msg
+        if msg[0] == "report":  # messages.Report
+            run_id, completed, boundary, consumed, stored, bundles, claimed, records, final = \
+                msg.run, msg.completed, msg.boundary, msg.consumed, msg.stored, msg.bundles, \
+                msg.claimed, msg.records, msg.final
             failure = None
-        else:  # "error": the run fails; only its stored results matter now
-            _, run_id, failure, stored = msg
+        else:  # messages.Failed: the run fails; only its stored results matter now
+            run_id, failure, stored = msg.run, msg.failure, msg.stored
             completed, boundary, consumed, bundles, claimed, records = (), (), (), (), (), ()
             final = True
         if final:
@@ -580,8 +572,8 @@ class LocalExecutor(Executor):
         self._feed.bundled(run.future.run_id, h.name, bundles)
         if records:
             run.records.append((h.name, records))
-            # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
-            busy = (records[2 - RAW_WIDTH] - records[1]) / (len(records) // RAW_WIDTH)
+            # First task's start to last task's end.
+            busy = (records[END - RAW_WIDTH] - records[START]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
         self._complete(run, h, completed, boundary, consumed, stored, claimed, final)
         if bundles:
@@ -598,36 +590,17 @@ class LocalExecutor(Executor):
                   consumed: list[int], stored: dict[int, StoredRef], claimed: list[int],
                   final: bool) -> None:
         """Apply a report: completions, new stored results, reads, claims, readiness."""
-        plan = run.plan
-        done, remaining, refcount, claims = run.done, run.remaining, run.refcount, run.claims
-        for t in completed:
-            done[t] = 1
-        run.ndone += len(completed)
+        run.report(h.wid, completed, boundary, claimed, final)
         run.unreported.pop(h.wid, None)
         run.future.tasks_done = run.ndone + sum(run.unreported.values())
-        if claims:
-            for t in [t for t in claims if done[t]]:
-                del claims[t]
-        for t in claimed:
-            claims[t] = h.wid
         # Reads of results stored earlier; results stored by this report
-        # start counting below, from the consumers that have not run yet.
-        for d in consumed:
-            if d in refcount:
-                refcount[d] -= 1
-                if not refcount[d]:
-                    self._free(run, d)
-        dependents = plan.dependents
+        # start counting after its completions, from the consumers not run yet.
+        for d in run.read(consumed):
+            self._free(run, d)
         for d, ref in stored.items():
             run.stored[d] = ref
             run.bytes_stored += ref.nbytes
         self._count_readers(run, stored)
-        dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
-        for t in boundary:
-            for c in dependents[t]:
-                remaining[c] -= 1
-                if not remaining[c] and not done[c] and c not in claims:
-                    dest.append(c)
 
     def _add_bundles(self, run: RunState, bundles: list[Bundle]) -> None:
         """Keep a report's bundles of small results, each member counted as a stored one."""
@@ -637,18 +610,9 @@ class LocalExecutor(Executor):
             self._count_readers(run, b.tasks)
 
     def _count_readers(self, run: RunState, results: Iterable[int]) -> None:
-        """Start the reference counts of new stored results: their consumers yet to run
-        (+1 if the caller wants them); free those that nobody will read."""
-        wanted, dependents, done, refcount = \
-            run.plan.wanted, run.plan.dependents, run.done, run.refcount
-        for d in results:
-            left = wanted[d]
-            for c in dependents[d]:
-                if not done[c]:
-                    left += 1
-            refcount[d] = left
-            if not left:
-                self._free(run, d)
+        """Start the reference counts of new stored results; free those nobody will read."""
+        for d in run.count_readers(results):
+            self._free(run, d)
 
     def _free(self, run: RunState, i: int) -> None:
         run.refcount.pop(i, None)
@@ -687,8 +651,7 @@ class LocalExecutor(Executor):
             self.store.delete(ref)
         run.stored.clear()
         run.bundled.clear()
-        run.ready.clear()
-        run.local.clear()
+        run.clear()
         deadline = time.time() + self.cancel_grace
         for h in self._handles:
             if h.alive and h.busy_run == run.id:
@@ -727,16 +690,7 @@ class LocalExecutor(Executor):
             share = shares.get(run.id)
             if share is None:
                 share = shares[run.id] = batch_size(run.ready_count(), live, run.mean_task_s)
-            self._send_batch(run, h, self._take(run, h, share))
-
-    def _take(self, run: RunState, h: WorkerHandle, n: int) -> list[int]:
-        queues = [run.local.get(h.wid), run.ready,
-                  *(q for w, q in run.local.items() if w != h.wid)]
-        tasks: list[int] = []
-        for q in queues:
-            while q and len(tasks) < n:
-                tasks.append(q.popleft())
-        return tasks
+            self._send_batch(run, h, run.take(h.wid, share))
 
     def _send_batch(self, run: RunState, h: WorkerHandle, tasks: list[int]) -> None:
         deps = run.plan.deps
@@ -800,14 +754,7 @@ class LocalExecutor(Executor):
             ev.task_retried(self.event_bus, run.future.run_id, culprit, h.name,
                             run.crashes[culprit] + 1, f"worker died (exit code {code})")
         # Give the lost work back: its batch, and the continuations it had claimed.
-        for t in h.batch:
-            if not run.done[t]:
-                run.ready.append(t)
-        for t, w in list(run.claims.items()):
-            if w == h.wid:
-                del run.claims[t]
-                if not run.done[t] and not run.remaining[t] and t not in h.batch:
-                    run.ready.append(t)
+        run.give_back(h.wid, h.batch)
         h.batch = []
 
     def _kill_overdue(self) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 from ..events import EventBus
 from ..core.graph import DAG
 from ..core.gil import GilProfile
-from ..core.records import RAW_WIDTH
+from ..core.records import END, RAW_WIDTH, START
 from ..core.plan import Plan
 from ..engine.executor import RunFuture
 from .guarded import GuardedThreads
@@ -116,7 +116,7 @@ class Placement:
             for k in range(0, len(block), RAW_WIDTH):
                 task = tasks[int(block[k])]
                 if task in unknown:
-                    self.profile.record(task.func, block[k + 2] - block[k + 1], None)
+                    self.profile.record(task.func, block[k + END] - block[k + START], None)
 
     def shutdown(self, wait: bool = True) -> None:
         self.threads.shutdown(wait=wait)

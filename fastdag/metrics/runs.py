@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core import hooks
-from ..core.records import RAW_WIDTH
+from ..core.records import RAW_FIELDS, RAW_WIDTH
 
 if TYPE_CHECKING:
     import pyarrow as pa

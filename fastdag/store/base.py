@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,7 @@ class StoredRef:
 
 
 class ObjectStore(ABC):
-    """put/get/delete/contains/nbytes, and their async twins."""
+    """put/get/delete/contains/nbytes: what every store offers its executors."""
 
     @abstractmethod
     def put(self, key: str, value: Any) -> StoredRef: ...
@@ -57,15 +56,3 @@ class ObjectStore(ABC):
 
     def nbytes(self, ref: StoredRef) -> int:
         return ref.nbytes
-
-    async def aput(self, key: str, value: Any) -> StoredRef:
-        return await asyncio.to_thread(self.put, key, value)
-
-    async def aget(self, ref: StoredRef) -> Any:
-        return await asyncio.to_thread(self.get, ref)
-
-    async def adelete(self, ref: StoredRef) -> None:
-        await asyncio.to_thread(self.delete, ref)
-
-    async def acontains(self, ref: StoredRef) -> bool:
-        return await asyncio.to_thread(self.contains, ref)

@@ -1,0 +1,91 @@
+"""The task step both worker kinds take: run with retries, fail as data, record.
+
+    inputs (shared memory here | Redis there)
+        -> call_first / run_task   the function, retried from fresh inputs
+        -> value, attempts         the worker keeps or stores it, continues
+        -> or TaskFailed           carries a runner.Failure (traceback trimmed
+                                   to the user's frames); the worker sends it
+                                   as send_bytes / runner.send_failure
+
+``executors/worker.py`` (LocalExecutor's processes) and
+``distributed/worker.py`` (``fastdag worker``) differ only in where inputs
+come from and results go; what a task run *is* (its retries, what a failure
+holds, why a result that will not pickle fails its task) is defined once,
+here. A metrics record is ``metrics.RAW_FIELDS``, whose positions
+``metrics`` names (``START``, ``OUTPUT_BYTES``...).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..core.errors import SerializationError
+from ..core.plan import Plan
+from ..core.runner import (INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task, describe_failure,
+                      execute, send_failure)
+from ..core.serialize import describe_unpicklable
+
+INTERNAL_FILES.add(__file__)
+
+Values = Mapping[int, Any] | Sequence[Any]
+
+
+class TaskFailed(Exception):
+    """A task step failed; ``failure`` is what the worker reports."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(failure.index)
+        self.failure = failure
+
+
+def run_task(plan: Plan, i: int, source: Values, fresh: Values | None = None) -> tuple[Any, int]:
+    """Run task ``i`` on the values in ``source``; return (value, attempts).
+
+    A retry reads its inputs from ``fresh`` (default: ``source``), which
+    hands out new copies where ``source`` may hold ones the failed attempt
+    modified. Raises TaskFailed after the last attempt.
+    """
+    try:
+        return call_task(plan, i, source), 1
+    except TASK_EXCEPTIONS as exc:
+        return retry_task(plan, i, source if fresh is None else fresh, exc)
+
+
+def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[Any, int]:
+    """After task ``i``'s first attempt raised ``exc``: retry it from ``fresh`` values
+    if its retries allow, return (value, attempts); else raise TaskFailed.
+
+    A worker that made the first call itself (its fast path for ``f(a, b)``)
+    hands the failure here, so the retry budget and the failure are the same
+    whichever way the task was first called.
+    """
+    retries = plan.tasks[i].retries
+    if retries and isinstance(exc, Exception):
+        try:
+            return execute(plan, i, fresh, failed=1)
+        except TASK_EXCEPTIONS as again:  # noqa: BLE001 - becomes the caller's TaskError
+            if again.__context__ is exc:
+                # Retried while the caller handled ``exc``: the first attempt's
+                # error is not the cause of the last one, and the traceback
+                # (or pickling, if it will not pickle) must not drag it along.
+                again.__context__ = None
+            exc = again
+    raise TaskFailed(describe_failure(i, exc, retries + 1)) from None
+
+
+def unsendable(plan: Plan, i: int, value: Any, exc: BaseException, where: str) -> TaskFailed:
+    """The failure of task ``i`` whose result could not be stored ``where`` (it will
+    not pickle, say): the task's own failure, named for the user, not the worker's."""
+    name = plan.name(i)
+    err = SerializationError(f"the result of task {name!r} cannot be sent {where}: "
+                             f"{describe_unpicklable(value, exc)}", task=name)
+    err.__cause__ = exc
+    return TaskFailed(describe_failure(i, err, 1))
+
+
+def failure_bytes(failure: Failure) -> bytes:
+    """``failure`` pickled so the client can always load it (``runner.SentFailure``),
+    whether or not its exception pickles."""
+    return pickle.dumps(send_failure(failure), protocol=5)
