@@ -1,12 +1,19 @@
 """Per-task and per-run metrics, as plain dataclasses and as Arrow tables.
 
+What flows through::
+
+    workers ── RAW_FIELDS records ──> executor ── events ──> RunRecorder (recorder.py)
+                                                                  │ RunReport.of_run
+    track(future): tracker ── take(run_id) ──> report ──> fd.last_run(), sink (sinks.py)
+                   watch (monitor.py) ──> peak memory, progress line
+
 Workers record one small tuple per task (``RAW_FIELDS``); turning them into
 ``TaskRecord`` objects or a pyarrow Table is deferred until someone reads
 them or a sink is configured, so collecting metrics costs a tuple and a few
 clock reads per task. ``track`` is the single hook every executor calls for
 every run: it names the run, records the workers' peak memory, shows
-progress on a terminal, writes the report to a sink, and makes it available
-as ``fastdag.last_run()``.
+progress on a terminal, writes the report its executor's recorder built to
+a sink, and makes it available as ``fastdag.last_run()``.
 """
 
 from __future__ import annotations
@@ -75,41 +82,88 @@ class RunRecord:
     peak_memory: int = 0
 
 
+class TaskNames(Sequence):
+    """Task names (``Plan.name``: function-key) made when read.
+
+    It holds the two lists it needs, not the plan, so a report or an event
+    that keeps it does not keep the run's arguments alive; a table builds
+    all names at once from the same two lists (``tables.py``).
+    """
+
+    def __init__(self, functions: list[str], keys: Sequence[Any]):
+        self.functions, self.keys = functions, keys
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{f}-{k}" for f, k in zip(self.functions[i], self.keys[i])]
+        return f"{self.functions[i]}-{self.keys[i]}"
+
+
 @dataclass
 class RunReport:
     """What a run measured: the run record and its task records (built on demand).
 
-    Executors fill ``_raw`` (``(worker, block)`` pairs, a block being the
-    ``RAW_FIELDS`` of one or more tasks run there, flat: a tuple of one task
-    or an ``array('d')`` of a whole batch, which pickles, frees and turns
-    into columns at C speed), ``_names`` and
-    ``_functions`` (per task index) and, when they pass it, ``_deps`` (the
-    plan's dependency indices). A report loaded from a sink has ``_tasks``
-    set directly instead.
+    Built in one place, ``of_run``, from the run's events (``recorder.py``):
+    ``_raw`` holds ``(worker, block)`` pairs, a block being the
+    ``RAW_FIELDS`` of one or more tasks run there, flat (a tuple of one
+    task, or an ``array('d')`` or list of a whole batch, which pickles,
+    frees and turns into columns at C speed); ``_names``, ``_functions``
+    and ``_deps`` describe the tasks by plan index. A report loaded from a
+    sink has ``_tasks`` set directly instead. Other modules read these
+    through the ``raw_records`` / ``task_*`` properties.
     """
 
     run: RunRecord
     _raw: list[tuple[str, Sequence[float]]] = field(default_factory=list, repr=False)
-    _names: list[str] = field(default_factory=list, repr=False)
+    _names: Sequence[str] = field(default_factory=list, repr=False)
     _functions: list[str] = field(default_factory=list, repr=False)
     _tasks: list[TaskRecord] | None = field(default=None, repr=False)
     _deps: list[tuple[int, ...]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def of_run(cls, run_id: str, executor: str, settings: dict[str, Any], start: float,
-               plan: Any, raw: list[tuple[str, Sequence[float]]],
-               bytes_moved: int = 0) -> "RunReport":
-        """The report of a run of ``plan`` (a ``plan.Plan``) that ends now.
+    def of_run(cls, submitted: Any, raw: list[tuple[str, Sequence[float]]],
+               makespan: float, bytes_moved: int = 0) -> "RunReport":
+        """The report of the run that ``submitted`` (its ``events.RunSubmitted``) announced.
 
-        The one place every executor builds its report, so the run record
-        and the task names come from the plan the same way everywhere.
+        The one place a report of a run is built (by ``recorder.RunRecorder``
+        for every executor), so the run record and the task names come from
+        the run's announcement the same way everywhere.
         """
-        return cls(run=RunRecord(run_id=run_id, workflow="", executor=executor,
-                                 settings=settings, start=start,
-                                 makespan=time.time() - start, tasks=len(plan),
-                                 bytes_moved=bytes_moved),
-                   _raw=raw, _names=plan.names(), _functions=plan.functions(),
-                   _deps=plan.deps)
+        return cls(run=RunRecord(run_id=submitted.run_id, workflow=submitted.name,
+                                 executor=submitted.executor,
+                                 settings=dict(submitted.settings or {}),
+                                 start=submitted.time, makespan=makespan,
+                                 tasks=len(submitted.names), bytes_moved=bytes_moved),
+                   _raw=raw, _names=submitted.names, _functions=submitted.functions,
+                   _deps=submitted.deps)
+
+    @property
+    def raw_records(self) -> list[tuple[str, Sequence[float]]]:
+        """The ``(worker, flat RAW_FIELDS)`` blocks workers reported (empty if loaded)."""
+        return self._raw if self._tasks is None else []
+
+    @property
+    def task_functions(self) -> list[str]:
+        """Function name of every task, by plan index."""
+        return self._functions
+
+    @property
+    def task_names(self) -> Sequence[str]:
+        """Name (``function-key``) of every task, by plan index."""
+        return self._names
+
+    @property
+    def task_keys(self) -> Sequence[Any] | None:
+        """The keys that make the names (``f"{function}-{key}"``), when known."""
+        return self._names.keys if isinstance(self._names, TaskNames) else None
+
+    @property
+    def task_deps(self) -> list[tuple[int, ...]]:
+        """Dependency indices of every task, by plan index (empty: not recorded)."""
+        return self._deps
 
     @property
     def tasks(self) -> list[TaskRecord]:
@@ -229,9 +283,10 @@ def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
     spec = options.get("metrics")
     if spec is None:
         spec = getattr(executor, "metrics", None)
+    recorder = getattr(executor, "run_recorder", None)
     tracker = _RunTracker(resolve_sink(spec), executor, options.get("name") or "",
                           monitor.watch(future, executor, options.get("name") or "",
-                                        options.get("progress")))
+                                        options.get("progress"), recorder), recorder)
     original_finish = future.finish
 
     def finish(outputs: list[Any]) -> None:
@@ -256,10 +311,11 @@ class _RunTracker:
     garbage collector runs.
     """
 
-    __slots__ = ("sink", "owner", "name", "watch", "lock", "handled")
+    __slots__ = ("sink", "owner", "name", "watch", "recorder", "lock", "handled")
 
-    def __init__(self, sink: Any, owner: Any, name: str, watch: Any):
+    def __init__(self, sink: Any, owner: Any, name: str, watch: Any, recorder: Any):
         self.sink = sink
+        self.recorder = recorder  # the executor's RunRecorder: it built the report
         self.owner = weakref.ref(owner)   # the executor, whose shutdown() waits for the write
         self.name = name
         self.watch = watch
@@ -274,8 +330,9 @@ class _RunTracker:
                 return
             self.handled = True
         peak = self.watch.stop()
-        report = getattr(future, "report", None)
+        report = None if self.recorder is None else self.recorder.take(future.run_id)
         if report is not None:
+            future.report = report
             _complete(report, self.name, peak, self.sink, self.owner())
 
 

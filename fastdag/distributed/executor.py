@@ -34,7 +34,7 @@ from ..errors import (CancelledError, FastdagError, SerializationError, WorkerCr
                       describe_exception, unloadable_result)
 from ..graph import DAG, Node
 from .. import events as fd_events
-from ..metrics import HOST, RunReport
+from ..metrics import HOST
 from ..plan import Plan, build_plan
 from ..runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
@@ -55,7 +55,6 @@ class _Run:
     plan: Plan
     future: RunFuture
     start: float
-    settings: dict[str, Any]
     records_seen: int = 0  # metrics records already given to event subscribers
 
 
@@ -136,7 +135,8 @@ class RedisExecutor(Executor):
         future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
         future.tasks_total = len(plan)
         self._track(future, options)
-        fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""))
+        fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""),
+                                self.settings())
         try:
             self._start(run, plan, future)
         except BaseException as exc:
@@ -174,7 +174,7 @@ class RedisExecutor(Executor):
             pipe.xadd(self.keys.stream, message_fields(self.signer, self.keys, run,
                                                        ",".join(map(str, batch))))
         with self._lock:
-            self._runs[run] = _Run(plan, future, time.time(), self.settings())
+            self._runs[run] = _Run(plan, future, time.time())
             self._wake.notify_all()
         try:
             pipe.execute()
@@ -301,8 +301,7 @@ class RedisExecutor(Executor):
             return
         future = state.future
         try:
-            future.report = self._report(run, state)
-            fd_events.record_rows(self.event_bus, run, future.report._raw[state.records_seen:])
+            self._emit_records(run, state)  # the last ones: the recorder's report is whole
         except Exception:  # noqa: BLE001 - a report is not worth failing the run over
             pass
         fd_events.run_finished(self.event_bus, run, state.start, exc)
@@ -325,20 +324,22 @@ class RedisExecutor(Executor):
 
     # -- metrics --------------------------------------------------------------
     def _emit_records(self, run: str, state: _Run) -> None:
-        """Give event subscribers the metrics records workers pushed since the last call."""
+        """Give subscribers the metrics records workers pushed since the last call.
+
+        As ``TaskBatch`` events, and a ``DataMoved`` ("redis") for each result
+        a worker put into Redis: the records whose store time it measured
+        (``RAW_FIELDS`` store_s, output_bytes: the bytes it put).
+        """
         rows = self.client.lrange(self.keys.metrics(run), state.records_seen, -1)
         state.records_seen += len(rows)
-        fd_events.record_rows(self.event_bus, run, [(w, tuple(f)) for w, *f in map(json.loads, rows)])
-
-    def _report(self, run: str, state: _Run) -> RunReport:
-        raw = self.client.lrange(self.keys.metrics(run), 0, -1)
-        records = []
-        for item in raw:
-            worker, *fields = json.loads(item)
-            records.append((worker, tuple(fields)))
-        plan = state.plan
-        moved = sum(r[1][6] for r in records if r[1][6])
-        return RunReport.of_run(run, self.name, state.settings, state.start, plan, records, moved)
+        records = [(w, tuple(f)) for w, *f in map(json.loads, rows)]
+        fd_events.record_rows(self.event_bus, run, records)
+        if self.event_bus.active:
+            now = time.time()
+            moved = [fd_events.DataMoved(run, now, int(f[0]), w, int(f[6]), "redis")
+                     for w, f in records if f[4] > 0]
+            if moved:
+                self.event_bus.emit_many(moved)
 
     # -- ending runs ----------------------------------------------------------
     def _cancel(self, run: str) -> None:

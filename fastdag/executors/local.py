@@ -92,7 +92,7 @@ from .. import events as ev
 from ..errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
 from ..graph import DAG, Node, gc_paused
-from ..metrics import HOST, RAW_WIDTH, RunReport
+from ..metrics import HOST, RAW_WIDTH
 from ..plan import Plan, batch_size, build_plan
 from ..runner import received_error
 from ..serialize import describe_unpicklable, dumps
@@ -148,9 +148,8 @@ class RunState:
     crashes: dict[int, int] = field(default_factory=dict)
     unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
     seen_by: set[int] = field(default_factory=set)
-    records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
+    records: list[tuple[str, Any]] = field(default_factory=list)  # for placement: RAW_FIELDS
     ndone: int = 0
-    bytes_stored: int = 0
     mean_task_s: float | None = None
     closed: bool = False
     constants: list[str] = field(default_factory=list)  # cached constants the plan pins
@@ -274,7 +273,8 @@ class LocalExecutor(Executor):
                          constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
-        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
+        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""),
+                         state.settings)
         self._ensure_started()
         future.scheduler = self._thread
         with self._lock:  # the scheduler's death handler drains the inbox after setting this
@@ -579,7 +579,8 @@ class LocalExecutor(Executor):
         self._feed.stored(run.future.run_id, h.name, stored)
         self._feed.bundled(run.future.run_id, h.name, bundles)
         if records:
-            run.records.append((h.name, records))
+            if self.placement is not None:  # it learns tiny tasks' times from them
+                run.records.append((h.name, records))
             # First task's start to last task's end (RAW_FIELDS: start 1, end 2).
             busy = (records[2 - RAW_WIDTH] - records[1]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
@@ -618,9 +619,7 @@ class LocalExecutor(Executor):
                 if not refcount[d]:
                     self._free(run, d)
         dependents = plan.dependents
-        for d, ref in stored.items():
-            run.stored[d] = ref
-            run.bytes_stored += ref.nbytes
+        run.stored.update(stored)
         self._count_readers(run, stored)
         dest = run.local.setdefault(h.wid, collections.deque()) if final else run.ready
         for t in boundary:
@@ -633,7 +632,6 @@ class LocalExecutor(Executor):
         """Keep a report's bundles of small results, each member counted as a stored one."""
         for b in bundles:
             run.bundled.update(dict.fromkeys(b.tasks, b))
-            run.bytes_stored += len(b.data)
             self._count_readers(run, b.tasks)
 
     def _count_readers(self, run: RunState, results: Iterable[int]) -> None:
@@ -668,9 +666,7 @@ class LocalExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
                 self._close_run(run, unloadable_result(plan.name(o), exc))
                 return
-        run.future.report = RunReport.of_run(run.future.run_id, self.name, run.settings,
-                                             run.start, plan, run.records, run.bytes_stored)
-        self._close_run(run, None)
+        self._close_run(run, None)  # RunFinished: the run recorder makes the report
         if self.placement is not None:
             self.placement.learn_run(plan, run.records)
         run.future.finish(outputs)
