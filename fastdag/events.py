@@ -155,9 +155,8 @@ class TaskBatch(NamedTuple):
         table = np.asarray(raw, dtype=np.float64).reshape(-1, RAW_WIDTH)
         if (table[:, 7] > 1).any():
             return self._expand_each()
-        ints = table[:, [0, 5, 6, 7]].astype(np.int64).T.tolist()
-        _, start, end, fetch_s, store_s, _, _, _, ready = table.T.tolist()
-        task, in_b, out_b, attempts = ints
+        task, in_b, out_b, attempts = table[:, [0, 5, 6, 7]].astype(np.int64).T.tolist()
+        start, end, fetch_s, store_s, ready = table[:, [1, 2, 3, 4, 8]].T.tolist()
         run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
         started = map(_make_started, zip(run, start, task, worker))
         finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,
@@ -220,11 +219,22 @@ class EventBus:
     so ``active`` is true whenever an executor has one. ``watched`` says whether
     anyone else listens: in-process executors then announce each task as it
     starts and ends instead of in batches.
+
+    A scheduler thread that must not wait for plain subscribers calls
+    ``defer()`` once: its events then reach them (``TaskBatch`` expanded per
+    task) at its next ``drain()``, after it has handed out work, instead of
+    while workers wait. Batched subscribers still get every event at once;
+    each subscriber sees its events in emission order, and a ``RunFinished``
+    (or an event from another thread) drains first, so when a run's future
+    resolves every subscriber has seen the whole run.
     """
 
     def __init__(self, recorder: Callback | None = None) -> None:
         self._lock = threading.RLock()
         self._subscribers: tuple[tuple[Callback, bool], ...] = ()
+        self._plain: tuple[tuple[Callback, bool], ...] = ()   # the non-batched ones
+        self._pending: list[Any] = []  # events the plain ones get at the next drain
+        self._deferring: int | None = None  # the thread whose events wait for drain()
         self.recorder = recorder
         self.active = recorder is not None  # read by executors before they build an event
         self.watched = False
@@ -239,6 +249,7 @@ class EventBus:
             raise TypeError(f"subscribe() needs a callable, not {type(callback).__name__}")
         entry = (callback, batched)
         with self._lock:
+            self.drain()
             self._subscribers += (entry,)
             self._changed()
         return Subscription(self, entry)
@@ -251,42 +262,74 @@ class EventBus:
             self._changed()
 
     def _changed(self) -> None:
+        self._plain = tuple(s for s in self._subscribers if not s[1])
         self.watched = bool(self._subscribers)
         self.active = self.watched or self.recorder is not None
+
+    def defer(self) -> None:
+        """This thread's events reach plain subscribers at its next ``drain()``."""
+        self._deferring = threading.get_ident()
+
+    @property
+    def pending(self) -> bool:
+        """Whether deferred events wait for ``drain()``."""
+        return bool(self._pending)
+
+    def drain(self) -> None:
+        """Deliver the deferred events to the plain subscribers, in order."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            for event in pending:
+                self._to_plain(event)
 
     def emit(self, event: Any) -> None:
         """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
         with self._lock:
             if self.recorder is not None:
-                self._deliver((self.recorder, True), event, None)
-            expanded = None
-            for entry in self._subscribers:
-                if entry[1] or type(event) is not TaskBatch:
-                    self._deliver(entry, event, None)
-                else:
-                    if expanded is None:
-                        expanded = event.expand()
-                        if len(self._subscribers) > 1:
-                            expanded = list(expanded)
-                    self._deliver(entry, event, expanded)
+                self._deliver(self.recorder, event, None)
+            for callback, batched in self._subscribers:
+                if batched:
+                    self._deliver(callback, event, None)
+            if not self._plain:
+                return
+            if self._deferring == threading.get_ident() and type(event) is not RunFinished:
+                self._pending.append(event)
+                return
+            if self._pending:
+                self.drain()
+            self._to_plain(event)
 
     def emit_many(self, events: list[Any]) -> None:
-        """Deliver several events (none a ``TaskBatch``) in order, for one lock."""
+        """Deliver several events (none a ``TaskBatch``) in order."""
         with self._lock:
-            if self.recorder is not None:
-                self._deliver((self.recorder, True), None, events)
-            for entry in self._subscribers:
-                self._deliver(entry, None, events)
+            if not self._plain and self.recorder is not None:  # the common case: one call
+                self._deliver(self.recorder, None, events)
+                for callback, batched in self._subscribers:
+                    self._deliver(callback, None, events)
+                return
+            for event in events:
+                self.emit(event)
 
-    def _deliver(self, entry: tuple[Callback, bool], event: Any, each: Any) -> None:
-        callback = entry[0]
+    def _to_plain(self, event: Any) -> None:
+        each = None
+        if type(event) is TaskBatch:
+            each = event.expand()
+            if len(self._plain) > 1:
+                each = list(each)
+        for callback, _ in self._plain:
+            self._deliver(callback, event, each)
+
+    def _deliver(self, callback: Callback, event: Any, each: Any) -> None:
         try:
             if each is None:
                 callback(event)
             else:  # the callbacks called by a C loop: nothing per task in Python here
                 collections.deque(map(callback, each), maxlen=0)
         except Exception as exc:  # noqa: BLE001 - never let a viewer stop a run
-            self._remove(entry)
+            if callback is self.recorder:
+                self._remove((callback, True))
+            for entry in [s for s in self._subscribers if s[0] is callback]:
+                self._remove(entry)
             _warn_dropped(callback, exc)
 
 

@@ -370,6 +370,7 @@ class LocalExecutor(Executor):
                 return
             finally:
                 started.set()
+            self.event_bus.defer()  # plain subscribers hear once work is handed out
             self._loop()
 
         thread = threading.Thread(target=serve, name="fastdag-scheduler", daemon=True)
@@ -439,8 +440,7 @@ class LocalExecutor(Executor):
                 if h.alive:
                     by_obj[h.conn] = ("conn", h)
                     by_obj[h.sentinel] = ("dead", h)
-            timeout = self._next_deadline()
-            for obj in wait([self._wake_r, *by_obj], timeout):
+            for obj in self._wait([self._wake_r, *by_obj]):
                 if obj is self._wake_r:
                     stopping = self._drain_inbox() or stopping
                     continue
@@ -460,8 +460,22 @@ class LocalExecutor(Executor):
             self.constants.expire()
             if stopping:
                 self._stop_workers()
+                self.event_bus.drain()
                 return
             self._dispatch()
+
+    def _wait(self, objects: list) -> list:
+        """The pipes and handles ready to read; while none is, deferred events go out.
+
+        Plain event subscribers are served when the scheduler has nothing
+        to do, so workers never wait on them (``EventBus.defer``).
+        """
+        if self.event_bus.pending:
+            ready = wait(objects, 0)
+            if ready:
+                return ready
+            self.event_bus.drain()
+        return wait(objects, self._next_deadline())
 
     def _next_deadline(self) -> float | None:
         """Seconds until something is due: a worker to kill, a cached constant to expire."""
