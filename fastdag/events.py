@@ -119,6 +119,7 @@ class WorkerStarted(NamedTuple):
 
 
 class WorkerDied(NamedTuple):
+    """A worker ended; ``exit_code`` -1: unknown (a Redis worker whose heartbeat stopped)."""
     run_id: str
     time: float
     worker: str

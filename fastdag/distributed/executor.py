@@ -101,6 +101,7 @@ class RedisExecutor(Executor):
         self._closed = False
         self._grouped = False
         self._counter = itertools.count(1)
+        self._known_workers: set[str] = set()  # as last seen by workers()
         self._serve_dashboard(dashboard)
 
     @staticmethod
@@ -119,11 +120,22 @@ class RedisExecutor(Executor):
         return [w["pid"] for w in self.workers() if w.get("host") == HOST]
 
     def workers(self) -> list[dict[str, Any]]:
-        """Live workers, from their heartbeats."""
+        """Live workers, from their heartbeats (a change is a WorkerStarted / WorkerDied event)."""
         out, dead = read_workers(self.client, self.keys)
         if dead:
             self.client.hdel(self.keys.workers, *dead)
+        self._note_workers({w["name"] for w in out})
         return out
+
+    def _note_workers(self, live: set[str]) -> None:
+        """Tell subscribers which workers appeared or went silent since the last look."""
+        with self._lock:
+            started, gone = live - self._known_workers, self._known_workers - live
+            self._known_workers = live
+        for name in sorted(started):
+            fd_events.worker_changed(self.event_bus, name, None)
+        for name in sorted(gone):  # no exit code: its heartbeat stopped
+            fd_events.worker_changed(self.event_bus, name, -1)
 
     # -- submitting ---------------------------------------------------------
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
@@ -239,8 +251,8 @@ class RedisExecutor(Executor):
                     "restarted or flushed, or its keys expired, while the run was going"))
             else:
                 state.future.tasks_done = int(ndone or 0)
-                if self.event_bus.active:
-                    self._emit_records(run, state)
+                self._emit_records(run, state)
+        self.workers()  # workers that started or went silent meanwhile
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
