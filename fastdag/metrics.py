@@ -140,6 +140,11 @@ class RunReport:
                    _raw=raw, _names=submitted.names, _functions=submitted.functions,
                    _deps=submitted.deps)
 
+    @classmethod
+    def loaded(cls, run: RunRecord, tasks: list[TaskRecord]) -> "RunReport":
+        """A report read back from a sink: its task records as they were stored."""
+        return cls(run=run, _tasks=tasks)
+
     @property
     def raw_records(self) -> list[tuple[str, Sequence[float]]]:
         """The ``(worker, flat RAW_FIELDS)`` blocks workers reported (empty if loaded)."""

@@ -173,7 +173,7 @@ def reports_from_table(table: pa.Table, source: str) -> list[RunReport]:
     for row in rows:
         row["deps"] = tuple(row["deps"] or ())
         by_run.setdefault(row["run_id"], []).append(TaskRecord(**row))
-    return [RunReport(run=r, _tasks=by_run[r.run_id]) for r in runs]
+    return [RunReport.loaded(r, by_run[r.run_id]) for r in runs]
 
 
 def combine(tables: list[pa.Table]) -> pa.Table:

@@ -14,6 +14,13 @@ pushes its "done", "error", "rejected" or "crashed" event. Between events it
 checks, once per ``poll`` seconds, that each run's state still exists, so a
 Redis server that restarted (and lost the run) is reported as an error
 instead of a wait forever; a server that is down raises at once.
+
+Events (``events.py``): ``RunSubmitted`` from ``submit``; the listener turns
+the metrics records workers push to Redis into ``TaskBatch`` and
+``DataMoved`` ("redis") events once per ``poll`` and when the run ends, the
+worker heartbeats into ``WorkerStarted`` / ``WorkerDied``, an "error" event
+into ``TaskFailed``, and ends each run with ``RunFinished``, from which the
+run recorder has the report before the future resolves.
 """
 
 from __future__ import annotations

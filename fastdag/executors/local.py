@@ -12,6 +12,16 @@ Data flow::
     Future <------ outputs mapped --------+          /dev/shm: fastdag-<token>-<worker>-<hex>
                    copy-on-write                      (results other workers need)
 
+What the scheduler thread tells the executor's event bus (``events.py``):
+``RunSubmitted`` (from ``submit``), ``TasksReady`` per batch sent to a
+worker, the workers' records as ``TaskBatch`` (from progress messages
+mid-batch and from reports), ``DataMoved`` per result stored in shared
+memory or bundled, ``TaskFailed``, ``TaskRetried`` after a crash,
+``WorkerStarted`` / ``WorkerDied``, and ``RunFinished``, from which the run
+recorder (``recorder.py``) has built the run's report before its future
+resolves. Plain (non-batched) subscribers are served when the scheduler is
+idle (``EventBus.defer``).
+
 ``<token>`` is ``<client pid>.<16 random hex>``; every file also ends in 64
 random bits of its own (``store/files.py``: created exclusively, read only if
 our uid wrote it).
