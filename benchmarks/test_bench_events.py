@@ -18,21 +18,13 @@ import time
 import pytest
 
 import fastdag as fd
+from test_bench_tree import EXPECTED, LEAVES, fastdag_tree
 
-LEAVES = 4096
 ROUNDS = 40
 
 
-@fd.task
-def add(x, y):
-    return x + y
-
-
-def tree(leaves: int = LEAVES) -> fd.Node:
-    level = list(range(leaves))
-    while len(level) > 1:
-        level = [add(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
+def tree() -> fd.Node:
+    return fastdag_tree(LEAVES)
 
 
 def counter() -> tuple[list[int], object]:
@@ -45,12 +37,11 @@ def counter() -> tuple[list[int], object]:
     return count, on_event
 
 
-@pytest.fixture(scope="module")
-def local():
-    ex = fd.LocalExecutor(workers=2)
-    ex.compute(tree(64))  # start the workers outside the measurement
-    yield ex
-    ex.shutdown()
+@pytest.fixture
+def local(fd_local):
+    """The session's LocalExecutor (conftest), its workers started outside the measurement."""
+    fd_local.compute(fastdag_tree(64))
+    return fd_local
 
 
 @pytest.mark.benchmark(group="events_overhead")
@@ -64,7 +55,7 @@ def test_tree_reduction_with_subscriber(benchmark, local, mode):
     finally:
         if subscription is not None:
             subscription.unsubscribe()
-    assert result == LEAVES * (LEAVES - 1) // 2
+    assert result == EXPECTED
     if subscription is not None:  # every task's start and end reached the subscriber
         assert count[0] >= 2 * (LEAVES - 1) * (ROUNDS + 3)
 
@@ -82,7 +73,7 @@ def test_subscriber_overhead_paired(benchmark, local):
     def timed(subscribed: bool) -> float:
         subscription = local.subscribe(on_event) if subscribed else None
         began = time.perf_counter()
-        assert local.compute(tree()) == LEAVES * (LEAVES - 1) // 2
+        assert local.compute(tree()) == EXPECTED
         took = time.perf_counter() - began
         if subscription is not None:
             subscription.unsubscribe()

@@ -2,12 +2,16 @@
 
 Data flow::
 
-    executor thread (scheduler, pool thread, Redis listener)
+    executor thread (scheduler, pool thread, Redis listener, engine waiter)
         |  emit(event)              one lock per executor: events of a run
         v                           reach every subscriber in emission order
-    EventBus --> callback(event)    called on the emitting thread: a
-                                    subscriber must be quick (append to a
-                                    queue, never block, never raise)
+    EventBus --> RunRecorder        always first (recorder.py): the run's
+        |                           report and progress, for metrics.track
+        +--> batched subscribers    TaskBatch as it comes (the dashboard)
+        +--> plain subscribers      one event per task; called on the emitting
+                                    thread (or, for LocalExecutor, when its
+                                    scheduler is idle): a subscriber must be
+                                    quick (append to a queue, never block)
 
 Events are small named tuples with ``run_id`` and ``time`` (``time.time()``
 seconds) first. Per run the order is: ``RunSubmitted``, then any of
@@ -15,15 +19,17 @@ seconds) first. Per run the order is: ``RunSubmitted``, then any of
 ``TaskRetried``, ``DataMoved``, ``TaskFailed``, and last ``RunFinished``.
 ``WorkerStarted`` and ``WorkerDied`` belong to no run (``run_id`` "").
 
-Workers of ``LocalExecutor`` and ``RedisExecutor`` run tasks in batches and
+Workers of ``LocalExecutor``, ``RedisExecutor`` and the engine executors
 report what they did in metrics records (``metrics.RAW_FIELDS``, flat).
 Those arrive as one ``TaskBatch`` event: a subscriber made with
-``batched=True`` gets it as it is (the dashboard stores the numbers without
-a Python object per task); any other subscriber gets it expanded into
-``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task.
+``batched=True`` (and the run recorder) gets it as it is, without a Python
+object per task; any other subscriber gets it expanded into
+``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task, made by C
+loops.
 
-Cost: an executor asks ``bus.active`` (a bool) before building any event,
-so nobody subscribing costs one attribute read per message.
+Cost: an executor asks ``bus.active`` (a bool) before building an event, and
+in-process executors announce each task only when ``bus.watched`` (someone
+besides the recorder listens); otherwise they send records in batches.
 """
 
 from __future__ import annotations

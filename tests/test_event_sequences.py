@@ -20,6 +20,7 @@ import pytest
 import fastdag as fd
 from fastdag import events as ev
 from fastdag import sinkwriter
+from test_engines import dask_executor  # noqa: F401 - the fixture: a two-worker LocalCluster
 
 BIG = 200_000  # bytes of the wanted output: above the inline threshold (64 KiB)
 
@@ -151,15 +152,6 @@ def test_redis_executor(redis_server, tmp_path):
         workers.stop()
     check([e for e in got if e.run_id], "redis")
     assert [type(e) for e in seen if not e.run_id][:1] == [ev.WorkerStarted]
-
-
-@pytest.fixture(scope="module")
-def dask_executor():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        yield fd.DaskExecutor(client)
 
 
 def test_dask_executor(dask_executor, tmp_path):

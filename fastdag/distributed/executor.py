@@ -159,6 +159,7 @@ class RedisExecutor(Executor):
         try:
             self._start(run, plan, future)
         except BaseException as exc:
+            fd_events.run_finished(self.event_bus, run, time.time(), exc)
             future.fail(exc)  # so the metrics layer stops watching this run
             raise
         self._ensure_listener()
@@ -189,9 +190,12 @@ class RedisExecutor(Executor):
                                  "events": self.events, "shm": self.handoff.domain})
         pipe.expire(meta, self.ttl)
         nbatches = self.batches_per_worker * max(1, len(live))
-        for batch in _root_batches(plan, nbatches):
+        batches = _root_batches(plan, nbatches)
+        for batch in batches:
             pipe.xadd(self.keys.stream, message_fields(self.signer, self.keys, run,
                                                        ",".join(map(str, batch))))
+        for batch in batches:  # on the task stream: ready, for whichever worker reads it
+            fd_events.tasks_ready(self.event_bus, run, batch, "")
         with self._lock:
             self._runs[run] = _Run(plan, future, time.time())
             self._wake.notify_all()

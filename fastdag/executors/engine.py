@@ -219,8 +219,9 @@ class EngineExecutor(Executor):
         ev.run_submitted(bus, run_id, self.name, plan, options.get("name", ""), self.settings())
         try:
             run.handle = self._launch(run)
-        except BaseException:
+        except BaseException as exc:
             self._release(run)
+            ev.run_finished(bus, run_id, run.start, exc)
             raise
         if run.future.cancelled():  # cancelled while launching
             self._cancel(run)

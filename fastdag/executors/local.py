@@ -293,6 +293,7 @@ class LocalExecutor(Executor):
                 self._post(("run", state))
         if broken is not None:
             self._release_plan(state)
+            ev.run_finished(self.event_bus, future.run_id, state.start, broken)
             future.fail(broken)
         return future
 
@@ -559,12 +560,15 @@ class LocalExecutor(Executor):
                 h.alive = False
         with self._lock:
             self._broken = err
-        for run in self._runs.values():
-            run.future.fail(err)
+        runs = list(self._runs.values())
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
             if item[0] == "run":
-                item[1].future.fail(err)
+                runs.append(item[1])
+        for run in runs:
+            if not run.closed:
+                ev.run_finished(self.event_bus, run.future.run_id, run.start, err)
+            run.future.fail(err)
 
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
         if msg[0] in ("up", "gil"):
