@@ -19,6 +19,11 @@ runner, so retries, argument substitution and failure capture behave as on
 the local executors; a failure travels as ``RemoteFailure`` and becomes the
 same ``TaskError`` (original exception as ``__cause__``, the worker's
 traceback in the message).
+
+Events: ``RunSubmitted`` and ``TasksReady`` (the roots) at submit; the
+engine says nothing while it runs, so the records come at the end as
+``TaskBatch`` events, then ``TaskFailed`` (a task's failure) and
+``RunFinished``, from which the run recorder has the report.
 """
 
 from __future__ import annotations
