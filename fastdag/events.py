@@ -2,12 +2,16 @@
 
 Data flow::
 
-    executor thread (scheduler, pool thread, Redis listener)
+    executor thread (scheduler, pool thread, Redis listener, engine waiter)
         |  emit(event)              one lock per executor: events of a run
         v                           reach every subscriber in emission order
-    EventBus --> callback(event)    called on the emitting thread: a
-                                    subscriber must be quick (append to a
-                                    queue, never block, never raise)
+    EventBus --> RunRecorder        always first (recorder.py): the run's
+        |                           report and progress, for metrics.track
+        +--> batched subscribers    TaskBatch as it comes (the dashboard)
+        +--> plain subscribers      one event per task; called on the emitting
+                                    thread (or, for LocalExecutor, when its
+                                    scheduler is idle): a subscriber must be
+                                    quick (append to a queue, never block)
 
 Events are small named tuples with ``run_id`` and ``time`` (``time.time()``
 seconds) first. Per run the order is: ``RunSubmitted``, then any of
@@ -15,25 +19,31 @@ seconds) first. Per run the order is: ``RunSubmitted``, then any of
 ``TaskRetried``, ``DataMoved``, ``TaskFailed``, and last ``RunFinished``.
 ``WorkerStarted`` and ``WorkerDied`` belong to no run (``run_id`` "").
 
-Workers of ``LocalExecutor`` and ``RedisExecutor`` run tasks in batches and
-report what they did in metrics records (``metrics.RAW_FIELDS``, flat).
+Workers of ``LocalExecutor``, ``RedisExecutor`` and the engine executors
+report what they did in metrics records (``records.RAW_FIELDS``, flat).
 Those arrive as one ``TaskBatch`` event: a subscriber made with
-``batched=True`` gets it as it is (the dashboard stores the numbers without
-a Python object per task); any other subscriber gets it expanded into
-``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task.
+``batched=True`` (and the run recorder) gets it as it is, without a Python
+object per task; any other subscriber gets it expanded into
+``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task, made by C
+loops.
 
-Cost: an executor asks ``bus.active`` (a bool) before building any event,
-so nobody subscribing costs one attribute read per message.
+Cost: an executor asks ``bus.active`` (a bool) before building an event, and
+in-process executors announce each task only when ``bus.watched`` (someone
+besides the recorder listens); otherwise they send records in batches.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .core.records import INDEX, RAW_WIDTH, START
+from .metrics.runs import TaskNames
 
 
 class RunSubmitted(NamedTuple):
@@ -42,9 +52,10 @@ class RunSubmitted(NamedTuple):
     time: float
     executor: str
     name: str
-    names: list[str]
+    names: Sequence[str]
     functions: list[str]
     deps: list[tuple[int, ...]]
+    settings: dict[str, Any] | None = None  # the executor's, as the run's report records them
 
 
 class TasksReady(NamedTuple):
@@ -115,6 +126,7 @@ class WorkerStarted(NamedTuple):
 
 
 class WorkerDied(NamedTuple):
+    """A worker ended; ``exit_code`` -1: unknown (a Redis worker whose heartbeat stopped)."""
     run_id: str
     time: float
     worker: str
@@ -138,12 +150,42 @@ class TaskBatch(NamedTuple):
     records: Sequence[float]
 
     def expand(self) -> Iterator[Any]:
-        """The same tasks as TaskStarted / TaskRetried / TaskFinished events."""
+        """The same tasks as TaskStarted / TaskRetried / TaskFinished events.
+
+        Without retries (the common case) the events are made by C loops
+        (numpy columns, ``zip`` and ``map``), no Python statement per task:
+        a plain subscriber of a 4,096-task tree costs its own calls only.
+        """
+        raw = self.records
+        if not len(raw):
+            return iter(())
+        import numpy as np
+        table = np.asarray(raw, dtype=np.float64).reshape(-1, RAW_WIDTH)
+        if (table[:, 7] > 1).any():
+            return self._expand_each()
+        task, in_b, out_b, attempts = table[:, [0, 5, 6, 7]].astype(np.int64).T.tolist()
+        start, end, fetch_s, store_s, ready = table[:, [1, 2, 3, 4, 8]].T.tolist()
+        run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
+        started = map(_make_started, zip(run, start, task, worker))
+        finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,
+                                           store_s, in_b, out_b, attempts, ready))
+        return itertools.chain.from_iterable(zip(started, finished))
+
+    def _expand_each(self) -> Iterator[Any]:
         raw = self.records
         for k in range(0, len(raw), RAW_WIDTH):
             record = raw[k:k + RAW_WIDTH]
             yield TaskStarted(self.run_id, record[START], int(record[INDEX]), self.worker)
             yield from _ended(self.run_id, self.worker, record)
+
+    def task_count(self) -> int:
+        """How many tasks the batch holds."""
+        return len(self.records) // RAW_WIDTH
+
+
+_make_started = functools.partial(tuple.__new__, TaskStarted)
+_make_finished = functools.partial(tuple.__new__, TaskFinished)
+_make_moved = functools.partial(tuple.__new__, DataMoved)
 
 
 def _ended(run_id: str, worker: str, record: Sequence[float]) -> Iterator[Any]:
@@ -178,12 +220,32 @@ class Subscription:
 
 
 class EventBus:
-    """Subscribers of one executor, and the lock that keeps their events in order."""
+    """Subscribers of one executor, and the lock that keeps their events in order.
 
-    def __init__(self) -> None:
+    ``recorder``: the executor's own batched subscriber (``recorder.RunRecorder``,
+    which builds run reports and progress); it comes first and is always there,
+    so ``active`` is true whenever an executor has one. ``watched`` says whether
+    anyone else listens: in-process executors then announce each task as it
+    starts and ends instead of in batches.
+
+    A scheduler thread that must not wait for plain subscribers calls
+    ``defer()`` once: its events then reach them (``TaskBatch`` expanded per
+    task) at its next ``drain()``, after it has handed out work, instead of
+    while workers wait. Batched subscribers still get every event at once;
+    each subscriber sees its events in emission order, and a ``RunFinished``
+    (or an event from another thread) drains first, so when a run's future
+    resolves every subscriber has seen the whole run.
+    """
+
+    def __init__(self, recorder: Callback | None = None) -> None:
         self._lock = threading.RLock()
         self._subscribers: tuple[tuple[Callback, bool], ...] = ()
-        self.active = False  # read by executors before they build an event
+        self._plain: tuple[tuple[Callback, bool], ...] = ()   # the non-batched ones
+        self._pending: list[Any] = []  # events the plain ones get at the next drain
+        self._deferring: int | None = None  # the thread whose events wait for drain()
+        self.recorder = recorder
+        self.active = recorder is not None  # read by executors before they build an event
+        self.watched = False
 
     def subscribe(self, callback: Callback, batched: bool = False) -> Subscription:
         """Call ``callback(event)`` for every event from now on.
@@ -195,29 +257,88 @@ class EventBus:
             raise TypeError(f"subscribe() needs a callable, not {type(callback).__name__}")
         entry = (callback, batched)
         with self._lock:
+            self.drain()
             self._subscribers += (entry,)
-            self.active = True
+            self._changed()
         return Subscription(self, entry)
 
     def _remove(self, entry: tuple[Callback, bool]) -> None:
         with self._lock:
+            if self.recorder is not None and entry[0] is self.recorder:
+                self.recorder = None
             self._subscribers = tuple(s for s in self._subscribers if s is not entry)
-            self.active = bool(self._subscribers)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._plain = tuple(s for s in self._subscribers if not s[1])
+        self.watched = bool(self._subscribers)
+        self.active = self.watched or self.recorder is not None
+
+    def defer(self) -> None:
+        """This thread's events reach plain subscribers at its next ``drain()``."""
+        self._deferring = threading.get_ident()
+
+    @property
+    def pending(self) -> bool:
+        """Whether deferred events wait for ``drain()``."""
+        return bool(self._pending)
+
+    def drain(self) -> None:
+        """Deliver the deferred events to the plain subscribers, in order."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            for event in pending:
+                self._to_plain(event)
 
     def emit(self, event: Any) -> None:
         """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
         with self._lock:
-            for entry in self._subscribers:
-                callback, batched = entry
-                try:
-                    if batched or type(event) is not TaskBatch:
-                        callback(event)
-                    else:
-                        for each in event.expand():
-                            callback(each)
-                except Exception as exc:  # noqa: BLE001 - never let a viewer stop a run
-                    self._remove(entry)
-                    _warn_dropped(callback, exc)
+            if self.recorder is not None:
+                self._deliver(self.recorder, event, None)
+            for callback, batched in self._subscribers:
+                if batched:
+                    self._deliver(callback, event, None)
+            if not self._plain:
+                return
+            if self._deferring == threading.get_ident() and type(event) is not RunFinished:
+                self._pending.append(event)
+                return
+            if self._pending:
+                self.drain()
+            self._to_plain(event)
+
+    def emit_many(self, events: list[Any]) -> None:
+        """Deliver several events (none a ``TaskBatch``) in order."""
+        with self._lock:
+            if not self._plain and self.recorder is not None:  # the common case: one call
+                self._deliver(self.recorder, None, events)
+                for callback, batched in self._subscribers:
+                    self._deliver(callback, None, events)
+                return
+            for event in events:
+                self.emit(event)
+
+    def _to_plain(self, event: Any) -> None:
+        each = None
+        if type(event) is TaskBatch:
+            each = event.expand()
+            if len(self._plain) > 1:
+                each = list(each)
+        for callback, _ in self._plain:
+            self._deliver(callback, event, each)
+
+    def _deliver(self, callback: Callback, event: Any, each: Any) -> None:
+        try:
+            if each is None:
+                callback(event)
+            else:  # the callbacks called by a C loop: nothing per task in Python here
+                collections.deque(map(callback, each), maxlen=0)
+        except Exception as exc:  # noqa: BLE001 - never let a viewer stop a run
+            if callback is self.recorder:
+                self._remove((callback, True))
+            for entry in [s for s in self._subscribers if s[0] is callback]:
+                self._remove(entry)
+            _warn_dropped(callback, exc)
 
 
 def _warn_dropped(callback: Callback, exc: Exception) -> None:
@@ -228,30 +349,13 @@ def _warn_dropped(callback: Callback, exc: Exception) -> None:
 
 # -- what executors call: one line each at their hook points ---------------
 
-def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: str) -> None:
+def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: str,
+                  settings: dict[str, Any] | None = None) -> None:
     if bus.active:
         functions = plan.functions()
-        bus.emit(RunSubmitted(run_id, time.time(), executor, name or "",
-                              TaskNames(functions, plan.keys), functions, plan.deps))
-
-
-class TaskNames(Sequence):
-    """Task names (``Plan.name``: function-key) made when read.
-
-    It holds the two lists it needs, not the plan, so a subscriber that
-    keeps the event does not keep the run's arguments alive.
-    """
-
-    def __init__(self, functions: list[str], keys: Sequence[Any]):
-        self.functions, self.keys = functions, keys
-
-    def __len__(self) -> int:
-        return len(self.functions)
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [f"{f}-{k}" for f, k in zip(self.functions[i], self.keys[i])]
-        return f"{self.functions[i]}-{self.keys[i]}"
+        names = plan.labels if plan.labels is not None else TaskNames(functions, plan.keys)
+        bus.emit(RunSubmitted(run_id, time.time(), executor, name or "", names, functions,
+                              plan.deps, settings))
 
 
 def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:
@@ -349,16 +453,17 @@ class RecordFeed:
 
     def stored(self, run_id: str, name: str, refs: dict[int, Any]) -> None:
         """Results a worker put in shared memory (or spilled) for others to read."""
-        if self.bus.active:
+        if self.bus.active and refs:
             now = time.time()
-            for i, ref in refs.items():
-                via = "spill" if ref.key.startswith("/") else "shm"  # spilled: a path
-                self.bus.emit(DataMoved(run_id, now, i, name, ref.nbytes, via))
+            self.bus.emit_many([DataMoved(run_id, now, i, name, ref.nbytes,
+                                          "spill" if ref.key.startswith("/") else "shm")
+                                for i, ref in refs.items()])  # spilled: a path
 
     def bundled(self, run_id: str, name: str, bundles: Sequence[Any]) -> None:
         """Small results a worker sent in bundles (``store/bundle.py``), one event each."""
         if self.bus.active:
-            now = time.time()
-            for b in bundles:
-                for i, size in zip(b.tasks, b.sizes()):
-                    self.bus.emit(DataMoved(run_id, now, i, name, size, "shm"))
+            now = itertools.repeat(time.time())
+            run, worker, via = (itertools.repeat(x) for x in (run_id, name, "shm"))
+            for b in bundles:  # events made in C: a wide fan-in's bundle holds 100,000 results
+                self.bus.emit_many(list(map(_make_moved, zip(run, now, b.tasks, worker,
+                                                             b.sizes(), via))))

@@ -19,6 +19,11 @@ runner, so retries, argument substitution and failure capture behave as on
 the local executors; a failure travels as ``RemoteFailure`` and becomes the
 same ``TaskError`` (original exception as ``__cause__``, the worker's
 traceback in the message).
+
+Events: ``RunSubmitted`` and ``TasksReady`` (the roots) at submit; the
+engine says nothing while it runs, so the records come at the end as
+``TaskBatch`` events, then ``TaskFailed`` (a task's failure) and
+``RunFinished``, from which the run recorder has the report.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import numpy as np
 
 from ..core.errors import CancelledError, TaskError, WorkerCrashedError
 from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
-from ..metrics.runs import HOST, RunReport
+from .. import events as ev
+from ..metrics.runs import HOST
 from ..core.plan import Plan, Ref, build_plan
 from ..core.runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
                       received_error, send_failure)
@@ -171,8 +177,8 @@ def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, t
 
 def remote_error(plan: Plan, exc: BaseException) -> BaseException:
     """The error ``compute()`` raises for an engine's exception ``exc``."""
-    failure = getattr(exc, "cause", exc)  # Ray wraps task exceptions in RayTaskError
-    if isinstance(failure, RemoteFailure):
+    failure = _remote_failure(exc)
+    if failure is not None:
         return received_error(plan.name(failure.sent.index), failure.sent)
     if isinstance(exc, (TaskError, CancelledError)):
         return exc
@@ -185,6 +191,12 @@ def remote_error(plan: Plan, exc: BaseException) -> BaseException:
 
 
 CRASH_WORDS = ("Killed", "Crash", "Died", "Lost", "Unavailable")
+
+
+def _remote_failure(exc: BaseException) -> RemoteFailure | None:
+    """The task failure inside an engine's exception, if it is one."""
+    failure = getattr(exc, "cause", exc)  # Ray wraps task exceptions in RayTaskError
+    return failure if isinstance(failure, RemoteFailure) else None
 
 
 @dataclass
@@ -208,37 +220,50 @@ class EngineExecutor(Executor):
         run.future._on_cancel = lambda: self._cancel(run)
         run.future.tasks_total = len(plan)
         self._track(run.future, options)
+        run_id, bus = run.future.run_id, self.event_bus
+        ev.run_submitted(bus, run_id, self.name, plan, options.get("name", ""), self.settings())
         try:
             run.handle = self._launch(run)
-        except BaseException:
+        except BaseException as exc:
             self._release(run)
+            ev.run_finished(bus, run_id, run.start, exc)
             raise
         if run.future.cancelled():  # cancelled while launching
             self._cancel(run)
+        else:  # the engine schedules from here on: the roots are ready, on any of its workers
+            ev.tasks_ready(bus, run_id, [i for i, deps in enumerate(plan.deps) if not deps], "")
         threading.Thread(target=self._wait_run, args=(run,), daemon=True,
                          name=f"fastdag-{self.name}-wait").start()
         return run.future
 
     def _wait_run(self, run: EngineRun) -> None:
-        """The waiter thread: outputs or the error, then the records, then the Future."""
-        plan = run.graph.plan
+        """The waiter thread: outputs or the error, then the events, then the Future.
+
+        The engine tells nothing while tasks run, so their records arrive at
+        the end, as ``TaskBatch`` events (each task's start, retries and end),
+        before ``TaskFailed`` and ``RunFinished``.
+        """
+        plan, run_id, bus = run.graph.plan, run.future.run_id, self.event_bus
         try:
             outputs = self._outputs(run)
         except BaseException as exc:  # noqa: BLE001 - the caller must hear of it
             error = CancelledError("the run was cancelled") if run.future.cancelled() \
                 else remote_error(plan, exc)
             try:
-                self._records(run)  # the finished tasks' records: not kept, but freed
+                ev.record_rows(bus, run_id, self._records(run))  # the tasks that finished
             except Exception:  # noqa: BLE001, S110 - a lost worker cannot be asked
                 pass
             self._release(run)
+            failure = _remote_failure(exc)
+            if failure is not None:
+                ev.task_failed(bus, run_id, failure.sent.index, "", error)
+            ev.run_finished(bus, run_id, run.start, error)
             run.future.fail(error)
             return
-        records = self._records(run)
+        ev.record_rows(bus, run_id, self._records(run))
         self._release(run)
         run.future.tasks_done = len(plan)
-        run.future.report = RunReport.of_run(run.future.run_id, self.name, self.settings(),
-                                             run.start, plan, records)
+        ev.run_finished(bus, run_id, run.start, None)  # the run recorder makes the report
         run.future.finish(outputs)
 
     @abstractmethod

@@ -14,6 +14,13 @@ pushes its "done", "error", "rejected" or "crashed" event. Between events it
 checks, once per ``poll`` seconds, that each run's state still exists, so a
 Redis server that restarted (and lost the run) is reported as an error
 instead of a wait forever; a server that is down raises at once.
+
+Events (``events.py``): ``RunSubmitted`` from ``submit``; the listener turns
+the metrics records workers push to Redis into ``TaskBatch`` and
+``DataMoved`` ("redis") events once per ``poll`` and when the run ends, the
+worker heartbeats into ``WorkerStarted`` / ``WorkerDied``, an "error" event
+into ``TaskFailed``, and ends each run with ``RunFinished``, from which the
+run recorder has the report before the future resolves.
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ from ..core.errors import (CancelledError, FastdagError, SerializationError, Wor
                       describe_exception, unloadable_result)
 from ..core.graph import DAG, Node
 from .. import events as fd_events
-from ..core.records import OUTPUT_BYTES
-from ..metrics.runs import HOST, RunReport
+from ..core.records import INDEX, OUTPUT_BYTES, STORE_S
+from ..metrics.runs import HOST
 from ..core.plan import Plan, build_plan
 from ..core.runner import received_error
 from ..store.redis import DEFAULT_TTL, RedisStore
@@ -56,7 +63,6 @@ class _Run:
     plan: Plan
     future: RunFuture
     start: float
-    settings: dict[str, Any]
     records_seen: int = 0  # metrics records already given to event subscribers
 
 
@@ -103,6 +109,7 @@ class RedisExecutor(Executor):
         self._closed = False
         self._grouped = False
         self._counter = itertools.count(1)
+        self._known_workers: set[str] = set()  # as last seen by workers()
         self._serve_dashboard(dashboard)
 
     @staticmethod
@@ -121,11 +128,22 @@ class RedisExecutor(Executor):
         return [w["pid"] for w in self.workers() if w.get("host") == HOST]
 
     def workers(self) -> list[dict[str, Any]]:
-        """Live workers, from their heartbeats."""
+        """Live workers, from their heartbeats (a change is a WorkerStarted / WorkerDied event)."""
         out, dead = read_workers(self.client, self.keys)
         if dead:
             self.client.hdel(self.keys.workers, *dead)
+        self._note_workers({w["name"] for w in out})
         return out
+
+    def _note_workers(self, live: set[str]) -> None:
+        """Tell subscribers which workers appeared or went silent since the last look."""
+        with self._lock:
+            started, gone = live - self._known_workers, self._known_workers - live
+            self._known_workers = live
+        for name in sorted(started):
+            fd_events.worker_changed(self.event_bus, name, None)
+        for name in sorted(gone):  # no exit code: its heartbeat stopped
+            fd_events.worker_changed(self.event_bus, name, -1)
 
     # -- submitting ---------------------------------------------------------
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
@@ -137,10 +155,12 @@ class RedisExecutor(Executor):
         future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
         future.tasks_total = len(plan)
         self._track(future, options)
-        fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""))
+        fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""),
+                                self.settings())
         try:
             self._start(run, plan, future)
         except BaseException as exc:
+            fd_events.run_finished(self.event_bus, run, time.time(), exc)
             future.fail(exc)  # so the metrics layer stops watching this run
             raise
         self._ensure_listener()
@@ -171,11 +191,14 @@ class RedisExecutor(Executor):
                                  "events": self.events, "shm": self.handoff.domain})
         pipe.expire(meta, self.ttl)
         nbatches = self.batches_per_worker * max(1, len(live))
-        for batch in _root_batches(plan, nbatches):
+        batches = _root_batches(plan, nbatches)
+        for batch in batches:
             pipe.xadd(self.keys.stream, message_fields(self.signer, self.keys, run,
                                                        ",".join(map(str, batch))))
+        for batch in batches:  # on the task stream: ready, for whichever worker reads it
+            fd_events.tasks_ready(self.event_bus, run, batch, "")
         with self._lock:
-            self._runs[run] = _Run(plan, future, time.time(), self.settings())
+            self._runs[run] = _Run(plan, future, time.time())
             self._wake.notify_all()
         try:
             pipe.execute()
@@ -240,8 +263,8 @@ class RedisExecutor(Executor):
                     "restarted or flushed, or its keys expired, while the run was going"))
             else:
                 state.future.tasks_done = int(ndone or 0)
-                if self.event_bus.active:
-                    self._emit_records(run, state)
+                self._emit_records(run, state)
+        self.workers()  # workers that started or went silent meanwhile
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
@@ -302,8 +325,7 @@ class RedisExecutor(Executor):
             return
         future = state.future
         try:
-            future.report = self._report(run, state)
-            fd_events.record_rows(self.event_bus, run, future.report._raw[state.records_seen:])
+            self._emit_records(run, state)  # the last ones: the recorder's report is whole
         except Exception:  # noqa: BLE001 - a report is not worth failing the run over
             pass
         fd_events.run_finished(self.event_bus, run, state.start, exc)
@@ -326,20 +348,22 @@ class RedisExecutor(Executor):
 
     # -- metrics --------------------------------------------------------------
     def _emit_records(self, run: str, state: _Run) -> None:
-        """Give event subscribers the metrics records workers pushed since the last call."""
+        """Give subscribers the metrics records workers pushed since the last call.
+
+        As ``TaskBatch`` events, and a ``DataMoved`` ("redis") for each result
+        a worker put into Redis: the records whose store time it measured
+        (``RAW_FIELDS`` store_s, output_bytes: the bytes it put).
+        """
         rows = self.client.lrange(self.keys.metrics(run), state.records_seen, -1)
         state.records_seen += len(rows)
-        fd_events.record_rows(self.event_bus, run, [(w, tuple(f)) for w, *f in map(json.loads, rows)])
-
-    def _report(self, run: str, state: _Run) -> RunReport:
-        raw = self.client.lrange(self.keys.metrics(run), 0, -1)
-        records = []
-        for item in raw:
-            worker, *fields = json.loads(item)
-            records.append((worker, tuple(fields)))
-        plan = state.plan
-        moved = sum(r[1][OUTPUT_BYTES] for r in records if r[1][OUTPUT_BYTES])
-        return RunReport.of_run(run, self.name, state.settings, state.start, plan, records, moved)
+        records = [(w, tuple(f)) for w, *f in map(json.loads, rows)]
+        fd_events.record_rows(self.event_bus, run, records)
+        if self.event_bus.active:
+            now = time.time()
+            moved = [fd_events.DataMoved(run, now, int(f[INDEX]), w, int(f[OUTPUT_BYTES]), "redis")
+                     for w, f in records if f[STORE_S] > 0]
+            if moved:
+                self.event_bus.emit_many(moved)
 
     # -- ending runs ----------------------------------------------------------
     def _cancel(self, run: str) -> None:

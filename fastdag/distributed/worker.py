@@ -52,7 +52,6 @@ from ..core.records import OUTPUT_BYTES, STORE_S
 from ..metrics.runs import HOST
 from ..core.plan import Plan
 from ..core.runner import Failure, describe_failure, nbytes, send_failure
-from ..executors.boot import inline_nested_compute
 from ..engine.step import TaskFailed, run_task, unsendable
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
@@ -410,7 +409,7 @@ class Worker:
             if d not in cluster.done or d in state.stored:
                 state.used.append(d)
         del inputs
-        # The worker's name, then metrics.RAW_FIELDS (store time and output
+        # The worker's name, then records.RAW_FIELDS (store time and output
         # bytes filled in by _send once stored).
         record = [self.name, t, start, end, fetched - start, 0.0, in_bytes, nbytes(value),
                   attempts, ready_at]

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core import hooks
 from ..events import EventBus, Subscription
+from ..metrics.recorder import RunRecorder
 from ..core.graph import DAG, Node
 from ..metrics import sinkwriter
 from ..metrics.runs import RunReport
@@ -111,11 +112,20 @@ class Executor(ABC):
 
     @property
     def event_bus(self) -> EventBus:
-        """This executor's event stream (``fastdag.events``), made on first use."""
+        """This executor's event stream (``fastdag.events``), made on first use.
+
+        Its first subscriber is the executor's ``RunRecorder``, which builds
+        every run's report and progress from the events.
+        """
         bus = self.__dict__.get("_events")
         if bus is None:
-            bus = self.__dict__.setdefault("_events", EventBus())
+            bus = self.__dict__.setdefault("_events", EventBus(RunRecorder()))
         return bus
+
+    @property
+    def run_recorder(self) -> RunRecorder | None:
+        """The subscriber that builds this executor's run reports (None if it was dropped)."""
+        return self.event_bus.recorder
 
     def _serve_dashboard(self, spec: bool | int | str | None) -> None:
         """Serve the web dashboard (``fastdag.dashboard``) if ``spec`` asks for it.

@@ -27,7 +27,7 @@ class Report(NamedTuple):
     stored: dict[int, Any]   # task -> StoredRef of results stored by this batch
     bundles: list[Any]       # store.bundle.Bundle of small results stored together
     claimed: list[int]       # tasks queued here: the scheduler hands them to nobody else
-    records: Any             # array("d"), metrics.RAW_FIELDS of each task, flat
+    records: Any             # array("d"), records.RAW_FIELDS of each task, flat
     final: bool
 
 

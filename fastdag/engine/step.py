@@ -11,7 +11,7 @@
 ``distributed/worker.py`` (``fastdag worker``) differ only in where inputs
 come from and results go; what a task run *is* (its retries, what a failure
 holds, why a result that will not pickle fails its task) is defined once,
-here. A metrics record is ``metrics.RAW_FIELDS``, whose positions
+here. A metrics record is ``records.RAW_FIELDS``, whose positions
 ``metrics`` names (``START``, ``OUTPUT_BYTES``...).
 """
 

@@ -153,7 +153,7 @@ class Progress:
     def __init__(self) -> None:
         self.completed: list[int] = []
         self.stored: dict[int, StoredRef] = {}
-        self.records = array("d")  # metrics.RAW_FIELDS of each task, flat
+        self.records = array("d")  # records.RAW_FIELDS of each task, flat
         self.consumed: list[int] = []
         self.sent = 0  # numbers of ``records`` already sent in progress messages
         self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat

@@ -121,5 +121,6 @@ class GuardedThreads(ThreadExecutor):
 
     def new_run(self, dag: DAG | Plan, single: bool, name: str = "") -> InProcessRun:
         settings = dict(self._settings(), placement="threads")
+        events = self.events if self.events is not None else self.event_bus
         return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
-                          self.writers, self.events, name)
+                          self.writers, events, name)

@@ -3,10 +3,18 @@
 Results are plain Python objects in a list indexed like the Plan; a result
 is dropped as soon as its last consumer has run and the caller does not want
 it, so a long pipeline holds only what is still needed.
+
+::
+
+    caller / pool threads ── run_one(i) ── task ──> values[i] ── complete(i) ──> ready consumers
+            │ records (RAW_FIELDS) or live per-task events
+            v
+    executor's EventBus ──> RunRecorder (the report), other subscribers
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -15,14 +23,26 @@ from typing import Any
 from .. import events as ev
 from ..core.errors import TaskError, task_failure
 from ..core.graph import DAG
-from ..metrics.runs import HOST, RunReport
+from ..metrics.runs import HOST
 from ..core.plan import Plan, build_plan
 from ..core.runner import TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from ..engine.executor import RunFuture, new_run_id
 
+# Seconds between two TaskBatch events of a run nobody watches task by task.
+FLUSH_EVERY = 0.1
+
 
 class InProcessRun:
-    """One DAG being run by threads of this process."""
+    """One DAG being run by threads of this process.
+
+    What it tells the executor's event bus: ``RunSubmitted`` at once; then,
+    when someone besides the run recorder listens (``bus.watched`` at the
+    start), each task live (``TaskStarted``, ``TaskRetried``,
+    ``TaskFinished``, ``TasksReady`` for its consumers); otherwise its
+    records in ``TaskBatch`` events, at most ``FLUSH_EVERY`` seconds apart,
+    which cost the recorder a list append per task. ``TaskFailed`` and
+    ``RunFinished`` end it either way.
+    """
 
     def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
                  events: ev.EventBus | None = None, name: str = ""):
@@ -35,30 +55,27 @@ class InProcessRun:
         self.ran = 0
         self.remaining = [len(d) for d in self.plan.deps]
         self.uses_left = self.plan.refcounts()
-        self.records: list[tuple[str, tuple]] = []
+        self.records: dict[str, list[tuple]] = {}  # per thread: not yet sent, when not live
         self.start = time.time()
-        self.executor = executor
-        self.settings = settings
+        self.flushed_at = self.start
         self.lock = threading.Lock()
-        # Subscribers present at the start see the whole run; None: nobody listens.
-        self.bus = events if events is not None and events.active else None
-        if self.bus is not None:
-            ev.run_submitted(self.bus, self.future.run_id, executor, self.plan, name)
+        self.bus = events if events is not None else ev.EventBus()
+        self.live = self.bus.watched  # subscribers present at the start see every task
+        ev.run_submitted(self.bus, self.future.run_id, executor, self.plan, name, settings)
 
     def run_one(self, i: int, ready_at: float) -> Any:
         """Run task ``i``; record it; raise TaskError if it failed."""
         plan = self.plan
         start = time.time()
-        bus = self.bus
-        if bus is not None:
-            bus.emit(ev.TaskStarted(self.future.run_id, start, i, _worker_name()))
+        if self.live:
+            self.bus.emit(ev.TaskStarted(self.future.run_id, start, i, _worker_name()))
         try:
             value, attempts = self.call(i)
         except TASK_EXCEPTIONS as exc:  # noqa: BLE001
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             error = task_failure(plan.name(i), exc, failure.traceback)
-            if bus is not None:
-                ev.task_failed(bus, self.future.run_id, i, _worker_name(), error)
+            self.flush()
+            ev.task_failed(self.bus, self.future.run_id, i, _worker_name(), error)
             raise error from exc
         end = time.time()
         self.busy_s += end - start
@@ -68,12 +85,31 @@ class InProcessRun:
         for d in plan.deps[i]:
             in_bytes += sizes[d]
         out_bytes = sizes[i] = nbytes(value)
-        worker = _worker_name()
         record = (i, start, end, 0.0, 0.0, in_bytes, out_bytes, attempts, ready_at)
-        self.records.append((worker, record))
-        if bus is not None:
-            ev.task_ended(bus, self.future.run_id, worker, record)
+        worker = _worker_name()
+        if self.live:
+            ev.task_ended(self.bus, self.future.run_id, worker, record)
+            return value
+        rows = self.records.get(worker)
+        if rows is None:
+            rows = self.records[worker] = []
+        rows.append(record)
+        if end - self.flushed_at > FLUSH_EVERY:
+            self.flush(worker)
         return value
+
+    def flush(self, worker: str | None = None) -> None:
+        """Send the records not yet sent, as one TaskBatch per thread that ran them.
+
+        ``worker``: only this thread's (no other thread appends to its list);
+        None: every thread's, once no other thread runs tasks of this run.
+        """
+        self.flushed_at = now = time.time()
+        for name in [worker] if worker is not None else list(self.records):
+            rows = self.records.pop(name, None)
+            if rows:  # flattened by a C loop
+                self.bus.emit(ev.TaskBatch(self.future.run_id, now, name,
+                                           list(itertools.chain.from_iterable(rows))))
 
     def call(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` with its retries: (value, attempts). Subclasses guard the inputs."""
@@ -96,19 +132,19 @@ class InProcessRun:
             self.remaining[c] -= 1
             if not self.remaining[c]:
                 ready.append(c)
-        if ready and self.bus is not None:
+        if ready and self.live:
             self.bus.emit(ev.TasksReady(self.future.run_id, time.time(), ready, ""))
         return ready
 
     def finish(self) -> None:
-        self.future.report = RunReport.of_run(self.future.run_id, self.executor, self.settings,
-                                              self.start, self.plan, self.records)
-        if self.bus is not None:
-            ev.run_finished(self.bus, self.future.run_id, self.start, None)
+        """The run is done: its last records, RunFinished (the recorder's report), the outputs."""
+        self.flush()
+        ev.run_finished(self.bus, self.future.run_id, self.start, None)
         self.future.finish([self.values[o] for o in self.plan.outputs])
 
     def fail(self, exc: BaseException) -> None:
-        if self.bus is not None and not self.future.done():
+        if not self.future.done():
+            self.flush()
             ev.run_finished(self.bus, self.future.run_id, self.start, exc)
         self.future.fail(exc)
 

@@ -12,6 +12,16 @@ Data flow::
     Future <------ outputs mapped --------+          /dev/shm: fastdag-<token>-<worker>-<hex>
                    copy-on-write                      (results other workers need)
 
+What the scheduler thread tells the executor's event bus (``events.py``):
+``RunSubmitted`` (from ``submit``), ``TasksReady`` per batch sent to a
+worker, the workers' records as ``TaskBatch`` (from progress messages
+mid-batch and from reports), ``DataMoved`` per result stored in shared
+memory or bundled, ``TaskFailed``, ``TaskRetried`` after a crash,
+``WorkerStarted`` / ``WorkerDied``, and ``RunFinished``, from which the run
+recorder (``recorder.py``) has built the run's report before its future
+resolves. Plain (non-batched) subscribers are served when the scheduler is
+idle (``EventBus.defer``).
+
 ``<token>`` is ``<client pid>.<16 random hex>``; every file also ends in 64
 random bits of its own (``store/files.py``: created exclusively, read only if
 our uid wrote it).
@@ -94,7 +104,7 @@ from ..core.errors import (CancelledError, SchedulerDied, SerializationError, Ta
                       WorkerCrashedError, describe_exception, unloadable_result)
 from ..core.graph import DAG, Node, gc_paused
 from ..core.records import END, RAW_WIDTH, START
-from ..metrics.runs import HOST, RunReport
+from ..metrics.runs import HOST
 from ..core.plan import Plan, batch_size, build_plan
 from ..core.runner import received_error
 from ..core.serialize import describe_unpicklable, dumps
@@ -147,8 +157,7 @@ class RunState(SchedulerState):
     crashes: dict[int, int] = field(default_factory=dict)
     unreported: dict[int, int] = field(default_factory=dict)  # worker -> done, not yet reported
     seen_by: set[int] = field(default_factory=set)
-    records: list[tuple[str, Any]] = field(default_factory=list)  # (worker, array of RAW_FIELDS)
-    bytes_stored: int = 0
+    records: list[tuple[str, Any]] = field(default_factory=list)  # for placement: RAW_FIELDS
     mean_task_s: float | None = None
     closed: bool = False
     constants: list[str] = field(default_factory=list)  # cached constants the plan pins
@@ -267,7 +276,8 @@ class LocalExecutor(Executor):
                          start=time.time(), settings=self.settings(), constants=constants)
         future.tasks_total = len(plan)
         self._track(future, options)
-        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""))
+        ev.run_submitted(self.event_bus, future.run_id, self.name, plan, options.get("name", ""),
+                         state.settings)
         self._ensure_started()
         future.scheduler = self._thread
         with self._lock:  # the scheduler's death handler drains the inbox after setting this
@@ -276,6 +286,7 @@ class LocalExecutor(Executor):
                 self._post(("run", state))
         if broken is not None:
             self._release_plan(state)
+            ev.run_finished(self.event_bus, future.run_id, state.start, broken)
             future.fail(broken)
         return future
 
@@ -363,6 +374,7 @@ class LocalExecutor(Executor):
                 return
             finally:
                 started.set()
+            self.event_bus.defer()  # plain subscribers hear once work is handed out
             self._loop()
 
         thread = threading.Thread(target=serve, name="fastdag-scheduler", daemon=True)
@@ -432,8 +444,7 @@ class LocalExecutor(Executor):
                 if h.alive:
                     by_obj[h.conn] = ("conn", h)
                     by_obj[h.sentinel] = ("dead", h)
-            timeout = self._next_deadline()
-            for obj in wait([self._wake_r, *by_obj], timeout):
+            for obj in self._wait([self._wake_r, *by_obj]):
                 if obj is self._wake_r:
                     stopping = self._drain_inbox() or stopping
                     continue
@@ -453,8 +464,22 @@ class LocalExecutor(Executor):
             self.constants.expire()
             if stopping:
                 self._stop_workers()
+                self.event_bus.drain()
                 return
             self._dispatch()
+
+    def _wait(self, objects: list) -> list:
+        """The pipes and handles ready to read; while none is, deferred events go out.
+
+        Plain event subscribers are served when the scheduler has nothing
+        to do, so workers never wait on them (``EventBus.defer``).
+        """
+        if self.event_bus.pending:
+            ready = wait(objects, 0)
+            if ready:
+                return ready
+            self.event_bus.drain()
+        return wait(objects, self._next_deadline())
 
     def _next_deadline(self) -> float | None:
         """Seconds until something is due: a worker to kill, a cached constant to expire."""
@@ -525,12 +550,15 @@ class LocalExecutor(Executor):
                 h.alive = False
         with self._lock:
             self._broken = err
-        for run in self._runs.values():
-            run.future.fail(err)
+        runs = list(self._runs.values())
         while not self._inbox.empty():
             item = self._inbox.get_nowait()
             if item[0] == "run":
-                item[1].future.fail(err)
+                runs.append(item[1])
+        for run in runs:
+            if not run.closed:
+                ev.run_finished(self.event_bus, run.future.run_id, run.start, err)
+            run.future.fail(err)
 
     def _handle(self, h: WorkerHandle, msg: tuple) -> None:
         if msg[0] in ("up", "gil"):
@@ -571,7 +599,8 @@ class LocalExecutor(Executor):
         self._feed.stored(run.future.run_id, h.name, stored)
         self._feed.bundled(run.future.run_id, h.name, bundles)
         if records:
-            run.records.append((h.name, records))
+            if self.placement is not None:  # it learns tiny tasks' times from them
+                run.records.append((h.name, records))
             # First task's start to last task's end.
             busy = (records[END - RAW_WIDTH] - records[START]) / (len(records) // RAW_WIDTH)
             run.mean_task_s = busy if run.mean_task_s is None else 0.5 * (run.mean_task_s + busy)
@@ -597,16 +626,13 @@ class LocalExecutor(Executor):
         # start counting after its completions, from the consumers not run yet.
         for d in run.read(consumed):
             self._free(run, d)
-        for d, ref in stored.items():
-            run.stored[d] = ref
-            run.bytes_stored += ref.nbytes
+        run.stored.update(stored)
         self._count_readers(run, stored)
 
     def _add_bundles(self, run: RunState, bundles: list[Bundle]) -> None:
         """Keep a report's bundles of small results, each member counted as a stored one."""
         for b in bundles:
             run.bundled.update(dict.fromkeys(b.tasks, b))
-            run.bytes_stored += len(b.data)
             self._count_readers(run, b.tasks)
 
     def _count_readers(self, run: RunState, results: Iterable[int]) -> None:
@@ -632,9 +658,7 @@ class LocalExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - a result the caller cannot load
                 self._close_run(run, unloadable_result(plan.name(o), exc))
                 return
-        run.future.report = RunReport.of_run(run.future.run_id, self.name, run.settings,
-                                             run.start, plan, run.records, run.bytes_stored)
-        self._close_run(run, None)
+        self._close_run(run, None)  # RunFinished: the run recorder makes the report
         if self.placement is not None:
             self.placement.learn_run(plan, run.records)
         run.future.finish(outputs)

@@ -41,8 +41,11 @@ def rss_of(pids: list[int]) -> int:
 class Watch:
     """One run being watched."""
 
-    def __init__(self, future: Any, pids: Callable[[], list[int]], name: str, show: bool):
+    def __init__(self, future: Any, pids: Callable[[], list[int]], name: str, show: bool,
+                 recorder: Any = None):
         self.future = future
+        self.run_id = getattr(future, "run_id", "")
+        self.recorder = recorder  # the executor's RunRecorder: progress from the run's events
         self.pids = pids
         self.name = name
         self.show = show
@@ -58,9 +61,12 @@ class Watch:
         self.peak = max(self.peak, rss_of(pids))
 
     def progress(self) -> RunProgress:
-        future = self.future
-        return RunProgress(self.name, getattr(future, "tasks_done", 0),
-                           getattr(future, "tasks_total", 0), time.time() - self.start)
+        """Tasks done so far, as the run's events told the recorder (else the future's count)."""
+        counts = None if self.recorder is None else self.recorder.progress(self.run_id)
+        if counts is None:
+            future = self.future
+            counts = getattr(future, "tasks_done", 0), getattr(future, "tasks_total", 0)
+        return RunProgress(self.name, counts[0], counts[1], time.time() - self.start)
 
     def stop(self) -> int:
         """Stop watching; return the peak memory in bytes."""
@@ -130,10 +136,16 @@ def runs_in_flight() -> int:
     return len(_MONITOR.watches)
 
 
-def watch(future: Any, executor: Any, name: str, progress: bool | None) -> Watch:
-    """Start watching a run: memory always, progress if wanted (see ``wants_progress``)."""
+def watch(future: Any, executor: Any, name: str, progress: bool | None,
+          recorder: Any = None) -> Watch:
+    """Start watching a run: memory always, progress if wanted (see ``wants_progress``).
+
+    ``recorder``: the executor's ``RunRecorder``, the subscriber that counts
+    the run's finished tasks for the progress line.
+    """
     pids = getattr(executor, "worker_pids", None) or (lambda: [])
-    w = Watch(future, pids, name or getattr(executor, "name", ""), wants_progress(progress))
+    w = Watch(future, pids, name or getattr(executor, "name", ""), wants_progress(progress),
+              recorder)
     w.sample()
     if not future.done():
         _MONITOR.add(w)

@@ -1,6 +1,13 @@
 """A one-line progress display on a terminal: tasks done / total, elapsed time.
 
-Only formatting and drawing live here; ``monitor.py`` decides when to draw.
+::
+
+    executor events ──> RunRecorder.progress(run) ──> monitor.Watch ──> RunProgress ──> ProgressLine
+
+The counts come from the run's event stream (the executor's run recorder
+counts finished tasks from ``TaskBatch`` / ``TaskFinished`` events), the same
+for every executor. Only formatting and drawing live here; ``monitor.py``
+decides when to draw.
 The line is rewritten in place with a carriage return, so it is only drawn
 on a terminal: in a log file or a pipe the control characters would be noise.
 """

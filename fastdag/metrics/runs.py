@@ -1,8 +1,10 @@
 """Per-task and per-run metrics, as plain dataclasses and as Arrow tables.
 
-    worker RAW blocks ──> RunReport._raw ──.tasks──> one TaskRecord per task
-                                         ──.to_arrow()──> pyarrow Table (metrics.tables,
-                                                          through core.hooks: tables imports this)
+    workers ── RAW_FIELDS records ──> executor ── events ──> RunRecorder (recorder.py)
+                                                                  │ RunReport.of_run
+    RunReport._raw ──.tasks──> one TaskRecord per task
+                   ──.to_arrow()──> pyarrow Table (metrics.tables, through
+                                    core.hooks: tables imports this)
 
 Workers record one small tuple per task (``RAW_FIELDS``); turning them into
 ``TaskRecord`` objects or a pyarrow Table is deferred until someone reads
@@ -15,13 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core import hooks
-from ..core.records import RAW_FIELDS, RAW_WIDTH
+from ..core.records import RAW_WIDTH
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -72,41 +73,93 @@ class RunRecord:
     peak_memory: int = 0
 
 
+class TaskNames(Sequence):
+    """Task names (``Plan.name``: function-key) made when read.
+
+    It holds the two lists it needs, not the plan, so a report or an event
+    that keeps it does not keep the run's arguments alive; a table builds
+    all names at once from the same two lists (``tables.py``).
+    """
+
+    def __init__(self, functions: list[str], keys: Sequence[Any]):
+        self.functions, self.keys = functions, keys
+
+    def __len__(self) -> int:
+        return len(self.functions)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [f"{f}-{k}" for f, k in zip(self.functions[i], self.keys[i])]
+        return f"{self.functions[i]}-{self.keys[i]}"
+
+
 @dataclass
 class RunReport:
     """What a run measured: the run record and its task records (built on demand).
 
-    Executors fill ``_raw`` (``(worker, block)`` pairs, a block being the
-    ``RAW_FIELDS`` of one or more tasks run there, flat: a tuple of one task
-    or an ``array('d')`` of a whole batch, which pickles, frees and turns
-    into columns at C speed), ``_names`` and
-    ``_functions`` (per task index) and, when they pass it, ``_deps`` (the
-    plan's dependency indices). A report loaded from a sink has ``_tasks``
-    set directly instead.
+    Built in one place, ``of_run``, from the run's events (``recorder.py``):
+    ``_raw`` holds ``(worker, block)`` pairs, a block being the
+    ``RAW_FIELDS`` of one or more tasks run there, flat (a tuple of one
+    task, or an ``array('d')`` or list of a whole batch, which pickles,
+    frees and turns into columns at C speed); ``_names``, ``_functions``
+    and ``_deps`` describe the tasks by plan index. A report loaded from a
+    sink has ``_tasks`` set directly instead. Other modules read these
+    through the ``raw_records`` / ``task_*`` properties.
     """
 
     run: RunRecord
     _raw: list[tuple[str, Sequence[float]]] = field(default_factory=list, repr=False)
-    _names: list[str] = field(default_factory=list, repr=False)
+    _names: Sequence[str] = field(default_factory=list, repr=False)
     _functions: list[str] = field(default_factory=list, repr=False)
     _tasks: list[TaskRecord] | None = field(default=None, repr=False)
     _deps: list[tuple[int, ...]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def of_run(cls, run_id: str, executor: str, settings: dict[str, Any], start: float,
-               plan: Any, raw: list[tuple[str, Sequence[float]]],
-               bytes_moved: int = 0) -> "RunReport":
-        """The report of a run of ``plan`` (a ``plan.Plan``) that ends now.
+    def of_run(cls, submitted: Any, raw: list[tuple[str, Sequence[float]]],
+               makespan: float, bytes_moved: int = 0) -> "RunReport":
+        """The report of the run that ``submitted`` (its ``events.RunSubmitted``) announced.
 
-        The one place every executor builds its report, so the run record
-        and the task names come from the plan the same way everywhere.
+        The one place a report of a run is built (by ``recorder.RunRecorder``
+        for every executor), so the run record and the task names come from
+        the run's announcement the same way everywhere.
         """
-        return cls(run=RunRecord(run_id=run_id, workflow="", executor=executor,
-                                 settings=settings, start=start,
-                                 makespan=time.time() - start, tasks=len(plan),
-                                 bytes_moved=bytes_moved),
-                   _raw=raw, _names=plan.names(), _functions=plan.functions(),
-                   _deps=plan.deps)
+        return cls(run=RunRecord(run_id=submitted.run_id, workflow=submitted.name,
+                                 executor=submitted.executor,
+                                 settings=dict(submitted.settings or {}),
+                                 start=submitted.time, makespan=makespan,
+                                 tasks=len(submitted.names), bytes_moved=bytes_moved),
+                   _raw=raw, _names=submitted.names, _functions=submitted.functions,
+                   _deps=submitted.deps)
+
+    @classmethod
+    def loaded(cls, run: RunRecord, tasks: list[TaskRecord]) -> "RunReport":
+        """A report read back from a sink: its task records as they were stored."""
+        return cls(run=run, _tasks=tasks)
+
+    @property
+    def raw_records(self) -> list[tuple[str, Sequence[float]]]:
+        """The ``(worker, flat RAW_FIELDS)`` blocks workers reported (empty if loaded)."""
+        return self._raw if self._tasks is None else []
+
+    @property
+    def task_functions(self) -> list[str]:
+        """Function name of every task, by plan index."""
+        return self._functions
+
+    @property
+    def task_names(self) -> Sequence[str]:
+        """Name (``function-key``) of every task, by plan index."""
+        return self._names
+
+    @property
+    def task_keys(self) -> Sequence[Any] | None:
+        """The keys that make the names (``f"{function}-{key}"``), when known."""
+        return self._names.keys if isinstance(self._names, TaskNames) else None
+
+    @property
+    def task_deps(self) -> list[tuple[int, ...]]:
+        """Dependency indices of every task, by plan index (empty: not recorded)."""
+        return self._deps
 
     @property
     def tasks(self) -> list[TaskRecord]:

@@ -49,7 +49,7 @@ def tasks_table(report: RunReport) -> pa.Table:
     # No cycles are made here, and a collection triggered by these
     # allocations would scan every live graph node of the process.
     with gc_paused():
-        if report._tasks is None and report._raw:
+        if report.raw_records:
             columns = _columns_from_raw(report)
         else:
             columns = _columns_from_records(report.tasks)
@@ -65,17 +65,17 @@ def with_runs(table: pa.Table, reports: Iterable[RunReport]) -> pa.Table:
 
 def _columns_from_raw(report: RunReport) -> dict[str, object]:
     # Everything per task is done by numpy or Arrow, never a Python loop per task.
-    flat, workers = _raw_matrix(report._raw)
+    flat, workers = _raw_matrix(report.raw_records)
     n = len(flat)
     idx_np = flat[:, 0].astype(np.int32)
     idx = pa.array(idx_np)
     start_a, end_a = flat[:, 1], flat[:, 2]
     fetch_a, store_a, ready_a = flat[:, 3], flat[:, 4], flat[:, 8]
-    deps = report._deps
+    deps = report.task_deps
     return {
         "run_id": _repeat(report.run.run_id, n),
         "task_key": _task_keys(report).take(idx),
-        "function": pa.array(report._functions, pa.string()).take(idx),
+        "function": pa.array(report.task_functions, pa.string()).take(idx),
         "worker": workers,
         "start": start_a,
         "end": end_a,
@@ -116,16 +116,14 @@ def _raw_matrix(raw: list[tuple[str, Any]]) -> tuple[np.ndarray, pa.Array]:
 def _task_keys(report: RunReport) -> pa.Array:
     """Every task's key, by plan index.
 
-    Executors hand ``plan.names()``, a lazy sequence of ``f"{function}-{key}"``;
-    building those strings in Python costs about a microsecond per task, so
-    when the sequence exposes its plan they are joined in Arrow instead
-    (checked against one name computed the slow way).
+    A run's names are ``f"{function}-{key}"``; building those strings in
+    Python costs about a microsecond per task, so when the report knows its
+    keys they are joined in Arrow instead (checked against one name
+    computed the slow way).
     """
-    names = report._names
-    plan = getattr(names, "plan", None)
-    keys = getattr(plan, "keys", None)
-    if keys is not None and len(keys) == len(report._functions) and len(keys):
-        joined = pc.binary_join_element_wise(pa.array(report._functions, pa.string()),
+    names, functions, keys = report.task_names, report.task_functions, report.task_keys
+    if keys is not None and len(keys) == len(functions) and len(keys):
+        joined = pc.binary_join_element_wise(pa.array(functions, pa.string()),
                                              pa.array(keys, pa.int64()).cast(pa.string()), "-")
         if joined[0].as_py() == names[0]:
             return joined
@@ -175,7 +173,7 @@ def reports_from_table(table: pa.Table, source: str) -> list[RunReport]:
     for row in rows:
         row["deps"] = tuple(row["deps"] or ())
         by_run.setdefault(row["run_id"], []).append(TaskRecord(**row))
-    return [RunReport(run=r, _tasks=by_run[r.run_id]) for r in runs]
+    return [RunReport.loaded(r, by_run[r.run_id]) for r in runs]
 
 
 def combine(tables: list[pa.Table]) -> pa.Table:

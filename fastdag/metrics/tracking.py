@@ -48,9 +48,10 @@ def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
     spec = options.get("metrics")
     if spec is None:
         spec = getattr(executor, "metrics", None)
+    recorder = getattr(executor, "run_recorder", None)
     tracker = _RunTracker(resolve_sink(spec), executor, options.get("name") or "",
                           monitor.watch(future, executor, options.get("name") or "",
-                                        options.get("progress")))
+                                        options.get("progress"), recorder), recorder)
     original_finish = future.finish
 
     def finish(outputs: list[Any]) -> None:
@@ -75,10 +76,11 @@ class _RunTracker:
     garbage collector runs.
     """
 
-    __slots__ = ("sink", "owner", "name", "watch", "lock", "handled")
+    __slots__ = ("sink", "owner", "name", "watch", "recorder", "lock", "handled")
 
-    def __init__(self, sink: Any, owner: Any, name: str, watch: Any):
+    def __init__(self, sink: Any, owner: Any, name: str, watch: Any, recorder: Any):
         self.sink = sink
+        self.recorder = recorder  # the executor's RunRecorder: it built the report
         self.owner = weakref.ref(owner)   # the executor, whose shutdown() waits for the write
         self.name = name
         self.watch = watch
@@ -93,8 +95,9 @@ class _RunTracker:
                 return
             self.handled = True
         peak = self.watch.stop()
-        report = getattr(future, "report", None)
+        report = None if self.recorder is None else self.recorder.take(future.run_id)
         if report is not None:
+            future.report = report
             _complete(report, self.name, peak, self.sink, self.owner())
 
 
