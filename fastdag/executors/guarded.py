@@ -21,7 +21,8 @@ from ..gil import GilProfile, GilSampler, function_key
 from ..guard import guarded, private, writeable, wrote_read_only
 from ..plan import Plan
 from ..runner import execute
-from .inprocess import InProcessRun
+from .base import RunFuture
+from .inprocess import InProcessRun, run_inline as inprocess_inline
 from .threads import ThreadExecutor
 
 
@@ -43,7 +44,7 @@ class GuardedRun(InProcessRun):
 
     def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
                  profile: GilProfile, sampler: GilSampler, writers: set,
-                 events: EventBus | None = None, name: str = ""):
+                 events: EventBus | None = None, name: str = "", sample: bool = True):
         super().__init__(dag, single, executor, settings, events, name)
         plan = self.plan
         # A value seen by more than one party (consumers, the caller) is guarded.
@@ -56,24 +57,32 @@ class GuardedRun(InProcessRun):
         self.inputs = _Inputs(self.values, self.shared, guarded)
         self.profile, self.sampler, self.writers = profile, sampler, writers
         self.sampling = threading.Lock()  # held while this run keeps the sampler on
-        self.sampling.acquire()
-        self.sampler.enter()
+        self.sample = sample
+        if sample:
+            self.sampling.acquire()
+            self.sampler.enter()
 
     def call(self, i: int) -> tuple[Any, int]:
         func = self.plan.tasks[i].func
-        held, start = self.sampler.held, time.perf_counter()
-        if function_key(func) in self.writers:
-            result = self._call_private(i)
-        else:
-            try:
-                result = execute(self.plan, i, self.inputs)
-            except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
-                if not wrote_read_only(exc):
-                    raise
-                self.writers.add(function_key(func))
-                result = self._call_private(i)
-        self.profile.record(func, time.perf_counter() - start, self.sampler.held - held)
+        cpu, held, start = time.thread_time(), self.sampler.held, time.perf_counter()
+        result = self.guarded_call(i)
+        wall = time.perf_counter() - start
+        self.profile.record(func, wall, self.sampler.held - held if self.sample else None,
+                            time.thread_time() - cpu)
         return result
+
+    def guarded_call(self, i: int) -> tuple[Any, int]:
+        """Task ``i`` on guarded inputs, or on private copies if its function writes into them."""
+        func = self.plan.tasks[i].func
+        if function_key(func) in self.writers:
+            return self._call_private(i)
+        try:
+            return execute(self.plan, i, self.inputs)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
+            if not wrote_read_only(exc):
+                raise
+            self.writers.add(function_key(func))
+            return self._call_private(i)
 
     def _call_private(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` on private copies of every input, as a worker process would."""
@@ -123,3 +132,19 @@ class GuardedThreads(ThreadExecutor):
         settings = dict(self._settings(), placement="threads")
         return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
                           self.writers, self.events, name)
+
+    def run_inline(self, dag: DAG | Plan, single: bool, name: str = "") -> RunFuture:
+        """Run a graph of tiny tasks in this thread (``inline.InlineRun``); its resolved future.
+
+        With a subscriber listening, the run goes through ``run_inline`` of
+        ``inprocess``, which reports every task as an event.
+        """
+        from .inline import InlineRun
+        settings = dict(self._settings(), placement="inline")
+        run = InlineRun(dag, single, self.name, settings, self.profile, self.sampler,
+                        self.writers, self.events, name)
+        if run.bus is not None:
+            inprocess_inline(run)
+        else:
+            run.run()
+        return run.future

@@ -35,15 +35,43 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..events import EventBus
-from ..graph import DAG
+from ..graph import DAG, Task
 from ..gil import GilProfile
 from ..metrics import RAW_WIDTH
 from ..plan import Plan
 from .base import RunFuture
 from .guarded import GuardedThreads
+
+
+INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
+
+# What handing a graph to the pool or the workers costs at least, measured
+# on the 4,096-leaf tree (2 cores): a fixed part and a part per task.
+HANDOFF_FIXED_S = 0.002
+HANDOFF_PER_TASK_S = 2e-6
+
+
+class Expected(NamedTuple):
+    """A graph's predicted run, from the profile: summed task seconds and GIL-held seconds."""
+
+    work: float
+    held: float
+    alone: float          # summed task seconds when no task waits for the GIL (typical_s)
+    known: bool           # every function measured (the prediction covers the whole graph)
+    measured: bool        # every function not declared gil=False measured
+    declared_free: bool   # some function declared gil=False
+
+
+def _threads_win(expected: Expected, workers: int) -> bool:
+    """Threads when the GIL-bound part takes no longer than the whole would on every core."""
+    if not expected.measured:
+        return False
+    if expected.work == 0.0:
+        return expected.declared_free
+    return expected.held <= expected.work / workers
 
 
 class Placement:
@@ -57,36 +85,58 @@ class Placement:
         self.ready = threading.Event()
 
     def on_threads(self, graph: DAG | Plan) -> bool:
-        """Whether to run ``graph`` on threads here rather than on the worker processes.
+        """Whether to run ``graph`` in this process (inline or on threads), not on the workers."""
+        return self.where(graph) != PROCESSES
+
+    def where(self, graph: DAG | Plan) -> str:
+        """``INLINE``, ``THREADS`` or ``PROCESSES``: the rules of the module docstring.
 
         A Plan is a graph built without Nodes (a Dask graph, see bridges): its
-        tasks are judged by the same rule, per function.
+        tasks are judged by the same rules, per function.
         """
-        return not self.ready.is_set() or self.prefers_threads(graph)
+        tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+        expected = self.expected(tasks)
+        if expected.known and expected.alone * (1 - 1 / self.workers) <= \
+                HANDOFF_FIXED_S + len(tasks) * HANDOFF_PER_TASK_S:
+            return INLINE
+        if not self.ready.is_set() or _threads_win(expected, self.workers):
+            return THREADS
+        return PROCESSES
 
     def prefers_threads(self, graph: DAG | Plan) -> bool:
-        """The rule of the module docstring, from the functions' profiles."""
+        """The threads-or-processes rule alone, from the functions' profiles."""
         tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+        return _threads_win(self.expected(tasks), self.workers)
+
+    def expected(self, tasks: list[Task]) -> Expected:
+        """What the profile predicts for these tasks (one entry per task, repeats included)."""
         counts = collections.Counter(tasks)  # Tasks hash by identity
-        work = held = 0.0
-        declared_free = False
+        work = held = alone = 0.0
+        known, declared_free = True, False
         for task, count in counts.items():
             gil = getattr(task, "gil", None)
+            stats = None if gil else self.profile.get(task.func)
             if gil is False:
                 declared_free = True
+                known = known and stats is not None and stats.runs > 0
+                if stats is not None:
+                    work += count * stats.mean_s
+                    alone += count * stats.typical_s
                 continue
-            stats = None if gil else self.profile.get(task.func)
             if stats is None or not stats.runs:
-                return False
+                return Expected(work, held, alone, False, False, declared_free)
             fraction = stats.held_fraction
             work += count * stats.mean_s
+            alone += count * stats.typical_s
             held += count * stats.mean_s * (1.0 if fraction is None else fraction)
-        if work == 0.0:
-            return declared_free
-        return held <= work / self.workers
+        return Expected(work, held, alone, known, True, declared_free)
 
     def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
         return self.threads.start(graph, single, name)
+
+    def run_inline(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
+        """Run ``graph`` to its end in this thread (see ``inline.py``); its resolved future."""
+        return self.threads.run_inline(graph, single, name)
 
     def from_worker(self, wid: int, msg: tuple, runs: dict[int, Any]) -> None:
         """A worker's ("up",) or ("gil", run, [task, wall, held, ...]) message."""
