@@ -34,7 +34,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .graph import DAG, Node, Task, gc_paused, map_nested, walk_lock
+from .graph import DAG, Node, Task, gc_paused, is_node_list, map_nested, walk_lock
 
 
 class Ref:
@@ -288,6 +288,9 @@ def _build_plan(dag: DAG) -> Plan:
             a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
             if kw:
                 kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
+        elif kw is None and len(node.args) == 1 and type(node.args[0]) is list \
+                and is_node_list(node.args[0]):
+            a = ([Ref(v._index) for v in node.args[0]],)  # f([a, b, ...]): sum, concat
         else:
             a = map_nested(node.args, Node, to_ref)
             kw = map_nested(kw, Node, to_ref) if kw else None

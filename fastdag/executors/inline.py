@@ -40,8 +40,9 @@ import numpy as np
 
 from ..errors import TaskError, task_failure
 from ..guard import IMMUTABLE, guarded, wrote_read_only
-from ..gil import GilProfile, function_key
+from ..gil import function_key
 from ..metrics import RAW_WIDTH
+from ..plan import Ref
 from ..runner import FIXED_SIZES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from .guarded import GuardedRun
 from .inprocess import _worker_name
@@ -60,21 +61,26 @@ class InlineRun(GuardedRun):
     def run(self) -> None:
         """Run every task in plan order; resolve the future (with the first error, if any)."""
         n = len(self.plan)
-        starts, ends, sizes = array("d", bytes(8 * n)), array("d", bytes(8 * n)), self.sizes
+        ends, sizes = array("d", bytes(8 * n)), self.sizes
+        started = time.time()
         try:
-            if not self._loop(starts, ends):
+            if not self._loop(ends):
                 return  # cancelled
         except TaskError as exc:
             self.fail(exc)
             return
         self.ran = n
         self.future.tasks_done = n
+        starts = array("d", [started]) + ends[:-1]  # each task starts as the one before ends
         self.records.append((_worker_name(), _block(starts, ends, sizes, self.plan, self.attempts)))
         self._learn(starts, ends)
         self.finish()
 
-    def _loop(self, starts: array, ends: array) -> bool:
-        """The pass over the plan; False if the run was cancelled meanwhile.
+    def _loop(self, ends: array) -> bool:
+        """The pass over the plan, each task's end time into ``ends``; False if cancelled.
+
+        One clock read per task: a task starts when the one before it ends,
+        so the loop's own few hundred nanoseconds are counted in the next task.
 
         ``needs_guard`` marks stored values someone else may also see that a
         task could change (``shared`` and not immutable): while there are
@@ -91,12 +97,18 @@ class InlineRun(GuardedRun):
             if not i % _CANCEL_CHECK and future.done():
                 return False
             mine = deps[i]
-            start = clock()
-            if direct[i]:
-                call_args = args[i] if direct[i] == 1 else [values[d] for d in mine]
-                if needing and direct[i] == 2:
-                    call_args = [guarded(v) if needs_guard[d] else v
-                                 for d, v in zip(mine, call_args)]
+            kind = direct[i]
+            if kind:
+                if kind == 1:
+                    call_args = args[i]
+                else:
+                    order = mine if kind == 2 else [r.i for r in args[i][0]]
+                    call_args = [values[d] for d in order]
+                    if needing:
+                        call_args = [guarded(v) if needs_guard[d] else v
+                                     for d, v in zip(order, call_args)]
+                    if kind == 3:
+                        call_args = (call_args,)
                 try:
                     value = funcs[i](*call_args)
                 except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - its own path decides
@@ -104,7 +116,6 @@ class InlineRun(GuardedRun):
             else:
                 value = self._call_slow(i)
             ends[i] = clock()
-            starts[i] = start
             values[i] = value
             size = fixed(type(value))
             sizes[i] = nbytes(value) if size is None else size
@@ -119,18 +130,21 @@ class InlineRun(GuardedRun):
 
     def _direct(self) -> bytearray:
         """Per task: 1 to call with its plain captured arguments, 2 with its inputs in
-        order (``f(a, b)`` of Nodes), 0 for ``GuardedRun``'s path (nested inputs,
-        keywords, captured objects, a function known to write into its inputs).
+        order (``f(a, b)`` of Nodes), 3 with one list of inputs (``f([a, b])``), 0 for
+        ``GuardedRun``'s path (other nesting, keywords, captured objects, a
+        function known to write into its inputs).
         """
         plan, writers = self.plan, self.writers
         direct = bytearray(len(plan))
         for i, (task, mode) in enumerate(zip(plan.tasks, plan.modes)):
-            if writers and function_key(task.func) in writers:
+            if writers and function_key(task.func) in writers or plan.kwargs[i]:
                 continue
             if mode == 3:
                 direct[i] = 2
-            elif mode == 0 and plan.simple[i] and not plan.kwargs[i]:
+            elif mode == 0 and plan.simple[i]:
                 direct[i] = 1
+            elif mode == 2 and _one_list_of_refs(plan.args[i]):
+                direct[i] = 3
         return direct
 
     def _call_slow(self, i: int) -> Any:
@@ -163,18 +177,14 @@ class InlineRun(GuardedRun):
 
     def _learn(self, starts: array, ends: array) -> None:
         """One profile update per function, from its tasks' run times in this run."""
-        learn_durations(self.profile, self.plan.tasks, np.frombuffer(ends) - np.frombuffer(starts))
+        self.profile.record_tasks(self.plan.tasks, np.frombuffer(ends) - np.frombuffer(starts))
 
 
-def learn_durations(profile: GilProfile, tasks: list, durations: np.ndarray) -> None:
-    """Record ``durations[i]`` as a run of ``tasks[i]``'s function, grouped per function."""
-    ids = np.fromiter(map(id, tasks), dtype=np.int64, count=len(tasks))
-    _keys, first, group = np.unique(ids, return_index=True, return_inverse=True)
-    if len(first) == 1:
-        profile.record_durations(tasks[0].func, durations)
-        return
-    for k, i in enumerate(first):
-        profile.record_durations(tasks[i].func, durations[group == k])
+def _one_list_of_refs(template: tuple) -> bool:
+    """Whether an argument template is ``([Ref, Ref, ...],)``, as ``plan`` builds for ``f([a, b])``."""
+    if len(template) != 1 or type(template[0]) is not list:
+        return False
+    return all(type(v) is Ref for v in template[0])
 
 
 def _block(starts: array, ends: array, sizes: list[int], plan: Any,

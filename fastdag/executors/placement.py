@@ -33,13 +33,16 @@ Until the worker processes have started (they announce themselves with an
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from ..events import EventBus
 from ..graph import DAG, Task
-from ..gil import GilProfile
+from ..gil import MIN_TASK_S, GilProfile, function_key
 from ..metrics import RAW_WIDTH
 from ..plan import Plan
 from .base import RunFuture
@@ -48,10 +51,16 @@ from .guarded import GuardedThreads
 
 INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
 
-# What handing a graph to the pool or the workers costs at least, measured
-# on the 4,096-leaf tree (2 cores): a fixed part and a part per task.
-HANDOFF_FIXED_S = 0.002
-HANDOFF_PER_TASK_S = 2e-6
+# What handing a graph to the workers costs, measured on 2 cores (a 1-task
+# graph: 0.5 ms; the 4,096-leaf tree: 17 ms, 4.2 us a task), rounded so that
+# only graphs clearly cheaper to run here stay inline.
+HANDOFF_FIXED_S = 0.001
+HANDOFF_PER_TASK_S = 3e-6
+# Hysteresis: a graph's functions keep the placement last chosen for them
+# until the evidence against it is this much past the threshold (and a new
+# placement is taken only when it is this much inside it), so measurement
+# noise under load does not flip a workload between threads and processes.
+MARGIN = 0.5
 
 
 class Expected(NamedTuple):
@@ -63,15 +72,36 @@ class Expected(NamedTuple):
     known: bool           # every function measured (the prediction covers the whole graph)
     measured: bool        # every function not declared gil=False measured
     declared_free: bool   # some function declared gil=False
+    functions: frozenset  # the graph's functions (``function_key``): what a decision is kept for
 
 
-def _threads_win(expected: Expected, workers: int) -> bool:
-    """Threads when the GIL-bound part takes no longer than the whole would on every core."""
+def _threads_score(expected: Expected, workers: int) -> float:
+    """GIL-bound time over the time of the whole on every core: threads win at <= 1."""
     if not expected.measured:
-        return False
+        return math.inf
     if expected.work == 0.0:
-        return expected.declared_free
-    return expected.held <= expected.work / workers
+        return 0.0 if expected.declared_free else math.inf
+    return expected.held / (expected.work / workers)
+
+
+def _inline_score(expected: Expected, tasks: int, workers: int) -> float:
+    """What parallel running could save over what handing off costs: inline wins at <= 1."""
+    if not expected.known:
+        return math.inf
+    return expected.alone * (1 - 1 / workers) / (HANDOFF_FIXED_S + tasks * HANDOFF_PER_TASK_S)
+
+
+def _decide(inline: float, threads: float, previous: str | None) -> str:
+    """The first placement whose score fits, with ``MARGIN`` of hysteresis around ``previous``."""
+    def fits(score: float, where: str) -> bool:
+        if previous is None:
+            return score <= 1.0
+        return score <= (1.0 + MARGIN if where == previous else 1.0 / (1.0 + MARGIN))
+    if fits(inline, INLINE):
+        return INLINE
+    if fits(threads, THREADS):
+        return THREADS
+    return PROCESSES
 
 
 class Placement:
@@ -83,6 +113,7 @@ class Placement:
         self.threads = GuardedThreads(workers, self.profile, settings, events)
         self._up: set[int] = set()
         self.ready = threading.Event()
+        self._decisions: dict[frozenset, str] = {}  # the last placement per set of functions
 
     def on_threads(self, graph: DAG | Plan) -> bool:
         """Whether to run ``graph`` in this process (inline or on threads), not on the workers."""
@@ -92,25 +123,30 @@ class Placement:
         """``INLINE``, ``THREADS`` or ``PROCESSES``: the rules of the module docstring.
 
         A Plan is a graph built without Nodes (a Dask graph, see bridges): its
-        tasks are judged by the same rules, per function.
+        tasks are judged by the same rules, per function. The choice is
+        remembered per set of functions (see ``MARGIN``); until the workers
+        are up, a graph meant for them runs on threads, and nothing is remembered.
         """
         tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
         expected = self.expected(tasks)
-        if expected.known and expected.alone * (1 - 1 / self.workers) <= \
-                HANDOFF_FIXED_S + len(tasks) * HANDOFF_PER_TASK_S:
-            return INLINE
-        if not self.ready.is_set() or _threads_win(expected, self.workers):
+        choice = _decide(_inline_score(expected, len(tasks), self.workers),
+                         _threads_score(expected, self.workers),
+                         self._decisions.get(expected.functions))
+        if choice == PROCESSES and not self.ready.is_set():
             return THREADS
-        return PROCESSES
+        if expected.known or expected.measured:
+            self._decisions[expected.functions] = choice
+        return choice
 
     def prefers_threads(self, graph: DAG | Plan) -> bool:
-        """The threads-or-processes rule alone, from the functions' profiles."""
+        """The threads-or-processes rule alone (no memory), from the functions' profiles."""
         tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
-        return _threads_win(self.expected(tasks), self.workers)
+        return _threads_score(self.expected(tasks), self.workers) <= 1.0
 
     def expected(self, tasks: list[Task]) -> Expected:
         """What the profile predicts for these tasks (one entry per task, repeats included)."""
         counts = collections.Counter(tasks)  # Tasks hash by identity
+        functions = frozenset((function_key(t.func), t.gil) for t in counts)
         work = held = alone = 0.0
         known, declared_free = True, False
         for task, count in counts.items():
@@ -124,12 +160,12 @@ class Placement:
                     alone += count * stats.typical_s
                 continue
             if stats is None or not stats.runs:
-                return Expected(work, held, alone, False, False, declared_free)
+                return Expected(work, held, alone, False, False, declared_free, functions)
             fraction = stats.held_fraction
             work += count * stats.mean_s
             alone += count * stats.typical_s
             held += count * stats.mean_s * (1.0 if fraction is None else fraction)
-        return Expected(work, held, alone, known, True, declared_free)
+        return Expected(work, held, alone, known, True, declared_free, functions)
 
     def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
         return self.threads.start(graph, single, name)
@@ -153,20 +189,17 @@ class Placement:
             self.profile.record(tasks[int(samples[k])].func, samples[k + 1], samples[k + 2])
 
     def learn_run(self, plan: Plan, records: list[tuple[str, Any]]) -> None:
-        """Run times of functions no worker sampled (tiny tasks), from a finished run's records.
-
-        Only functions the profile does not know yet are read, so a graph
-        run again costs one pass over its distinct tasks.
+        """Run times of the tasks no worker sampled (shorter than ``MIN_TASK_S``), from a
+        finished run's records, so a function's profile follows it wherever it runs.
         """
-        unknown = {t for t in set(plan.tasks) if self.profile.get(t.func) is None}
-        if not unknown:
+        blocks = [np.asarray(block, dtype=np.float64) for _worker, block in records]
+        if not blocks:
             return
+        table = np.concatenate(blocks).reshape(-1, RAW_WIDTH)
+        durations = table[:, 2] - table[:, 1]
+        short = durations < MIN_TASK_S
         tasks = plan.tasks
-        for _worker, block in records:
-            for k in range(0, len(block), RAW_WIDTH):
-                task = tasks[int(block[k])]
-                if task in unknown:
-                    self.profile.record(task.func, block[k + 2] - block[k + 1], None)
+        self.profile.record_tasks([tasks[int(i)] for i in table[short, 0]], durations[short])
 
     def shutdown(self, wait: bool = True) -> None:
         self.threads.shutdown(wait=wait)
