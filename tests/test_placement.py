@@ -347,3 +347,22 @@ def test_the_default_executor_runs_a_tiny_tree_inline_once_measured():
             assert fd.last_run().run.settings["placement"] == "inline"
         prefix = ex.prefix
     assert _segments(prefix) == []
+
+
+def test_a_placement_is_kept_until_the_evidence_is_clearly_against_it():
+    place = _placement()
+    dag = total(np.zeros(3)).dag
+    try:
+        _record(place, total, 0.05, 0.01)  # 20% of the time GIL-held: threads (score 0.4)
+        assert place.where(dag) == "threads"
+        _record(place, total, 0.05, 0.04, runs=12)  # held fraction 0.53: score 1.05, noise
+        assert place.where(dag) == "threads"
+        assert not place.prefers_threads(dag)  # what the rule alone would say
+        _record(place, total, 0.05, 0.05, runs=60)  # fraction 0.87: score 1.75
+        assert place.where(dag) == "processes"
+        _record(place, total, 0.05, 0.005, runs=150)  # fraction 0.37: score 0.75
+        assert place.prefers_threads(dag) and place.where(dag) == "processes"
+        _record(place, total, 0.05, 0.0, runs=400)  # fraction 0.13: score 0.26
+        assert place.where(dag) == "threads"
+    finally:
+        place.shutdown()
