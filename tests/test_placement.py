@@ -366,3 +366,24 @@ def test_a_placement_is_kept_until_the_evidence_is_clearly_against_it():
         assert place.where(dag) == "threads"
     finally:
         place.shutdown()
+
+
+def _loop_pid(seconds: float) -> int:
+    _python_loop(seconds)
+    return os.getpid()
+
+
+def test_a_first_graph_moves_its_gil_holding_tasks_to_the_workers_once_they_are_up():
+    """Started on threads (no worker yet), pure-Python tasks go to the workers when they report in."""
+    for tasks in (40, 120, 360):  # a slow machine boots the workers later
+        with fd.LocalExecutor(workers=2, placement="auto") as ex:
+            pids = ex.compute(*[fd.task(_loop_pid)(0.05) for _ in range(tasks)])
+            assert fd.last_run().run.settings["placement"] == "threads"
+            assert len(fd.last_run().tasks) == tasks
+            workers = set(ex.worker_pids())
+            prefix = ex.prefix
+        assert _segments(prefix) == []
+        if set(pids) & workers:
+            assert set(pids) <= workers | {os.getpid()}
+            return
+    raise AssertionError("no task of the first graph ever ran on a worker")

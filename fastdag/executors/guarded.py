@@ -21,9 +21,14 @@ from ..gil import GilProfile, GilSampler, function_key
 from ..guard import guarded, private, writeable, wrote_read_only
 from ..plan import Plan
 from ..runner import execute
-from .base import RunFuture
+from ..errors import TaskError
+from .base import RunFuture, wait_for
 from .inprocess import InProcessRun, run_inline as inprocess_inline
 from .threads import ThreadExecutor
+
+
+# A hook that may send task ``i`` of a run to a worker process (see placement.py).
+Offload = Callable[["GuardedRun", int], "RunFuture | None"]
 
 
 class _Inputs:
@@ -55,6 +60,8 @@ class GuardedRun(InProcessRun):
         self.unguarded = bytearray(1 - s for s in plan.simple)
         self.inputs = _Inputs(self.values, self.shared, guarded)
         self.profile, self.sampler, self.writers = profile, sampler, writers
+        # Asked before each task: a worker's future for it, or None to run it here.
+        self.offload: Offload | None = None
         self.sampling = threading.Lock()  # held while this run keeps the sampler on
         self.sample = sample
         if sample:
@@ -62,6 +69,10 @@ class GuardedRun(InProcessRun):
             self.sampler.enter()
 
     def call(self, i: int) -> tuple[Any, int]:
+        if self.offload is not None:
+            remote = self.offload(self, i)
+            if remote is not None:
+                return self._remote_result(remote), 1
         func = self.plan.tasks[i].func
         cpu, held, start = time.thread_time(), self.sampler.held, time.perf_counter()
         result = self.guarded_call(i)
@@ -69,6 +80,14 @@ class GuardedRun(InProcessRun):
         self.profile.record(func, wall, self.sampler.held - held if self.sample else None,
                             time.thread_time() - cpu)
         return result
+
+    @staticmethod
+    def _remote_result(remote: RunFuture) -> Any:
+        """The value of a task sent to a worker process (its profile is the worker's to record)."""
+        try:
+            return wait_for(remote)
+        except TaskError as exc:  # reported again, under this run, as the task's own error
+            raise (exc.__cause__ or exc) from None
 
     def guarded_call(self, i: int) -> tuple[Any, int]:
         """Task ``i`` on guarded inputs, or on private copies if its function writes into them."""
@@ -132,10 +151,13 @@ class GuardedThreads(ThreadExecutor):
         self.writers: set = set()  # functions seen writing into their inputs
         self._settings = settings
 
-    def new_run(self, dag: DAG | Plan, single: bool, name: str = "") -> InProcessRun:
+    def new_run(self, dag: DAG | Plan, single: bool, name: str = "",
+                offload: Offload | None = None) -> InProcessRun:
         settings = dict(self._settings(), placement="threads")
-        return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
-                          self.writers, self.events, name)
+        run = GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
+                         self.writers, self.events, name)
+        run.offload = offload
+        return run
 
     def run_inline(self, dag: DAG | Plan, single: bool, name: str = "") -> RunFuture:
         """Run a graph of tiny tasks in this thread (``inline.InlineRun``); its resolved future.

@@ -218,7 +218,7 @@ class LocalExecutor(Executor):
         self._serve_dashboard(dashboard)
         if placement not in ("processes", "auto"):
             raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
-        self.placement = (Placement(self.workers, self.settings, self.event_bus)
+        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan)
                           if placement == "auto" else None)
 
     def __reduce__(self):

@@ -41,12 +41,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..events import EventBus
-from ..graph import DAG, Task
+from ..graph import DAG, Task, map_nested
 from ..gil import MIN_TASK_S, GilProfile, function_key
 from ..metrics import RAW_WIDTH
-from ..plan import Plan
+from ..plan import Plan, Ref
 from .base import RunFuture
-from .guarded import GuardedThreads
+from .guarded import GuardedRun, GuardedThreads
 
 
 INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
@@ -104,11 +104,27 @@ def _decide(inline: float, threads: float, previous: str | None) -> str:
     return PROCESSES
 
 
+def _one_task_plan(plan: Plan, i: int, values: list) -> Plan:
+    """Task ``i`` of ``plan`` alone, its inputs from ``values`` captured as arguments."""
+    if plan.modes[i] == 3:
+        args, kwargs = tuple(values[d] for d in plan.deps[i]), None
+    else:
+        def lookup(ref: Ref) -> Any:
+            return values[ref.i]
+        args = map_nested(plan.args[i], Ref, lookup)
+        kwargs = map_nested(plan.kwargs[i], Ref, lookup) if plan.kwargs[i] else None
+    return Plan(tasks=[plan.tasks[i]], args=[args], kwargs=[kwargs], modes=[0], deps=[()],
+                dependents=[[]], outputs=[0], keys=[plan.keys[i]], wanted=bytearray(b"\1"),
+                simple=bytearray(1), labels=[plan.name(i)] if plan.labels is not None else None)
+
+
 class Placement:
     """Per-graph choice between worker processes and threads, learned per function."""
 
-    def __init__(self, workers: int, settings: Callable[[], dict], events: EventBus | None = None):
+    def __init__(self, workers: int, settings: Callable[[], dict], events: EventBus | None = None,
+                 submit: Callable[[Plan, bool], RunFuture] | None = None):
         self.workers = workers
+        self._submit = submit  # the workers' own submit_plan, for tasks offloaded to them
         self.profile = GilProfile()
         self.threads = GuardedThreads(workers, self.profile, settings, events)
         self._up: set[int] = set()
@@ -168,7 +184,29 @@ class Placement:
         return Expected(work, held, alone, known, True, declared_free, functions)
 
     def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
-        return self.threads.start(graph, single, name)
+        """Start ``graph`` on the threads; started before the workers are up, its
+        GIL-holding tasks move to them once they are (``offload``)."""
+        early = self._submit is not None and not self.ready.is_set()
+        return self.threads.start(graph, single, name, offload=self.offload if early else None)
+
+    def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
+        """Task ``i`` of a graph started on threads before the workers were up, sent to one
+        now that they are, if its function was measured (on those threads) holding the GIL
+        for more than the threads can overlap and running long enough to sample; else None.
+
+        Its inputs are pickled to the worker, so nothing here sees what it changes.
+        """
+        if not self.ready.is_set():
+            return None
+        plan = run.plan
+        task = plan.tasks[i]
+        stats = None if task.gil is False else self.profile.get(task.func)
+        if stats is None or stats.typical_s < MIN_TASK_S:
+            return None
+        fraction = stats.held_fraction
+        if task.gil is not True and (fraction is None or fraction * self.workers <= 1.0):
+            return None
+        return self._submit(_one_task_plan(plan, i, run.values), True)
 
     def run_inline(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
         """Run ``graph`` to its end in this thread (see ``inline.py``); its resolved future."""
