@@ -28,6 +28,7 @@ not frozen beforehand, because task costs are unknown until tasks run:
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 from array import array
@@ -98,8 +99,10 @@ class Plan:
 
     def refcounts(self) -> list[int]:
         """Per task: how many consumers, plus one if the caller wants it."""
-        wanted = self.wanted
-        return [len(c) + wanted[i] for i, c in enumerate(self.dependents)]
+        counts = list(map(len, self.dependents))
+        for i in itertools.compress(range(len(counts)), self.wanted):
+            counts[i] += 1
+        return counts
 
     def __reduce__(self):
         # The structure (ints and tuples) and the simple arguments go through

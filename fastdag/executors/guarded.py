@@ -31,6 +31,9 @@ from .threads import ThreadExecutor
 Offload = Callable[["GuardedRun", int], "RunFuture | None"]
 
 
+_NOT = bytes([1, 0]) + bytes(254)  # bytes.translate table: 0 <-> 1
+
+
 class _Inputs:
     """The run's values as a task reads them: guarded where others share them."""
 
@@ -57,7 +60,7 @@ class GuardedRun(InProcessRun):
         self.captured = (list(plan.args), list(plan.kwargs))  # as the user passed them
         # Captured arguments other than plain data are guarded when their task
         # first runs (an inline run calls most tasks without them).
-        self.unguarded = bytearray(1 - s for s in plan.simple)
+        self.unguarded = plan.simple.translate(_NOT)
         self.inputs = _Inputs(self.values, self.shared, guarded)
         self.profile, self.sampler, self.writers = profile, sampler, writers
         # Asked before each task: a worker's future for it, or None to run it here.

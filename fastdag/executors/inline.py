@@ -98,7 +98,12 @@ class InlineRun(GuardedRun):
                 return False
             mine = deps[i]
             kind = direct[i]
-            if kind:
+            if kind == 4 and not needing:  # f(a, b) of two Nodes, nothing to guard: the bulk
+                try:
+                    value = funcs[i](values[mine[0]], values[mine[1]])
+                except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - its own path decides
+                    value = self._after_error(i, exc)
+            elif kind:
                 if kind == 1:
                     call_args = args[i]
                 else:
@@ -130,22 +135,27 @@ class InlineRun(GuardedRun):
 
     def _direct(self) -> bytearray:
         """Per task: 1 to call with its plain captured arguments, 2 with its inputs in
-        order (``f(a, b)`` of Nodes), 3 with one list of inputs (``f([a, b])``), 0 for
-        ``GuardedRun``'s path (other nesting, keywords, captured objects, a
-        function known to write into its inputs).
+        order (``f(x, y, z)`` of Nodes; 4 when there are two), 3 with one list of inputs
+        (``f([a, b])``), 0 for ``GuardedRun``'s path (other nesting, keywords, captured
+        objects, a function known to write into its inputs). Worked out column-wise:
+        a Python pass over 4,096 tasks cost as much as running them.
         """
-        plan, writers = self.plan, self.writers
-        direct = bytearray(len(plan))
-        for i, (task, mode) in enumerate(zip(plan.tasks, plan.modes)):
-            if writers and function_key(task.func) in writers or plan.kwargs[i]:
-                continue
-            if mode == 3:
-                direct[i] = 2
-            elif mode == 0 and plan.simple[i]:
-                direct[i] = 1
-            elif mode == 2 and _one_list_of_refs(plan.args[i]):
-                direct[i] = 3
-        return direct
+        plan, n = self.plan, len(self.plan)
+        modes = np.frombuffer(bytes(plan.modes), dtype=np.uint8)
+        inputs = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
+        keywords = np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n)
+        simple = np.frombuffer(plan.simple, dtype=np.uint8).astype(bool)
+        kinds = np.where(modes == 3, np.where(inputs == 2, 4, 2),
+                         np.where((modes == 0) & simple, 1, 0)).astype(np.uint8)
+        kinds[keywords] = 0
+        for i in np.flatnonzero((modes == 2) & ~keywords):
+            if _one_list_of_refs(plan.args[i]):
+                kinds[i] = 3
+        if self.writers:
+            for i, task in enumerate(plan.tasks):
+                if function_key(task.func) in self.writers:
+                    kinds[i] = 0
+        return bytearray(kinds.tobytes())
 
     def _call_slow(self, i: int) -> Any:
         """Task ``i`` by ``GuardedRun.guarded_call``, a failure turned into the run's TaskError."""
@@ -203,9 +213,8 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any,
     lengths = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
     if lengths.any():
         inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64)
-        per_task = np.zeros(n)
-        np.add.at(per_task, np.repeat(np.arange(n), lengths), out_bytes[inputs])
-        table[:, 5] = per_task
+        table[:, 5] = np.bincount(np.repeat(np.arange(n), lengths), weights=out_bytes[inputs],
+                                  minlength=n)
     table[:, 7] = 1.0
     for i, count in attempts.items():
         table[i, 7] = count
