@@ -263,10 +263,6 @@ def _build_plan(dag: DAG) -> Plan:
     dependents: list[list[int]] = [[] for _ in range(n)]
     simple = bytearray(n)
     atomic = _ATOMIC
-
-    def to_ref(node: Node) -> Ref:
-        return Ref(node._index)
-
     for i, node in enumerate(nodes):
         mode = node.mode
         if mode:
@@ -287,16 +283,8 @@ def _build_plan(dag: DAG) -> Plan:
         kw = node.kwargs or None
         if mode == 0:
             a = node.args
-        elif mode == 1:
-            a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
-            if kw:
-                kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
-        elif kw is None and len(node.args) == 1 and type(node.args[0]) is list \
-                and is_node_list(node.args[0]):
-            a = ([Ref(v._index) for v in node.args[0]],)  # f([a, b, ...]): sum, concat
         else:
-            a = map_nested(node.args, Node, to_ref)
-            kw = map_nested(kw, Node, to_ref) if kw else None
+            a, kw = _template(node, kw)
         args[i] = a
         kwargs[i] = kw
         if kw is None:
@@ -314,6 +302,23 @@ def _build_plan(dag: DAG) -> Plan:
                 modes=[node.mode for node in nodes], deps=deps, dependents=dependents,
                 outputs=outputs, keys=[node.key for node in nodes], wanted=wanted,
                 simple=simple)
+
+
+def _template(node: Node, kw: dict | None) -> tuple[tuple, dict | None]:
+    """The argument template of a node with Node arguments: each Node replaced by its Ref."""
+    if node.mode == 1:
+        a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
+        if kw:
+            kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
+        return a, kw
+    if kw is None and len(node.args) == 1 and type(node.args[0]) is list \
+            and is_node_list(node.args[0]):
+        return ([Ref(v._index) for v in node.args[0]],), None  # f([a, b, ...]): sum, concat
+    return map_nested(node.args, Node, _to_ref), map_nested(kw, Node, _to_ref) if kw else None
+
+
+def _to_ref(node: Node) -> Ref:
+    return Ref(node._index)
 
 
 def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:
