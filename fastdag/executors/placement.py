@@ -1,15 +1,19 @@
-"""Where the default executor runs a graph: its worker processes, or threads in this process.
+"""Where the default executor runs a graph: inline in the caller's thread, on threads, or on its worker processes.
 
 ::
 
-    submit(dag) or a Dask graph's Plan ──> Placement.on_threads(graph)?
-                      │ workers still starting ───────────────> threads (GuardedThreads)
+    submit(dag) or a Dask graph's Plan ──> Placement.where(graph)
+                      │ every function measured, the whole graph
+                      │   cheaper to run than to hand off ───────> inline (InlineRun, this thread)
                       │ every function measured, GIL-held work
-                      │   no more than the cores can overlap ──> threads
+                      │   no more than the cores can overlap ────> threads (GuardedThreads)
+                      │ workers still starting ──────────────────> threads; GIL-holding tasks
+                      │                                             move to the workers once up
                       └ otherwise (a function never seen, pure
-                        Python, tiny tasks, gil=True) ─────────> worker processes
-    measurements:  thread runs (GuardedRun) and worker processes ("gil" messages)
-                   ──> GilProfile (per function: mean run time, GIL-held fraction)
+                        Python, gil=True) ───────────────────────> worker processes
+    measurements:  inline and thread runs (wall, thread CPU time, GIL samples),
+                   worker processes ("gil" messages, run records)
+                   ──> GilProfile (per function: mean and typical run time, GIL-held fraction)
 
 Why: numpy, pandas and Pillow release the GIL, so threads run them in
 parallel and share results for free, while worker processes pay for writing
@@ -17,17 +21,24 @@ each result into fresh shared memory; pure-Python work holds the GIL and
 only processes run it in parallel. Per graph, with ``W`` the expected task
 time and ``H`` its GIL-held part (from the profile, mean x count per
 function), threads win when ``H <= W / cores``: the GIL-bound part then
-takes no longer than the whole would on every core. A function never seen
-runs where it always ran, on the processes (the safe default: isolation,
-parallel pure Python), which measure it for next time. Tiny tasks (too
-short to sample) count as holding the GIL: the processes batch them.
+takes no longer than the whole would on every core. A graph whose tasks are
+tiny (``A``, the sum of their typical run times) runs inline when
+``A (1 - 1/cores) <= F + n p``: parallel running could not save more than
+handing ``n`` tasks off costs (``HANDOFF_FIXED_S``, ``HANDOFF_PER_TASK_S``).
+A function never seen runs on the processes (the safe default: isolation,
+parallel pure Python), which measure it for next time.
+
+Measurements are noisy on a loaded machine, so the choice made for a set of
+functions is kept until the evidence against it is clear (``MARGIN``).
 
 ``@fd.task(gil=False)`` declares a function GIL-free (threads without
 measuring it); ``gil=True`` keeps every graph that uses it on processes.
 
 Until the worker processes have started (they announce themselves with an
-"up" message), every graph runs on threads, so a fresh interpreter's first
-``compute()`` does not wait for workers to boot.
+"up" message), graphs meant for them run on threads, so a fresh
+interpreter's first ``compute()`` does not wait for workers to boot; once
+they are up, that graph's tasks of functions measured holding the GIL are
+sent to them one by one (``offload``).
 """
 
 from __future__ import annotations
