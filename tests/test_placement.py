@@ -18,6 +18,8 @@ import fastdag as fd
 from fastdag.executors.guarded import GuardedThreads
 from fastdag.executors.placement import Placement
 from fastdag.core.gil import GilProfile, GilSampler
+from fastdag.events import EventBus
+from fastdag.metrics.recorder import RunRecorder
 from fastdag.store.shm import SHM_DIR
 
 
@@ -206,7 +208,7 @@ def test_auto_executor_learns_from_workers_and_leaves_nothing_behind():
         assert ex.placement.profile.get(_tiny).runs == 1
         a = np.zeros(100_000)
         assert (ex.compute(fd.task(ident.func, gil=False)(a)) == 0).all()
-        assert fd.last_run().run.settings["placement"] == "threads"
+        assert fd.last_run().run.settings["placement"] in ("threads", "inline")  # this process
         prefix = ex.prefix
     assert _segments(prefix) == []
 
@@ -219,3 +221,175 @@ def test_a_failing_task_on_threads_names_the_task_and_stops_sampling(threads):
         threads.compute(fd.task(boom)(np.zeros(3)))
     assert isinstance(info.value.__cause__, ValueError)
     assert threads.sampler._users == 0 and not threads.sampler._active.is_set()
+
+
+def _add(a, b):
+    return a + b
+
+
+def _tree(leaves: list, func=_add):
+    items = list(leaves)
+    while len(items) > 1:
+        items = [fd.task(func)(items[k], items[k + 1]) for k in range(0, len(items), 2)]
+    return items[0]
+
+
+def _measured_tiny(place: Placement, *funcs) -> None:
+    for func in funcs:
+        place.profile.record_durations(func, np.full(100, 1e-6))
+
+
+def test_graphs_of_tiny_measured_tasks_run_inline_others_do_not():
+    place = _placement()
+    try:
+        tree = _tree(list(range(64)))
+        assert place.where(tree.dag) == "processes"  # never seen
+        _measured_tiny(place, _add)
+        assert place.where(tree.dag) == "inline"
+        slow = fd.task(_python_loop)(0.05)
+        _record(place, fd.task(_python_loop), 0.05, 0.05)
+        assert place.where(fd.DAG([tree, slow])) == "processes"
+        assert place.where(fd.task(_add, gil=True)(1, 2).dag) == "processes"
+    finally:
+        place.shutdown()
+
+
+def test_preempted_runs_do_not_make_a_tiny_function_look_slow():
+    profile = GilProfile()
+    durations = np.full(1000, 1e-6)
+    durations[:10] = 0.01  # preempted by another process for 10 ms
+    profile.record_durations(_add, durations)
+    stats = profile.get(_add)
+    assert stats.mean_s > 1e-4 and stats.typical_s < 2e-6
+    profile.record(_tiny, 0.005, None, cpu_s=1e-6)  # waited 5 ms for the GIL on a pool
+    profile.record(_tiny, 2e-6, None, cpu_s=2e-6)
+    profile.record(_tiny, 2e-6, None, cpu_s=2e-6)
+    assert profile.get(_tiny).typical_s < 3e-6
+
+
+def _inline_run(place: Placement, *nodes):
+    future = place.run_inline(fd.DAG(list(nodes)), False)
+    assert future.done()
+    return future
+
+
+def test_inline_runs_match_serial_results_and_record_every_task():
+    recorder = RunRecorder()
+    place = Placement(2, dict, EventBus(recorder))
+    place.ready.set()
+    try:
+        _measured_tiny(place, _add)
+        leaves = list(range(256))
+        (total,) = _inline_run(place, _tree(leaves)).result()
+        assert total == sum(leaves)
+        future = _inline_run(place, _tree(leaves), _tree(leaves[:4]))
+        assert future.result() == (sum(leaves), 6)
+        report = recorder.take(future.run_id)
+        assert report.run.settings["placement"] == "inline"
+        records = report.tasks
+        assert len(records) == 255 + 3 and sorted(r.index for r in records) == list(range(258))
+        adds = [r for r in records if r.deps]
+        assert all(r.input_bytes == 2 * r.output_bytes for r in adds if r.output_bytes == 28)
+        assert all(r.end >= r.start for r in records)
+        assert place.profile.get(_add).runs == 100 + 255 + 255 + 3
+    finally:
+        place.shutdown()
+
+
+def test_inline_runs_keep_inputs_copy_on_write_and_results_writeable():
+    place = _placement()
+    try:
+        _measured_tiny(place, bump.func, total.func, ident.func, np.zeros)
+        a = np.zeros(10)
+        base = fd.task(np.zeros)(5)
+        bumped, summed, kept, same = _inline_run(
+            place, bump(a), total(bump(base)), base, ident(a)).result()
+        assert (a == 0).all() and (bumped == 1).all() and bumped.flags.writeable
+        assert summed == 5.0 and (kept == 0).all() and kept.flags.writeable
+        assert same.flags.writeable and not np.shares_memory(same, a)
+        x = fd.task(np.zeros)(3)
+        one, two = _inline_run(place, bump(x), bump(x)).result()
+        assert (one == 1).all() and (two == 1).all() and not np.shares_memory(one, two)
+    finally:
+        place.shutdown()
+
+
+def test_inline_failures_name_the_task_and_retries_are_kept():
+    recorder = RunRecorder()
+    place = Placement(2, dict, EventBus(recorder))
+    place.ready.set()
+    calls = []
+
+    def flaky(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise ValueError("not yet")
+        return x
+
+    def boom(x):
+        raise ValueError("no")
+
+    try:
+        _measured_tiny(place, flaky, boom)
+        future = _inline_run(place, fd.task(flaky, retries=2)(1))
+        assert future.result() == (1,) and len(calls) == 3
+        assert recorder.take(future.run_id).tasks[0].retries == 2
+        with pytest.raises(fd.TaskError, match="boom") as info:
+            _inline_run(place, fd.task(boom)(1)).result()
+        assert isinstance(info.value.__cause__, ValueError)
+    finally:
+        place.shutdown()
+
+
+def test_the_default_executor_runs_a_tiny_tree_inline_once_measured():
+    with fd.LocalExecutor(workers=2, placement="auto") as ex:
+        leaves = list(range(512))
+        for _ in range(3):
+            assert ex.compute(_tree(leaves)) == sum(leaves)
+        assert fd.last_run().run.settings["placement"] == "inline"
+        for func in (lambda a, b: a + b, __import__("operator").add):
+            for _ in range(3):
+                assert ex.compute(_tree(leaves, func)) == sum(leaves)
+            assert fd.last_run().run.settings["placement"] == "inline"
+        prefix = ex.prefix
+    assert _segments(prefix) == []
+
+
+def test_a_placement_is_kept_until_the_evidence_is_clearly_against_it():
+    place = _placement()
+    dag = total(np.zeros(3)).dag
+    try:
+        _record(place, total, 0.05, 0.01)  # 20% of the time GIL-held: threads (score 0.4)
+        assert place.where(dag) == "threads"
+        _record(place, total, 0.05, 0.04, runs=12)  # held fraction 0.53: score 1.05, noise
+        assert place.where(dag) == "threads"
+        assert not place.prefers_threads(dag)  # what the rule alone would say
+        _record(place, total, 0.05, 0.05, runs=60)  # fraction 0.87: score 1.75
+        assert place.where(dag) == "processes"
+        _record(place, total, 0.05, 0.005, runs=150)  # fraction 0.37: score 0.75
+        assert place.prefers_threads(dag) and place.where(dag) == "processes"
+        _record(place, total, 0.05, 0.0, runs=400)  # fraction 0.13: score 0.26
+        assert place.where(dag) == "threads"
+    finally:
+        place.shutdown()
+
+
+def _loop_pid(seconds: float) -> int:
+    _python_loop(seconds)
+    return os.getpid()
+
+
+def test_a_first_graph_moves_its_gil_holding_tasks_to_the_workers_once_they_are_up():
+    """Started on threads (no worker yet), pure-Python tasks go to the workers when they report in."""
+    for tasks in (40, 120, 360):  # a slow machine boots the workers later
+        with fd.LocalExecutor(workers=2, placement="auto") as ex:
+            pids = ex.compute(*[fd.task(_loop_pid)(0.05) for _ in range(tasks)])
+            assert fd.last_run().run.settings["placement"] == "threads"
+            assert len(fd.last_run().tasks) == tasks
+            workers = set(ex.worker_pids())
+            prefix = ex.prefix
+        assert _segments(prefix) == []
+        if set(pids) & workers:
+            assert set(pids) <= workers | {os.getpid()}
+            return
+    raise AssertionError("no task of the first graph ever ran on a worker")

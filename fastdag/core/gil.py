@@ -34,10 +34,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 INTERVAL = 0.002      # sampler sleep
 LATE = 0.001          # GIL wait beyond this (after the run queue) counts as held
 MIN_SAMPLED_S = 0.02  # a function's fraction is trusted after this much sampled run time
 MIN_TASK_S = 0.004    # tasks shorter than two sampler cycles are not sampled
+QUIET_SLACK_S = 20e-6  # wall time beyond twice the CPU time and this: the run waited
 
 
 class GilSampler:
@@ -102,10 +105,27 @@ class FunctionStats:
     wall_s: float = 0.0
     sampled_s: float = 0.0   # wall time of the runs long enough to sample
     held_s: float = 0.0      # GIL-held seconds within those runs
+    quiet_runs: int = 0      # runs that did not wait (see ``typical_s``)
+    quiet_s: float = 0.0     # their wall time
 
     @property
     def mean_s(self) -> float:
         return self.wall_s / self.runs if self.runs else 0.0
+
+    @property
+    def typical_s(self) -> float:
+        """Run time when the function does not wait for the GIL: the mean of the quiet runs.
+
+        On a pool, a tiny pure-Python task that loses the GIL to another
+        thread waits out a whole switch interval (5 ms) for a microsecond of
+        work; those runs (thread CPU time far below wall time) would make it
+        look thousands of times slower than it runs alone. A function that
+        waits for something else (I/O, sleep) is rarely quiet: its mean is
+        kept.
+        """
+        if self.quiet_runs * 2 >= self.runs and self.quiet_runs:
+            return self.quiet_s / self.quiet_runs
+        return self.mean_s
 
     @property
     def held_fraction(self) -> float | None:
@@ -141,21 +161,62 @@ class GilProfile:
     def get(self, func: Callable) -> FunctionStats | None:
         return self._stats.get(function_key(func))
 
-    def record(self, func: Callable, wall_s: float, held_s: float | None) -> None:
-        """One run: its wall time and, if it was sampled, the GIL-held part of it."""
-        key = function_key(func)
+    def record(self, func: Callable, wall_s: float, held_s: float | None,
+               cpu_s: float | None = None) -> None:
+        """One run: its wall time, the GIL-held part if sampled, its thread CPU time if measured.
+
+        A run without a CPU time (a worker process's, one thread at work)
+        counts as quiet; one whose wall time is well above its CPU time waited.
+        """
         with self._lock:
-            stats = self._stats.get(key)
-            if stats is None:
-                stats = self._stats[key] = FunctionStats()
+            stats = self._entry(func)
             stats.runs += 1
             stats.wall_s += wall_s
+            if cpu_s is None or wall_s <= 2 * cpu_s + QUIET_SLACK_S:
+                stats.quiet_runs += 1
+                stats.quiet_s += wall_s
             if held_s is not None and wall_s >= MIN_TASK_S:
                 stats.sampled_s += wall_s
                 stats.held_s += min(held_s, wall_s)
 
+    def record_durations(self, func: Callable, durations: Any) -> None:
+        """Runs too short to sample (a numpy array of wall seconds), as one update.
+
+        Runs far longer than the typical one (twenty times the median) were
+        preempted by another process, not slow: they count in the mean, not
+        in ``typical_s``.
+        """
+        if not len(durations):
+            return
+        cutoff = 20 * float(np.median(durations)) + QUIET_SLACK_S
+        quiet = durations[durations <= cutoff]
+        with self._lock:
+            stats = self._entry(func)
+            stats.runs += len(durations)
+            stats.wall_s += float(durations.sum())
+            stats.quiet_runs += len(quiet)
+            stats.quiet_s += float(quiet.sum())
+
+    def record_tasks(self, tasks: list, durations: np.ndarray) -> None:
+        """``durations[i]`` as a run of ``tasks[i].func``, one ``record_durations`` per function."""
+        ids = np.fromiter(map(id, tasks), dtype=np.int64, count=len(tasks))
+        _keys, first, group = np.unique(ids, return_index=True, return_inverse=True)
+        if len(first) == 1:
+            self.record_durations(tasks[0].func, durations)
+            return
+        for k, i in enumerate(first):
+            self.record_durations(tasks[i].func, durations[group == k])
+
+    def _entry(self, func: Callable) -> FunctionStats:
+        key = function_key(func)
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = FunctionStats()
+        return stats
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Readable per-function figures, for the README and debugging."""
         return {getattr(k, "co_qualname", getattr(k, "__name__", repr(k))):
-                {"runs": s.runs, "mean_s": s.mean_s, "held_fraction": s.held_fraction}
+                {"runs": s.runs, "mean_s": s.mean_s, "typical_s": s.typical_s,
+                 "held_fraction": s.held_fraction}
                 for k, s in list(self._stats.items())}

@@ -185,15 +185,20 @@ def task(func: Callable | None = None, *, name: str | None = None, retries: int 
     Task (see ``_cached_task``), so ``fd.task(f)(x)`` written at every call,
     the ``dask.delayed(f)(x)`` idiom, plans and ships like one wrapper.
     """
-    options = (name, retries, nout, tuple(requires), gil)
-    if func is None:
-        return lambda f: _cached_task(f, options)
-    if options == _DEFAULTS:
-        # The common fd.task(f) at every call: one dict lookup by identity.
+    if (func is not None and name is None and not retries and nout is None and not requires
+            and gil is None):
+        # The common fd.task(f) at every call: one dict lookup by identity,
+        # or by code for a function made anew each time (a lambda).
         ref = _plain_tasks.get(id(func))
         found = ref() if ref is not None else None
         if found is not None and found.func is func:
             return found
+        found = _same_code_task(func)
+        if found is not None:
+            return found
+    options = (name, retries, nout, tuple(requires), gil)
+    if func is None:
+        return lambda f: _cached_task(f, options)
     return _cached_task(func, options)
 
 
@@ -223,14 +228,50 @@ def _cached_task(func: Callable, options: tuple) -> Task:
         found = _task_cache.get(key)
         if found is None:
             found = _task_cache[key] = Task(func, *options)
-        if options == _DEFAULTS and found.func is func:
-            _plain_tasks[id(func)] = weakref.ref(found, functools.partial(_forget, id(func)))
+        if options == _DEFAULTS:
+            if found.func is func:
+                _plain_tasks[id(func)] = weakref.ref(found, functools.partial(_forget, id(func)))
+            if key[0][0] != "id":
+                _code_tasks[id(func.__code__)] = weakref.ref(
+                    found, functools.partial(_forget_code, id(func.__code__)))
         return found
 
 
 def _forget(func_id: int, ref: weakref.ref) -> None:
     if _plain_tasks.get(func_id) is ref:
         del _plain_tasks[func_id]
+
+
+def _forget_code(code_id: int, ref: weakref.ref) -> None:
+    if _code_tasks.get(code_id) is ref:
+        del _code_tasks[code_id]
+
+
+_code_tasks: dict[int, weakref.ref] = {}  # id(code) -> the last default Task of a function with it
+
+
+def _same_code_task(func: Callable) -> Task | None:
+    """The default-options Task of a function that behaves as ``func`` does, found by its code.
+
+    What ``_behaviour_key`` decides, checked field by field against the one
+    Task last made for this code object, without hashing a code object or
+    taking the cache's lock: a lambda written at each call costs a dict
+    lookup. The code object is alive while that Task is, so its id is not reused.
+    """
+    if type(func) is not _FUNCTION:
+        return None
+    code = func.__code__
+    ref = _code_tasks.get(id(code))
+    found = ref() if ref is not None else None
+    if found is None:
+        return None
+    other = found.func
+    if (other.__code__ is code and other.__globals__ is func.__globals__
+            and func.__closure__ is None and other.__defaults__ == func.__defaults__
+            and other.__qualname__ == func.__qualname__ and not func.__kwdefaults__
+            and not func.__dict__):
+        return found
+    return None
 
 
 def _behaviour_key(func: Callable) -> tuple:
@@ -280,6 +321,10 @@ class Node:
             elif type(a) in _SCALARS and type(b) in _SCALARS:
                 self.deps, self.mode = (), NO_NODES
                 return
+        elif not kwargs and len(args) == 1 and type(args[0]) is list and is_node_list(args[0]):
+            # f([a, b, ...]) of Nodes only (sum, concat): no nested walk.
+            self.deps, self.mode = tuple(dict.fromkeys(args[0])), NESTED
+            return
         # A dict keeps first-appearance order and finds repeats in O(1): a
         # fan-in of 100,000 Nodes in one list must not cost a list scan per Node.
         deps: dict[Node, None] = {}
@@ -348,6 +393,14 @@ class Node:
         raise TypeError(
             f"{self.name} is a lazy fd.Node and cannot be pickled; pass it as an "
             "argument of another task, or compute() it first")
+
+
+def is_node_list(items: list) -> bool:
+    """Whether ``items`` is a non-empty list of Nodes and nothing else."""
+    for value in items:
+        if type(value) is not Node:
+            return False
+    return bool(items)
 
 
 def _collect_nested(container: Any, deps: dict[Node, None]) -> bool:

@@ -29,13 +29,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-_IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range, frozenset})
+# Types whose values a task cannot change: handed over as they are.
+IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range, frozenset})
 
 
 def guarded(value: Any) -> Any:
     """A version of ``value`` a task may write into without anyone else seeing it (see above)."""
     cls = type(value)
-    if cls in _IMMUTABLE:
+    if cls in IMMUTABLE:
         return value
     module = cls.__module__
     if module == "numpy":
@@ -60,7 +61,7 @@ def guarded(value: Any) -> Any:
 def private(value: Any) -> Any:
     """A full private copy of ``value``: what a task that writes into read-only inputs gets."""
     cls = type(value)
-    if cls in _IMMUTABLE:
+    if cls in IMMUTABLE:
         return value
     if cls.__module__ == "numpy" and cls.__name__ == "ndarray":
         return value.copy()

@@ -28,14 +28,15 @@ not frozen beforehand, because task costs are unknown until tasks run:
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .graph import (ARGS_ARE_DEPS, DAG, NO_NODES, TOP_LEVEL, Node, Task, gc_paused, map_nested,
-                    walk_lock)
+from .graph import (ARGS_ARE_DEPS, DAG, NO_NODES, TOP_LEVEL, Node, Task, gc_paused,
+                    is_node_list, map_nested, walk_lock)
 
 
 class Ref:
@@ -99,8 +100,10 @@ class Plan:
 
     def refcounts(self) -> list[int]:
         """Per task: how many consumers, plus one if the caller wants it."""
-        wanted = self.wanted
-        return [len(c) + wanted[i] for i, c in enumerate(self.dependents)]
+        counts = list(map(len, self.dependents))
+        for i in itertools.compress(range(len(counts)), self.wanted):
+            counts[i] += 1
+        return counts
 
     def __reduce__(self):
         # The structure (ints and tuples) and the simple arguments go through
@@ -261,10 +264,6 @@ def _build_plan(dag: DAG) -> Plan:
     dependents: list[list[int]] = [[] for _ in range(n)]
     simple = bytearray(n)
     atomic = _ATOMIC
-
-    def to_ref(node: Node) -> Ref:
-        return Ref(node._index)
-
     for i, node in enumerate(nodes):
         mode = node.mode
         if mode:
@@ -285,13 +284,8 @@ def _build_plan(dag: DAG) -> Plan:
         kw = node.kwargs or None
         if mode == NO_NODES:
             a = node.args
-        elif mode == TOP_LEVEL:
-            a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
-            if kw:
-                kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
         else:
-            a = map_nested(node.args, Node, to_ref)
-            kw = map_nested(kw, Node, to_ref) if kw else None
+            a, kw = _template(node, kw)
         args[i] = a
         kwargs[i] = kw
         if kw is None:
@@ -309,6 +303,23 @@ def _build_plan(dag: DAG) -> Plan:
                 modes=[node.mode for node in nodes], deps=deps, dependents=dependents,
                 outputs=outputs, keys=[node.key for node in nodes], wanted=wanted,
                 simple=simple)
+
+
+def _template(node: Node, kw: dict | None) -> tuple[tuple, dict | None]:
+    """The argument template of a node with Node arguments: each Node replaced by its Ref."""
+    if node.mode == TOP_LEVEL:
+        a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
+        if kw:
+            kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
+        return a, kw
+    if kw is None and len(node.args) == 1 and type(node.args[0]) is list \
+            and is_node_list(node.args[0]):
+        return ([Ref(v._index) for v in node.args[0]],), None  # f([a, b, ...]): sum, concat
+    return map_nested(node.args, Node, _to_ref), map_nested(kw, Node, _to_ref) if kw else None
+
+
+def _to_ref(node: Node) -> Ref:
+    return Ref(node._index)
 
 
 def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:

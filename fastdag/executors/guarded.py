@@ -16,13 +16,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ..events import EventBus
-from ..core.graph import DAG
+from ..core.graph import DAG, gc_paused
 from ..core.gil import GilProfile, GilSampler, function_key
 from ..core.guard import guarded, private, writeable, wrote_read_only
 from ..core.plan import Plan
 from ..core.runner import execute
-from .inprocess import InProcessRun
+from ..core.errors import TaskError
+from ..engine.executor import RunFuture, wait_for
+from .inprocess import InProcessRun, run_inline as inprocess_inline
 from .threads import ThreadExecutor
+
+
+# A hook that may send task ``i`` of a run to a worker process (see placement.py).
+Offload = Callable[["GuardedRun", int], "RunFuture | None"]
+
+
+_NOT = bytes([1, 0]) + bytes(254)  # bytes.translate table: 0 <-> 1
 
 
 class _Inputs:
@@ -43,37 +52,63 @@ class GuardedRun(InProcessRun):
 
     def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
                  profile: GilProfile, sampler: GilSampler, writers: set,
-                 events: EventBus | None = None, name: str = ""):
+                 events: EventBus | None = None, name: str = "", sample: bool = True):
         super().__init__(dag, single, executor, settings, events, name)
         plan = self.plan
         # A value seen by more than one party (consumers, the caller) is guarded.
-        self.shared = bytearray(n > 1 for n in self.uses_left)
+        self.shared = bytearray(map((1).__lt__, self.uses_left))
         self.captured = (list(plan.args), list(plan.kwargs))  # as the user passed them
-        for i, simple in enumerate(plan.simple):
-            if not simple:
-                plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
-                plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
+        # Captured arguments other than plain data are guarded when their task
+        # first runs (an inline run calls most tasks without them).
+        self.unguarded = plan.simple.translate(_NOT)
         self.inputs = _Inputs(self.values, self.shared, guarded)
         self.profile, self.sampler, self.writers = profile, sampler, writers
+        # Asked before each task: a worker's future for it, or None to run it here.
+        self.offload: Offload | None = None
         self.sampling = threading.Lock()  # held while this run keeps the sampler on
-        self.sampling.acquire()
-        self.sampler.enter()
+        self.sample = sample
+        if sample:
+            self.sampling.acquire()
+            self.sampler.enter()
 
     def call(self, i: int) -> tuple[Any, int]:
+        if self.offload is not None:
+            remote = self.offload(self, i)
+            if remote is not None:
+                return self._remote_result(remote), 1
         func = self.plan.tasks[i].func
-        held, start = self.sampler.held, time.perf_counter()
-        if function_key(func) in self.writers:
-            result = self._call_private(i)
-        else:
-            try:
-                result = execute(self.plan, i, self.inputs)
-            except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
-                if not wrote_read_only(exc):
-                    raise
-                self.writers.add(function_key(func))
-                result = self._call_private(i)
-        self.profile.record(func, time.perf_counter() - start, self.sampler.held - held)
+        cpu, held, start = time.thread_time(), self.sampler.held, time.perf_counter()
+        result = self.guarded_call(i)
+        wall = time.perf_counter() - start
+        self.profile.record(func, wall, self.sampler.held - held if self.sample else None,
+                            time.thread_time() - cpu)
         return result
+
+    @staticmethod
+    def _remote_result(remote: RunFuture) -> Any:
+        """The value of a task sent to a worker process (its profile is the worker's to record)."""
+        try:
+            return wait_for(remote)
+        except TaskError as exc:  # reported again, under this run, as the task's own error
+            raise (exc.__cause__ or exc) from None
+
+    def guarded_call(self, i: int) -> tuple[Any, int]:
+        """Task ``i`` on guarded inputs, or on private copies if its function writes into them."""
+        plan = self.plan
+        func = plan.tasks[i].func
+        if function_key(func) in self.writers:
+            return self._call_private(i)
+        if self.unguarded[i]:
+            self.unguarded[i] = 0
+            plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
+            plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
+        try:
+            return execute(self.plan, i, self.inputs)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
+            if not wrote_read_only(exc):
+                raise
+            self.writers.add(function_key(func))
+            return self._call_private(i)
 
     def _call_private(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` on private copies of every input, as a worker process would."""
@@ -119,8 +154,31 @@ class GuardedThreads(ThreadExecutor):
         self.writers: set = set()  # functions seen writing into their inputs
         self._settings = settings
 
-    def new_run(self, dag: DAG | Plan, single: bool, name: str = "") -> InProcessRun:
+    def new_run(self, dag: DAG | Plan, single: bool, name: str = "",
+                offload: Offload | None = None) -> InProcessRun:
         settings = dict(self._settings(), placement="threads")
         events = self.events if self.events is not None else self.event_bus
-        return GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
-                          self.writers, events, name)
+        run = GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
+                         self.writers, events, name)
+        run.offload = offload
+        return run
+
+    def run_inline(self, dag: DAG | Plan, single: bool, name: str = "") -> RunFuture:
+        """Run a graph of tiny tasks in this thread (``inline.InlineRun``); its resolved future.
+
+        With a subscriber listening, the run goes through ``run_inline`` of
+        ``inprocess``, which reports every task as an event.
+        """
+        from .inline import InlineRun
+        settings = dict(self._settings(), placement="inline")
+        # The collector paused: tiny tasks allocate fast, and every pass of it
+        # would walk the graph's thousands of live Nodes (it halved the tree's run).
+        with gc_paused():
+            events = self.events if self.events is not None else self.event_bus
+            run = InlineRun(dag, single, self.name, settings, self.profile, self.sampler,
+                            self.writers, events, name)
+            if run.live:
+                inprocess_inline(run)
+            else:
+                run.run()
+        return run.future

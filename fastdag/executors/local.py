@@ -222,7 +222,7 @@ class LocalExecutor(Executor):
         self._serve_dashboard(dashboard)
         if placement not in ("processes", "auto"):
             raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
-        self.placement = (Placement(self.workers, self.settings, self.event_bus)
+        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan)
                           if placement == "auto" else None)
 
     def __reduce__(self):
@@ -258,10 +258,11 @@ class LocalExecutor(Executor):
         if self.placement is None:
             return None
         self._ensure_started()  # workers boot in the background meanwhile
-        if not self.placement.on_threads(graph):
+        where = self.placement.where(graph)
+        if where == "processes":
             return None
-        return self._track(self.placement.run_on_threads(graph, single, options.get("name", "")),
-                           options)
+        run = self.placement.run_inline if where == "inline" else self.placement.run_on_threads
+        return self._track(run(graph, single, options.get("name", "")), options)
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""

@@ -55,14 +55,14 @@ class ThreadExecutor(Executor):
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
         return self._track(self.start(plan, single, options.get("name", "")), options)
 
-    def start(self, plan: Plan | DAG, single: bool, name: str = "") -> RunFuture:
+    def start(self, plan: Plan | DAG, single: bool, name: str = "", **run_options: Any) -> RunFuture:
         """Start running on the pool; its Future (not yet handed to metrics).
 
         Called from one of the pool's own tasks (a nested ``compute()``), the
         graph runs inline in that thread: waiting for the pool there could
-        wait for the very thread that is waiting.
+        wait for the very thread that is waiting. ``run_options`` go to ``new_run``.
         """
-        run = self.new_run(plan, single, name)
+        run = self.new_run(plan, single, name, **run_options)
         pool = self._get_pool()
         if getattr(_running, "pool", None) is pool:
             run_inline(run)
