@@ -1,4 +1,4 @@
-"""The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace.
+"""The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace, plan.
 
 Each subcommand lives with the code it drives; this module only parses the
 command line and imports the one it needs, so ``fastdag --help`` is quick.
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .dashboard import cli as dashboard_cli
     dashboard_cli.add_dashboard_parser(sub)
     dashboard_cli.add_trace_parser(sub)
+
+    from . import forecast_cli
+    forecast_cli.add_plan_parser(sub)
 
     try:
         from .distributed import cli as worker_cli
