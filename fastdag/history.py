@@ -20,9 +20,10 @@ Policy, in the order it is applied:
    storing the output) and output bytes are each fitted against the task's
    input bytes with a Theil-Sen line (the median of pairwise slopes, so one
    slow outlier cannot tilt it) when the function was seen with at least
-   ``MIN_FIT`` records at two or more input sizes; otherwise the median.
+   ``MIN_FIT`` records over input sizes a factor ``MIN_SPREAD`` apart;
+   otherwise their mean (see ``robust_line``).
 3. A function never seen before costs the median execution time and output
-   size of every task in the selected history (``DEFAULT_TIME_S`` and 0 bytes
+   size of all the tasks in the selected history (``DEFAULT_TIME_S`` and 0 bytes
    when there is no history at all).
 4. Machine constants: ``per_task_s``, the median idle gap between two tasks
    on one worker when the second was already ready (dispatch and
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from .metrics import RunReport, TaskRecord
 
 MIN_FIT = 4
+MIN_SPREAD = 2.0
 DEFAULT_TIME_S = 0.001
 DEFAULT_STORE_BYTES_PER_S = 0.45e9  # first-touch rate of fresh shared memory measured here
 
@@ -138,29 +140,37 @@ def fit_function(records: Sequence[TaskRecord]) -> FunctionModel:
 
 
 def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
-    """Theil-Sen fit of ``y`` on ``x``, or the median of ``y`` when ``x`` barely varies.
+    """``y`` against ``x``: a Theil-Sen slope, or flat when ``x`` barely varies.
 
-    Slopes are taken between pairs of distinct ``x`` only; at most 2,000
+    The slope is the median of the slopes between the input sizes seen (one
+    point per size, its mean), used only when the sizes span a factor of
+    ``MIN_SPREAD`` at least and the slope is not negative: over a narrow
+    range, noise in the times makes any slope, and extrapolating it to
+    another size gives nonsense. The intercept makes the line pass through
+    the mean, not the median: a makespan adds the times up, and on a shared
+    machine the slow runs are part of what a task costs. At most 2,000
     points are used (evenly spaced), so a function run 100,000 times is
-    fitted in the same few milliseconds.
+    fitted in a few milliseconds.
     """
     if len(x) > 2000:
         step = len(x) / 2000
         picks = [int(k * step) for k in range(2000)]
         x, y = [x[k] for k in picks], [y[k] for k in picks]
-    if len(x) < MIN_FIT or len(set(x)) < 2:
-        return Line(statistics.median(y))
-    pairs = sorted(zip(x, y))
-    groups = defaultdict(list)
-    for xi, yi in pairs:
+    flat = Line(statistics.fmean(y))
+    if len(x) < MIN_FIT:
+        return flat
+    groups: dict[float, list[float]] = defaultdict(list)
+    for xi, yi in zip(x, y):
         groups[xi].append(yi)
     xs = sorted(groups)
-    centres = [(xi, statistics.median(groups[xi])) for xi in xs]  # one point per input size
-    slopes = [(y2 - y1) / (x2 - x1) for k, (x1, y1) in enumerate(centres)
-              for x2, y2 in centres[k + 1:]]
-    slope = statistics.median(slopes)
-    intercept = statistics.median(yi - slope * xi for xi, yi in pairs)
-    return Line(intercept, slope)
+    if len(xs) < 2 or xs[-1] < MIN_SPREAD * max(xs[0], 1.0):
+        return flat
+    centres = [(xi, statistics.fmean(groups[xi])) for xi in xs]
+    slope = statistics.median((y2 - y1) / (x2 - x1) for k, (x1, y1) in enumerate(centres)
+                              for x2, y2 in centres[k + 1:])
+    if slope <= 0:
+        return flat
+    return Line(statistics.fmean(yi - slope * xi for xi, yi in zip(x, y)), slope)
 
 
 def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
