@@ -29,9 +29,12 @@ Policy, in the order it is applied:
    on one worker when the second was already ready (dispatch and
    bookkeeping; the median, because a few gaps are another process taking
    the core on a shared machine, not the engine's cost);
-   ``per_run_s``, the median time from submit to the first task plus from the
-   last task to the run's end; ``store_bytes_per_s``, stored bytes over the
-   seconds spent storing them (serialising into shared memory, first touch).
+   ``per_run_s``, the lower median of the time from submit to the first task
+   plus from the last task to the run's end (the lower one: an executor's
+   first run also starts its workers, a one-off a warm run does not pay);
+   ``store_bytes_per_s``, the bytes of outputs of ``STORE_FIT_MIN`` bytes or
+   more over the seconds spent storing them (serialising into shared
+   memory, first touch; small outputs cost a fixed time, not a rate).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .metrics import RunReport, TaskRecord
 
 MIN_FIT = 4
 MIN_SPREAD = 2.0
+STORE_FIT_MIN = 1 << 20
 DEFAULT_TIME_S = 0.001
 DEFAULT_STORE_BYTES_PER_S = 0.45e9  # first-touch rate of fresh shared memory measured here
 
@@ -165,7 +169,7 @@ def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
     xs = sorted(groups)
     if len(xs) < 2 or xs[-1] < MIN_SPREAD * max(xs[0], 1.0):
         return flat
-    centres = [(xi, statistics.fmean(groups[xi])) for xi in xs]
+    centres = [(xi, statistics.median(groups[xi])) for xi in xs]
     slope = statistics.median((y2 - y1) / (x2 - x1) for k, (x1, y1) in enumerate(centres)
                               for x2, y2 in centres[k + 1:])
     if slope <= 0:
@@ -187,12 +191,12 @@ def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
         ends.append(max(0.0, first - report.run.start)
                     + max(0.0, report.run.start + report.run.makespan - last))
         for t in tasks:
-            if t.store_s > 0:
+            if t.store_s > 0 and t.output_bytes >= STORE_FIT_MIN:
                 stored_bytes += t.output_bytes
                 store_s += t.store_s
     bandwidth = stored_bytes / store_s if store_s > 0 and stored_bytes else DEFAULT_STORE_BYTES_PER_S
     return Overheads(per_task_s=statistics.median(gaps) if gaps else 0.0,
-                     per_run_s=statistics.median(ends) if ends else 0.0,
+                     per_run_s=statistics.median_low(ends) if ends else 0.0,
                      store_bytes_per_s=bandwidth)
 
 
