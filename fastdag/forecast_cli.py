@@ -74,7 +74,8 @@ def describe(fc: Forecast, tasks: bool = False) -> str:
     lines = [f"predicted makespan {fc.makespan:.3f} s on {fc.workers} workers "
              f"({len(fc.costs)} tasks; critical path {fc.critical_path_s():.3f} s)",
              f"model: {len(fc.model.functions)} functions from {fc.model.runs} runs; "
-             f"per task {over.per_task_s * 1e6:.0f} us, per run {over.per_run_s * 1e3:.1f} ms, "
+             f"per task {over.per_task_s * 1e6:.0f} us, per message {over.per_message_s * 1e6:.0f} us, "
+             f"per run {over.per_run_s * 1e3:.1f} ms, "
              f"store {over.store_bytes_per_s / 1e9:.2f} GB/s"]
     unknown = fc.unknown_functions()
     if unknown:

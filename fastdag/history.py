@@ -26,9 +26,11 @@ Policy, in the order it is applied:
    size of all the tasks in the selected history (``DEFAULT_TIME_S`` and 0 bytes
    when there is no history at all).
 4. Machine constants: ``per_task_s``, the median idle gap between two tasks
-   on one worker when the second was already ready (dispatch and
-   bookkeeping; the median, because a few gaps are another process taking
-   the core on a shared machine, not the engine's cost);
+   of one batch on one worker (bookkeeping; the median, because a few gaps
+   are another process taking the core on a shared machine, not the
+   engine's cost); ``per_message_s``, the median gap before the first task
+   of a batch when that task was ready before the worker's previous task
+   ended (a round trip through the scheduler);
    ``per_run_s``, the lower median of the time from submit to the first task
    plus from the last task to the run's end (the lower one: an executor's
    first run also starts its workers, a one-off a warm run does not pay);
@@ -50,6 +52,7 @@ from .metrics import RunReport, TaskRecord
 MIN_FIT = 4
 MIN_SPREAD = 2.0
 STORE_FIT_MIN = 1 << 20
+BATCH_EPSILON_S = 1e-6
 DEFAULT_TIME_S = 0.001
 DEFAULT_STORE_BYTES_PER_S = 0.45e9  # first-touch rate of fresh shared memory measured here
 
@@ -79,6 +82,7 @@ class Overheads:
     """The machine's costs that are not any task's own work (see the module docstring)."""
 
     per_task_s: float = 0.0
+    per_message_s: float = 0.0
     per_run_s: float = 0.0
     store_bytes_per_s: float = DEFAULT_STORE_BYTES_PER_S
 
@@ -180,12 +184,15 @@ def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
 def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
     """The machine constants of policy 4, from the runs' task records."""
     gaps: list[float] = []
+    message_gaps: list[float] = []
     ends: list[float] = []
     stored_bytes = 0
     store_s = 0.0
     for report in runs:
         tasks = report.tasks
-        gaps.extend(ready_gaps(tasks))
+        in_batch, between = ready_gaps(tasks)
+        gaps += in_batch
+        message_gaps += between
         first = min(t.start for t in tasks)
         last = max(t.end for t in tasks)
         ends.append(max(0.0, first - report.run.start)
@@ -196,25 +203,33 @@ def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
                 store_s += t.store_s
     bandwidth = stored_bytes / store_s if store_s > 0 and stored_bytes else DEFAULT_STORE_BYTES_PER_S
     return Overheads(per_task_s=statistics.median(gaps) if gaps else 0.0,
+                     per_message_s=statistics.median(message_gaps) if message_gaps else 0.0,
                      per_run_s=statistics.median_low(ends) if ends else 0.0,
                      store_bytes_per_s=bandwidth)
 
 
-def ready_gaps(tasks: Sequence[TaskRecord]) -> list[float]:
-    """Idle time between consecutive tasks on a worker, where the second was ready.
+def ready_gaps(tasks: Sequence[TaskRecord]) -> tuple[list[float], list[float]]:
+    """Idle times between consecutive tasks on a worker, where the second was ready:
+    those inside a batch, and those before the first task of a new batch.
 
     A task is ready once its last input ended; a gap it did not have to wait
-    for is the engine's own cost of moving on to it.
+    for is the engine's own cost of moving on to it. A worker counts a
+    task's queued time from the end of the task before it in the same batch,
+    or from the batch's arrival: a task that started more than its queued
+    time after its predecessor ended began a batch that arrived later.
     """
     end_of = {t.index: t.end for t in tasks}
     on_worker: dict[str, list[TaskRecord]] = defaultdict(list)
     for t in tasks:
         on_worker[t.worker].append(t)
-    gaps = []
+    in_batch: list[float] = []
+    between: list[float] = []
     for mine in on_worker.values():
         mine.sort(key=lambda t: t.start)
         for before, after in zip(mine, mine[1:]):
             ready = max((end_of.get(d, 0.0) for d in after.deps), default=0.0)
             if ready <= before.end:
-                gaps.append(max(0.0, after.start - before.end))
-    return gaps
+                gap = max(0.0, after.start - before.end)
+                new_batch = after.start - after.queued_s > before.end + BATCH_EPSILON_S
+                (between if new_batch else in_batch).append(gap)
+    return in_batch, between

@@ -1,14 +1,15 @@
 """Predicted against measured makespans of the six workloads at 1 and 2 workers.
 
     PYTHONPATH=$PWD env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python scripts/plan_validation.py [--history-out DIR] [--runs 2]
+        python scripts/plan_validation.py [--history-out DIR] [--runs 3]
 
 For each worker count and workload (the benchmarks' quick sizes), on one
 LocalExecutor: ``--runs`` runs recorded as history, then the forecast
 (``fastdag.forecast``, fitted from all the history recorded so far at that
 worker count), then ``--runs`` more runs measured; the table compares the
 forecast with the median measured makespan (submit to result, as
-``RunRecord.makespan``). Then the forecast for 8, 16 and 64 workers from the
+``RunRecord.makespan``); ``spread`` is the slowest measured run over the
+fastest, minus one: the noise the error should be read against. Then the forecast for 8, 16 and 64 workers from the
 2-worker history (one BLAS thread per worker). ``--history-out`` keeps the
 history as Parquet, for ``fastdag plan --history``.
 
@@ -67,22 +68,23 @@ def validate(workers: int, runs: int, keep: str | None) -> tuple[list[tuple], li
         for name in QUICK:
             run_times(name, ex, runs, history, keep)
             predicted = forecast(nodes_of(name), workers, fit(history.read(), workers)).makespan
-            measured = statistics.median(run_times(name, ex, runs, fd.MemorySink(), None))
+            spans = run_times(name, ex, runs, fd.MemorySink(), None)
+            measured = statistics.median(spans)
             rows.append((name, workers, predicted, measured, predicted / measured - 1))
             print(f"{name:<16}{workers:>3}{predicted:>11.3f}{measured:>11.3f}"
-                  f"{rows[-1][-1]:>+9.0%}", flush=True)
+                  f"{rows[-1][-1]:>+9.0%}{max(spans) / min(spans) - 1:>9.0%}", flush=True)
     return rows, history.read()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2, help="history runs, then measured runs")
+    parser.add_argument("--runs", type=int, default=3, help="history runs, then measured runs")
     parser.add_argument("--history-out", default=None, help="also save the history here")
     args = parser.parse_args()
     if args.history_out:
         os.makedirs(args.history_out, exist_ok=True)
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    print(f"{'workload':<16}{'w':>3}{'predicted':>11}{'measured':>11}{'error':>9}")
+    print(f"{'workload':<16}{'w':>3}{'predicted':>11}{'measured':>11}{'error':>9}{'spread':>9}")
     rows, history = [], []
     for workers in (1, 2):
         more_rows, more_history = validate(workers, args.runs, args.history_out)

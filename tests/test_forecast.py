@@ -44,11 +44,11 @@ def model_of(**functions: tuple[float, float]) -> CostModel:
 
 def record(function: str, worker: str, start: float, end: float, index: int = -1,
            deps: tuple[int, ...] = (), input_bytes: int = 0, output_bytes: int = 0,
-           store_s: float = 0.0) -> TaskRecord:
+           store_s: float = 0.0, queued_s: float = 0.0) -> TaskRecord:
     return TaskRecord(run_id="r", task_key=f"{function}-{index}", function=function,
                       worker=worker, start=start, end=end, exec_s=end - start - store_s,
                       input_bytes=input_bytes, output_bytes=output_bytes, fetch_s=0.0,
-                      store_s=store_s, queued_s=0.0, retries=0, index=index, deps=deps)
+                      store_s=store_s, queued_s=queued_s, retries=0, index=index, deps=deps)
 
 
 def report_of(tasks: list[TaskRecord], workers: int, start: float, makespan: float) -> RunReport:
@@ -106,21 +106,35 @@ def test_robust_line_fits_a_slope_only_over_a_wide_range():
 
 
 def test_overheads_from_records():
-    # Worker a: t0 0.0-1.0, t1 (ready: no inputs) 1.5-2.0 -> gap 0.5; t2 waits for t3 on
-    # worker b (ends 3.0), starts 3.2: a wait, not a gap. Worker b: t3 1.0-3.0 (1 MiB
-    # stored in 4 ms), t4 waits for t2; its small output does not count for the rate.
-    tasks = [record("f", "a", 0.0, 1.0, 0), record("f", "a", 1.5, 2.0, 1),
+    # Worker a: t0 0.0-1.0; t1 (no inputs: ready) 1.5-2.0, queued since 1.0: a gap of
+    # 0.5 inside a batch; t2 waits for t3 on worker b (ends 3.0), starts 3.2: a wait,
+    # not a gap; t5 ready, starts 0.3 after t2 in a batch that arrived then: a message.
+    # Worker b: t3 1.0-3.0 (1 MiB stored in 4 ms); t4 waits for t2; its small output
+    # does not count for the store rate.
+    tasks = [record("f", "a", 0.0, 1.0, 0), record("f", "a", 1.5, 2.0, 1, queued_s=0.5),
              record("f", "a", 3.2, 3.5, 2, deps=(3,)),
              record("f", "b", 1.0, 3.0, 3, output_bytes=2**20, store_s=0.004),
-             record("f", "b", 3.5, 3.6, 4, deps=(2,), output_bytes=1000, store_s=0.05)]
-    assert ready_gaps(tasks) == [pytest.approx(0.5)]
-    model = fit([report_of(tasks, 2, start=-0.1, makespan=3.8)], 2)
+             record("f", "b", 3.5, 3.6, 4, deps=(2,), output_bytes=1000, store_s=0.05),
+             record("f", "a", 3.8, 3.9, 5)]
+    assert ready_gaps(tasks) == ([pytest.approx(0.5)], [pytest.approx(0.3)])
+    model = fit([report_of(tasks, 2, start=-0.1, makespan=4.1)], 2)
     assert model.overheads.per_task_s == pytest.approx(0.5)
+    assert model.overheads.per_message_s == pytest.approx(0.3)
     assert model.overheads.per_run_s == pytest.approx(0.1 + 0.1)
     assert model.overheads.store_bytes_per_s == pytest.approx(2 ** 20 / 0.004)
     cold = report_of([record("f", "a", 1.5, 2.0, 0)], 2, start=0.0, makespan=2.0)
-    assert fit([report_of(tasks, 2, -0.1, 3.8), cold], 2).overheads.per_run_s == \
+    assert fit([report_of(tasks, 2, -0.1, 4.1), cold], 2).overheads.per_run_s == \
         pytest.approx(0.2)  # a first run that started the workers is not the rule
+
+
+def test_scheduler_messages_are_charged_to_batches_steals_and_remote_inputs():
+    model = model_of(work=(1.0, 0.0), join=(0.5, 0.0))
+    model.overheads = Overheads(per_task_s=0.0, per_message_s=0.1, store_bytes_per_s=1e8)
+    # Tasks of 1 s go in batches of one (plan.batch_size): a message each; the join
+    # continues on the one worker, which holds all its inputs.
+    assert forecast(fan_in(), 1, model).makespan == pytest.approx(4 * 1.1 + 0.5)
+    # Two workers: the join has an input from the other worker, so it is a message too.
+    assert forecast(fan_in(), 2, model).makespan == pytest.approx(2 * 1.1 + 0.6)
 
 
 def test_history_of_the_same_worker_count_is_preferred():
