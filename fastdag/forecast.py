@@ -20,9 +20,9 @@ so that the plan it shows is the one that would run:
 * A worker's own queue is a stack: when a task ends, the first consumer it
   made ready continues on the same worker (chains and subtrees stay in one
   worker), the others go to the shared queue (a fan-out is spread).
-* A task costs ``per_task_s`` + its predicted execution time, + a round trip
-  through the scheduler (``per_message_s``) when it starts a batch, is
-  stolen, or has an input made on another worker, + storing its
+* A task costs its function's ``gap_s`` (the engine's idle time before it:
+  bookkeeping, scheduler round trips) + its predicted execution time, +
+  storing its
   output (``output bytes / store_bytes_per_s``) when the caller wants it or
   several tasks consume it, + storing each input held by another worker
   that was not stored yet (the producer stores it when the consumer is
@@ -56,6 +56,7 @@ class TaskCost:
 
     function: str
     time_s: float
+    gap_s: float
     input_bytes: float
     output_bytes: float
     known: bool  # False: the function was never seen, its cost is the default
@@ -107,8 +108,8 @@ def task_costs(plan: Plan, model: CostModel) -> list[TaskCost]:
     for i, function in enumerate(plan.functions()):
         f = model.of(function)
         inputs = sum(costs[d].output_bytes for d in plan.deps[i])
-        costs.append(TaskCost(function, f.time_s(inputs), inputs, f.output_bytes(inputs),
-                              model.known(function)))
+        costs.append(TaskCost(function, f.time_s(inputs), model.gap_s(function), inputs,
+                              f.output_bytes(inputs), model.known(function)))
     return costs
 
 
@@ -123,7 +124,6 @@ class _Simulation:
         self.own: list[list[int]] = [[] for _ in range(workers)]
         self.where = [-1] * len(plan)
         self.stored = bytearray(len(plan))
-        self.message = bytearray(len(plan))  # 1: starting it takes a scheduler message
         self.slots: list[Slot] = []
         self.events: list[tuple[float, int, int]] = []  # (end, task, worker)
         self.mean_s = statistics.fmean(c.time_s for c in costs) if costs else None
@@ -134,20 +134,17 @@ class _Simulation:
         if not own and self.shared:
             share = batch_size(len(self.shared), self.workers, self.mean_s)
             batch = [self.shared.popleft() for _ in range(min(share, len(self.shared)))]
-            self.message[batch[0]] = 1
             own.extend(reversed(batch))  # a stack: the batch's first task runs first
         if not own:
             fullest = max(range(self.workers), key=lambda v: len(self.own[v]))
             if not self.own[fullest]:
                 return None
-            stolen = self.own[fullest].pop(0)  # the bottom of the stack: work not yet near
-            self.message[stolen] = 1
-            return stolen
+            return self.own[fullest].pop(0)  # the bottom of the stack: work not yet near
         return own.pop()
 
     def duration(self, i: int, w: int) -> float:
         cost, over = self.costs[i], self.over
-        seconds = over.per_task_s + cost.time_s + self.message[i] * over.per_message_s
+        seconds = cost.gap_s + cost.time_s
         for d in self.plan.deps[i]:
             if self.where[d] != w and not self.stored[d]:
                 self.stored[d] = 1
@@ -176,7 +173,6 @@ class _Simulation:
                     self.shared.append(c)
                 else:
                     self.own[w].append(c)
-                    self.message[c] = any(self.where[d] != w for d in self.plan.deps[c])
                     kept = True
 
     def run(self) -> float:

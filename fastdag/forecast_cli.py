@@ -74,8 +74,7 @@ def describe(fc: Forecast, tasks: bool = False) -> str:
     lines = [f"predicted makespan {fc.makespan:.3f} s on {fc.workers} workers "
              f"({len(fc.costs)} tasks; critical path {fc.critical_path_s():.3f} s)",
              f"model: {len(fc.model.functions)} functions from {fc.model.runs} runs; "
-             f"per task {over.per_task_s * 1e6:.0f} us, per message {over.per_message_s * 1e6:.0f} us, "
-             f"per run {over.per_run_s * 1e3:.1f} ms, "
+             f"gap per task {over.per_task_s * 1e6:.0f} us (median), per run {over.per_run_s * 1e3:.1f} ms, "
              f"store {over.store_bytes_per_s / 1e9:.2f} GB/s"]
     unknown = fc.unknown_functions()
     if unknown:
@@ -104,7 +103,9 @@ def _function_table(fc: Forecast) -> str:
         row[0] += 1
         row[1] += c.time_s
         row[2] += c.output_bytes
-    lines = [f"  {'function':<24}{'tasks':>7}{'each ms':>10}{'total s':>10}{'out MB':>10}"]
+    lines = [f"  {'function':<24}{'tasks':>7}{'each ms':>10}{'gap ms':>8}{'total s':>10}"
+             f"{'out MB':>10}"]
     for name, (n, total, out) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
-        lines.append(f"  {name:<24}{n:>7}{total / n * 1e3:>10.2f}{total:>10.3f}{out / 1e6:>10.1f}")
+        lines.append(f"  {name:<24}{n:>7}{total / n * 1e3:>10.2f}"
+                     f"{fc.model.gap_s(name) * 1e3:>8.2f}{total:>10.3f}{out / 1e6:>10.1f}")
     return "\n".join(lines)

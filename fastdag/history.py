@@ -21,16 +21,18 @@ Policy, in the order it is applied:
    input bytes with a Theil-Sen line (the median of pairwise slopes, so one
    slow outlier cannot tilt it) when the function was seen with at least
    ``MIN_FIT`` records over input sizes a factor ``MIN_SPREAD`` apart;
-   otherwise their mean (see ``robust_line``).
+   otherwise their mean (see ``robust_line``). Its ``gap_s`` is the mean
+   idle time of a worker just before one of its tasks that was ready (its
+   inputs had all ended before the worker's previous task did): the
+   engine's own cost of moving on to it, bookkeeping and, when the task
+   came in a new batch, a round trip through the scheduler. Functions
+   differ (a block product waits for the previous block's output to be
+   stored and reported; a tile filter continues in the same batch), so the
+   gap is learnt per function; one never measured gets ``per_task_s``.
 3. A function never seen before costs the median execution time and output
    size of all the tasks in the selected history (``DEFAULT_TIME_S`` and 0 bytes
    when there is no history at all).
-4. Machine constants: ``per_task_s``, the median idle gap between two tasks
-   of one batch on one worker (bookkeeping; the median, because a few gaps
-   are another process taking the core on a shared machine, not the
-   engine's cost); ``per_message_s``, the median gap before the first task
-   of a batch when that task was ready before the worker's previous task
-   ended (a round trip through the scheduler);
+4. Machine constants: ``per_task_s``, the median of all those gaps;
    ``per_run_s``, the lower median of the time from submit to the first task
    plus from the last task to the run's end (the lower one: an executor's
    first run also starts its workers, a one-off a warm run does not pay);
@@ -52,7 +54,6 @@ from .metrics import RunReport, TaskRecord
 MIN_FIT = 4
 MIN_SPREAD = 2.0
 STORE_FIT_MIN = 1 << 20
-BATCH_EPSILON_S = 1e-6
 DEFAULT_TIME_S = 0.001
 DEFAULT_STORE_BYTES_PER_S = 0.45e9  # first-touch rate of fresh shared memory measured here
 
@@ -75,6 +76,7 @@ class FunctionModel:
     time_s: Line
     output_bytes: Line
     samples: int
+    gap_s: float | None = None  # None: not measured, the machine's per_task_s applies
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,6 @@ class Overheads:
     """The machine's costs that are not any task's own work (see the module docstring)."""
 
     per_task_s: float = 0.0
-    per_message_s: float = 0.0
     per_run_s: float = 0.0
     store_bytes_per_s: float = DEFAULT_STORE_BYTES_PER_S
 
@@ -99,6 +100,11 @@ class CostModel:
     def of(self, function: str) -> FunctionModel:
         """The model of ``function``, or the default for a function never seen."""
         return self.functions.get(function, self.default)
+
+    def gap_s(self, function: str) -> float:
+        """The engine's idle time before a task of ``function`` (policy 2)."""
+        gap = self.of(function).gap_s
+        return self.overheads.per_task_s if gap is None else gap
 
     def known(self, function: str) -> bool:
         return function in self.functions
@@ -130,21 +136,28 @@ def fit(runs: Sequence[RunReport], workers: int) -> CostModel:
     for report in chosen:
         for t in report.tasks:
             by_function[t.function].append(t)
-    models = {name: fit_function(records) for name, records in by_function.items()}
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for report in chosen:
+        for task, gap in ready_gaps(report.tasks):
+            gaps[task.function].append(gap)
+    models = {name: fit_function(records, gaps.get(name))
+              for name, records in by_function.items()}
     every = [t for records in by_function.values() for t in records]
     default = (FunctionModel(Line(statistics.median(t.exec_s for t in every)),
                              Line(float(statistics.median(t.output_bytes for t in every))), 0)
                if every else CostModel.default)
-    return CostModel(functions=models, default=default, overheads=measure_overheads(chosen),
-                     runs=len(chosen))
+    every_gap = [g for found in gaps.values() for g in found]
+    return CostModel(functions=models, default=default,
+                     overheads=measure_overheads(chosen, every_gap), runs=len(chosen))
 
 
-def fit_function(records: Sequence[TaskRecord]) -> FunctionModel:
-    """Time and output size of one function against its input bytes (policy 2)."""
+def fit_function(records: Sequence[TaskRecord],
+                 gaps: Sequence[float] | None = None) -> FunctionModel:
+    """Time and output size of one function against its input bytes, its gap (policy 2)."""
     x = [float(t.input_bytes) for t in records]
     return FunctionModel(time_s=robust_line(x, [t.exec_s for t in records]),
                          output_bytes=robust_line(x, [float(t.output_bytes) for t in records]),
-                         samples=len(records))
+                         samples=len(records), gap_s=statistics.fmean(gaps) if gaps else None)
 
 
 def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
@@ -181,18 +194,13 @@ def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
     return Line(statistics.fmean(yi - slope * xi for xi, yi in zip(x, y)), slope)
 
 
-def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
-    """The machine constants of policy 4, from the runs' task records."""
-    gaps: list[float] = []
-    message_gaps: list[float] = []
+def measure_overheads(runs: Sequence[RunReport], gaps: Sequence[float]) -> Overheads:
+    """The machine constants of policy 4, from the runs and their ``ready_gaps``."""
     ends: list[float] = []
     stored_bytes = 0
     store_s = 0.0
     for report in runs:
         tasks = report.tasks
-        in_batch, between = ready_gaps(tasks)
-        gaps += in_batch
-        message_gaps += between
         first = min(t.start for t in tasks)
         last = max(t.end for t in tasks)
         ends.append(max(0.0, first - report.run.start)
@@ -203,33 +211,26 @@ def measure_overheads(runs: Sequence[RunReport]) -> Overheads:
                 store_s += t.store_s
     bandwidth = stored_bytes / store_s if store_s > 0 and stored_bytes else DEFAULT_STORE_BYTES_PER_S
     return Overheads(per_task_s=statistics.median(gaps) if gaps else 0.0,
-                     per_message_s=statistics.median(message_gaps) if message_gaps else 0.0,
                      per_run_s=statistics.median_low(ends) if ends else 0.0,
                      store_bytes_per_s=bandwidth)
 
 
-def ready_gaps(tasks: Sequence[TaskRecord]) -> tuple[list[float], list[float]]:
-    """Idle times between consecutive tasks on a worker, where the second was ready:
-    those inside a batch, and those before the first task of a new batch.
+def ready_gaps(tasks: Sequence[TaskRecord]) -> list[tuple[TaskRecord, float]]:
+    """Each task that was ready when its worker's previous task ended, and the
+    worker's idle time before it.
 
     A task is ready once its last input ended; a gap it did not have to wait
-    for is the engine's own cost of moving on to it. A worker counts a
-    task's queued time from the end of the task before it in the same batch,
-    or from the batch's arrival: a task that started more than its queued
-    time after its predecessor ended began a batch that arrived later.
+    for is the engine's own cost of moving on to it.
     """
     end_of = {t.index: t.end for t in tasks}
     on_worker: dict[str, list[TaskRecord]] = defaultdict(list)
     for t in tasks:
         on_worker[t.worker].append(t)
-    in_batch: list[float] = []
-    between: list[float] = []
+    found = []
     for mine in on_worker.values():
         mine.sort(key=lambda t: t.start)
         for before, after in zip(mine, mine[1:]):
             ready = max((end_of.get(d, 0.0) for d in after.deps), default=0.0)
             if ready <= before.end:
-                gap = max(0.0, after.start - before.end)
-                new_batch = after.start - after.queued_s > before.end + BATCH_EPSILON_S
-                (between if new_batch else in_batch).append(gap)
-    return in_batch, between
+                found.append((after, max(0.0, after.start - before.end)))
+    return found

@@ -106,35 +106,34 @@ def test_robust_line_fits_a_slope_only_over_a_wide_range():
 
 
 def test_overheads_from_records():
-    # Worker a: t0 0.0-1.0; t1 (no inputs: ready) 1.5-2.0, queued since 1.0: a gap of
-    # 0.5 inside a batch; t2 waits for t3 on worker b (ends 3.0), starts 3.2: a wait,
-    # not a gap; t5 ready, starts 0.3 after t2 in a batch that arrived then: a message.
-    # Worker b: t3 1.0-3.0 (1 MiB stored in 4 ms); t4 waits for t2; its small output
-    # does not count for the store rate.
-    tasks = [record("f", "a", 0.0, 1.0, 0), record("f", "a", 1.5, 2.0, 1, queued_s=0.5),
+    # Worker a: t0 0.0-1.0; t1 (no inputs: ready) 1.5-2.0: a gap of 0.5 before an f;
+    # t2 waits for t3 on worker b (ends 3.0), starts 3.2: a wait, not a gap; g t5
+    # ready, starts 0.3 after t2. Worker b: t3 1.0-3.0 (1 MiB stored in 4 ms); t4
+    # waits for t2; its small output does not count for the store rate.
+    tasks = [record("f", "a", 0.0, 1.0, 0), record("f", "a", 1.5, 2.0, 1),
              record("f", "a", 3.2, 3.5, 2, deps=(3,)),
              record("f", "b", 1.0, 3.0, 3, output_bytes=2**20, store_s=0.004),
-             record("f", "b", 3.5, 3.6, 4, deps=(2,), output_bytes=1000, store_s=0.05),
-             record("f", "a", 3.8, 3.9, 5)]
-    assert ready_gaps(tasks) == ([pytest.approx(0.5)], [pytest.approx(0.3)])
-    model = fit([report_of(tasks, 2, start=-0.1, makespan=4.1)], 2)
-    assert model.overheads.per_task_s == pytest.approx(0.5)
-    assert model.overheads.per_message_s == pytest.approx(0.3)
+             record("h", "b", 3.5, 3.6, 4, deps=(2,), output_bytes=1000, store_s=0.05),
+             record("g", "a", 3.8, 3.9, 5), record("g", "a", 3.9, 4.0, 6)]
+    assert [(t.index, g) for t, g in ready_gaps(tasks)] == \
+        [(1, pytest.approx(0.5)), (5, pytest.approx(0.3)), (6, 0.0)]
+    model = fit([report_of(tasks, 2, start=-0.1, makespan=4.2)], 2)
+    assert model.overheads.per_task_s == pytest.approx(0.3)  # median of 0.5, 0.3, 0
+    assert model.gap_s("f") == pytest.approx(0.5)
+    assert model.gap_s("g") == pytest.approx(0.15)
+    assert model.gap_s("h") == model.gap_s("never seen") == pytest.approx(0.3)
     assert model.overheads.per_run_s == pytest.approx(0.1 + 0.1)
     assert model.overheads.store_bytes_per_s == pytest.approx(2 ** 20 / 0.004)
     cold = report_of([record("f", "a", 1.5, 2.0, 0)], 2, start=0.0, makespan=2.0)
-    assert fit([report_of(tasks, 2, -0.1, 4.1), cold], 2).overheads.per_run_s == \
+    assert fit([report_of(tasks, 2, -0.1, 4.2), cold], 2).overheads.per_run_s == \
         pytest.approx(0.2)  # a first run that started the workers is not the rule
 
 
-def test_scheduler_messages_are_charged_to_batches_steals_and_remote_inputs():
+def test_each_function_pays_its_own_gap():
     model = model_of(work=(1.0, 0.0), join=(0.5, 0.0))
-    model.overheads = Overheads(per_task_s=0.0, per_message_s=0.1, store_bytes_per_s=1e8)
-    # Tasks of 1 s go in batches of one (plan.batch_size): a message each; the join
-    # continues on the one worker, which holds all its inputs.
-    assert forecast(fan_in(), 1, model).makespan == pytest.approx(4 * 1.1 + 0.5)
-    # Two workers: the join has an input from the other worker, so it is a message too.
-    assert forecast(fan_in(), 2, model).makespan == pytest.approx(2 * 1.1 + 0.6)
+    model.functions["work"] = FunctionModel(Line(1.0), Line(0.0), 1, gap_s=0.1)
+    # work: 0.1 + 1.0 each; join: the machine's 10 ms.
+    assert forecast(fan_in(), 1, model).makespan == pytest.approx(4 * 1.1 + 0.51 + 0.2)
 
 
 def test_history_of_the_same_worker_count_is_preferred():
