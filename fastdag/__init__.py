@@ -33,6 +33,11 @@ def __getattr__(name: str):
     if name == "RayExecutor":
         from .executors.ray_cluster import RayExecutor
         return RayExecutor
+    # The planner from history (statistics and the simulator): on first use too.
+    # (``fastdag.forecast.forecast`` returns the Forecast object itself.)
+    if name == "plan_report":
+        from .forecast import plan_report
+        return plan_report
     raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
 
 __all__ = [
@@ -40,7 +45,7 @@ __all__ = [
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
     "result_array", "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
-    "load_metrics", "flush_metrics", "MetricsError", "MetricsWriteError",
+    "load_metrics", "flush_metrics", "MetricsError", "MetricsWriteError", "plan_report",
     "RedisExecutor", "DaskExecutor", "RayExecutor",
     "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

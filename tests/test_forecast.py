@@ -9,7 +9,7 @@ import pytest
 
 import fastdag as fd
 from fastdag.cli import main
-from fastdag.forecast import forecast, plan_report
+from fastdag.forecast import forecast
 from fastdag.history import (CostModel, FunctionModel, Line, Overheads, fit, ready_gaps,
                              robust_line, select_runs)
 from fastdag.metrics import RunRecord, RunReport, TaskRecord
@@ -178,5 +178,5 @@ def test_plan_command(tmp_path, monkeypatch, capsys):
     assert main(["plan", "my_graphs:missing"]) == 2
     assert main(["plan", "gemm", "--history", str(tmp_path / "none.parquet")]) == 2
     assert "error" in capsys.readouterr().err
-    assert "predicted makespan" in plan_report(fan_in(), workers=2)
+    assert "predicted makespan" in fd.plan_report(fan_in(), workers=2)
     sys.modules.pop("my_graphs", None)
