@@ -4,10 +4,12 @@
         python scripts/plan_validation.py [--history-out DIR] [--runs 3]
 
 For each worker count and workload (the benchmarks' quick sizes), on one
-LocalExecutor: ``--runs`` runs recorded as history, then the forecast
+LocalExecutor: ``--runs`` pairs of runs, the first of each pair recorded as
+history, the second only timed (alternating, so that load from other jobs
+that comes and goes falls on both alike); then the forecast
 (``fastdag.forecast``, fitted from all the history recorded so far at that
-worker count), then ``--runs`` more runs measured; the table compares the
-forecast with the median measured makespan (submit to result, as
+worker count, never from a timed run); the table compares the forecast with
+the median timed makespan (submit to result, as
 ``RunRecord.makespan``); ``spread`` is the slowest measured run over the
 fastest, minus one: the noise the error should be read against. Then the forecast for 8, 16 and 64 workers from the
 2-worker history (one BLAS thread per worker). ``--history-out`` keeps the
@@ -46,9 +48,10 @@ def nodes_of(name: str) -> list:
     return list(built) if isinstance(built, tuple) else [built]
 
 
-def run_times(name: str, ex: fd.LocalExecutor, runs: int, sink: fd.MemorySink,
+def run_times(name: str, ex: fd.LocalExecutor, runs: int, sink: fd.MemorySink | None,
               keep: str | None) -> list[float]:
-    """Makespans of ``runs`` runs of workload ``name``, each recorded in ``sink`` (and ``keep``)."""
+    """Makespans of ``runs`` runs of workload ``name``, each recorded in ``sink`` (and ``keep``)
+    unless it is None."""
     spans = []
     for _ in range(runs):
         fd.compute(*nodes_of(name), executor=ex, name=name, metrics=sink)
@@ -66,9 +69,11 @@ def validate(workers: int, runs: int, keep: str | None) -> tuple[list[tuple], li
     with fd.LocalExecutor(workers=workers) as ex:
         fd.compute(*[fd.task(abs)(-i) for i in range(2 * workers)], executor=ex)  # start workers
         for name in QUICK:
-            run_times(name, ex, runs, history, keep)
+            spans = []
+            for _ in range(runs):
+                run_times(name, ex, 1, history, keep)
+                spans += run_times(name, ex, 1, None, None)
             predicted = forecast(nodes_of(name), workers, fit(history.read(), workers)).makespan
-            spans = run_times(name, ex, runs, fd.MemorySink(), None)
             measured = statistics.median(spans)
             rows.append((name, workers, predicted, measured, predicted / measured - 1))
             print(f"{name:<16}{workers:>3}{predicted:>11.3f}{measured:>11.3f}"
