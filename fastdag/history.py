@@ -3,8 +3,8 @@
 Flow::
 
     Parquet / Redis / RunReports --load--> runs --select(workers)--> TaskRecords
-        --fit per function--> FunctionModel (time, output bytes)
-        --fit per machine---> Overheads (per task, per run, store bandwidth)
+        --fit per function--> FunctionModel (time, output bytes, gap before it)
+        --fit per machine---> Overheads (gap, per run, store bandwidth)
                                     |
                                     v
                            CostModel (what forecast.py simulates with)
@@ -164,7 +164,7 @@ def robust_line(x: Sequence[float], y: Sequence[float]) -> Line:
     """``y`` against ``x``: a Theil-Sen slope, or flat when ``x`` barely varies.
 
     The slope is the median of the slopes between the input sizes seen (one
-    point per size, its mean), used only when the sizes span a factor of
+    point per size, its median), used only when the sizes span a factor of
     ``MIN_SPREAD`` at least and the slope is not negative: over a narrow
     range, noise in the times makes any slope, and extrapolating it to
     another size gives nonsense. The intercept makes the line pass through
