@@ -72,6 +72,8 @@ def __getattr__(name: str) -> Any:
         from .bridges import dask_cluster as module
     elif name == "RayExecutor":
         from .bridges import ray_cluster as module
+    elif name == "plan_report":  # the planner from history: statistics and the simulator
+        from .predict import text as module
     else:
         raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
     value = getattr(module, name)
@@ -113,7 +115,7 @@ __all__ = [
     "compute", "compute_async", "acompute", "get_default_executor", "set_default_executor",
     "Executor", "RunFuture", "LocalExecutor", "SyncExecutor", "ThreadExecutor",
     "result_array", "last_run", "RunRecord", "RunReport", "TaskRecord", "MemorySink", "ParquetSink", "RedisSink",
-    "load_metrics", "flush_metrics", "MetricsError", "MetricsWriteError",
+    "load_metrics", "flush_metrics", "MetricsError", "MetricsWriteError", "plan_report",
     "RedisExecutor", "DaskExecutor", "RayExecutor",
     "TaskError", "WorkerCrashedError", "SerializationError", "CancelledError", "FastdagError",
 ]

@@ -1,4 +1,4 @@
-"""The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace.
+"""The ``fastdag`` command: demo, run, worker, report, plot-bench, dashboard, trace, plan.
 
 Each subcommand lives with the code it drives; this module only parses the
 command line and imports the one it needs. ``fastdag --help`` registers them
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_plot_bench_parser(sub)
     dashboard_cli.add_dashboard_parser(sub)
     dashboard_cli.add_trace_parser(sub)
+
+    from .predict import cli as predict_cli
+    predict_cli.add_plan_parser(sub)
 
     if importlib.util.find_spec("redis") is not None:  # distributed mode installed
         from .distributed import cli as worker_cli
