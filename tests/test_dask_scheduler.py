@@ -137,3 +137,22 @@ def test_flat_tasks_become_plain_fastdag_calls():
     assert kw.tasks[1].func.__name__ == "data_value" and kw.args[1] == ([1],)
     assert kw.tasks[2].func.func.__name__ == "run_graph_node"
     assert kw.tasks[2].func.key == ("node", "builtins.len")  # what the GIL profile learns
+
+
+def test_delayed_graphs_skip_dasks_cull(local_executor, monkeypatch):
+    """dask.compute of delayed objects hands ``get`` an expression; fastdag takes its
+    layers as they are (its walk from the keys culls) instead of Dask's layer-by-layer
+    cull, and falls back to Dask's own graph when linear fusion is on."""
+    from dask.highlevelgraph import HighLevelGraph
+    culls = []
+    cull = HighLevelGraph.cull
+    monkeypatch.setattr(HighLevelGraph, "cull", lambda g, keys: culls.append(1) or cull(g, keys))
+    inc = dask.delayed(add, pure=False)
+    a = inc(1, 2)
+    total = inc(inc(a, 3), a)
+    assert dask.compute(total, [a, {"x": a}], scheduler=local_executor.dask_get) == \
+        dask.compute(total, [a, {"x": a}], scheduler="sync") == (9, [3, {"x": 3}])
+    assert len(culls) == 1  # only the sync run's
+    with dask.config.set({"optimization.fuse.delayed": True}):
+        assert total.compute(scheduler=local_executor.dask_get) == 9
+    assert len(culls) == 2

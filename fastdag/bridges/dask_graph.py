@@ -30,12 +30,13 @@ does not hold, as Dask's schedulers do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from ..graph import Task, gc_paused
 from ..plan import _ATOMIC, Plan, Ref
 from ..runner import INTERNAL_FILES
+from .dask_expr import task_graph
 
 
 class DaskPlan(NamedTuple):
@@ -142,14 +143,12 @@ def nest_results(keys: Any, position: dict, values: tuple) -> Any:
 
 
 def to_plan(dsk: Any, keys: Any) -> DaskPlan:
-    """Convert ``dsk`` (a Mapping or a collection's graph) for computing ``keys``."""
+    """Convert ``dsk`` (a Mapping, a collection, or the expression ``dask.compute`` passes)."""
     from dask._task_spec import convert_legacy_graph
     from dask.utils import key_split
 
-    if not isinstance(dsk, Mapping):
-        dsk = dsk.__dask_graph__()
     with gc_paused():
-        graph = convert_legacy_graph(dsk)
+        graph = convert_legacy_graph(task_graph(dsk))
         wanted = flatten_keys(keys)
         for key in wanted:
             if key not in graph:
