@@ -156,3 +156,23 @@ def test_delayed_graphs_skip_dasks_cull(local_executor, monkeypatch):
     with dask.config.set({"optimization.fuse.delayed": True}):
         assert total.compute(scheduler=local_executor.dask_get) == 9
     assert len(culls) == 2
+
+
+def test_flat_task_shapes_match_dasks_results(local_executor):
+    """Each shape of flat Task (no inputs, only inputs, inputs among constants, one input
+    twice, keyword arguments) becomes the fastdag call of its function, and computes as
+    Dask's own get does."""
+    from fastdag.bridges.dask_graph import to_plan
+    dsk = {"a": Task("a", add, 1, 2),
+           "b": Task("b", add, TaskRef("a"), 10),
+           "c": Task("c", add, TaskRef("b"), TaskRef("b")),
+           "d": Task("d", max, TaskRef("a"), TaskRef("c"), 7),
+           "e": Task("e", round, TaskRef("d"), ndigits=-1),
+           "f": Task("f", add, TaskRef("a"), TaskRef("e"))}
+    plan = to_plan(dsk, ["f"]).plan
+    rows = {label: i for i, label in enumerate(plan.labels)}
+    assert [plan.modes[rows[k]] for k in "abcdef"] == [0, 1, 1, 1, 1, 3]
+    assert plan.deps[rows["c"]] == (rows["b"],) and all(plan.simple[rows[k]] for k in "abcdf")
+    assert {t.func for t in plan.tasks} == {add, max, round}
+    assert fastdag.dask.get(dsk, ["f", "c"], executor=local_executor) == \
+        dask.get(dsk, ["f", "c"]) == (33, 26)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from ..graph import Task, gc_paused
-from ..plan import _ATOMIC, Plan, Ref
+from ..plan import _ATOMIC, _LEAVES, Plan, Ref
 from ..runner import INTERNAL_FILES
 from .dask_expr import task_graph
 
@@ -153,37 +153,44 @@ def to_plan(dsk: Any, keys: Any) -> DaskPlan:
         for key in wanted:
             if key not in graph:
                 raise KeyError(key)
-        order = _topological(graph, wanted)
-        plan = _build(graph, order, wanted, key_split)
+        order, index = _topological(graph, wanted)
+        plan = _build(graph, order, index, wanted, key_split)
     return DaskPlan(plan, keys, {k: n for n, k in enumerate(wanted)})
 
 
-def _topological(graph: dict, wanted: list) -> list:
-    """The keys ``wanted`` needs, each after its dependencies (iterative DFS)."""
-    done: dict = {}
-    entered: set = set()
+_POST = object()  # on the walk's stack: the key below it has all its dependencies ordered
+_ENTERED = -1
+
+
+def _topological(graph: dict, wanted: list) -> tuple[list, dict]:
+    """The keys ``wanted`` needs, each after its dependencies (iterative DFS), and their positions."""
+    index: dict = {}  # key -> its position in the order, or _ENTERED while its inputs are walked
     order: list = []
-    stack: list[tuple[Hashable, bool]] = [(k, False) for k in reversed(wanted)]
+    stack: list = list(reversed(wanted))
+    push, pop = stack.append, stack.pop
     while stack:
-        key, post = stack.pop()
-        if post:
-            done[key] = True
+        key = pop()
+        if key is _POST:
+            key = pop()
+            index[key] = len(order)
             order.append(key)
             continue
-        if key in done:
+        at = index.get(key)
+        if at is not None:
+            if at == _ENTERED:
+                raise ValueError(f"the Dask graph has a cycle through key {key!r}")
             continue
-        if key in entered:
-            raise ValueError(f"the Dask graph has a cycle through key {key!r}")
-        entered.add(key)
-        stack.append((key, True))
+        index[key] = _ENTERED
+        push(key)
+        push(_POST)
         try:
             deps = graph[key].dependencies
         except KeyError:
             raise KeyError(key) from None
         for dep in deps:
-            if dep not in done:
-                stack.append((dep, False))
-    return order
+            if index.get(dep, _ENTERED) == _ENTERED:
+                push(dep)
+    return order, index
 
 
 class _Direct(NamedTuple):
@@ -233,63 +240,96 @@ def _direct(node: Any, index: dict, types: _DaskTypes) -> _Direct | None:
         return None
     deps: list[int] = []
     args = _direct_values(node.args, index, types, deps)
-    kwargs = _direct_values(node.kwargs.values(), index, types, deps) if node.kwargs else ()
-    if args is None or kwargs is None:
+    if args is None:
         return None
-    simple = int(all(type(a) in _ATOMIC for a in args) and not kwargs)
     func = node.func
     if func is types.subgraph and args and isinstance(args[0], dict):
         func = _subgraph(func, args[0])
-    named = dict(zip(node.kwargs, kwargs)) if kwargs else None
+    if node.kwargs:
+        kwargs = _direct_values(node.kwargs.values(), index, types, deps)
+        if kwargs is None:
+            return None
+        return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1 if deps else 0, 0,
+                       dict(zip(node.kwargs, kwargs)))
+    simple = int(all([type(a) in _ATOMIC for a in args]))
     if not deps:
-        return _Direct(func, tuple(args), (), 0, simple, named)
-    if not kwargs and len(deps) == len(args) and len(set(deps)) == len(deps):
+        return _Direct(func, tuple(args), (), 0, simple, None)
+    if len(deps) == len(args) and len(set(deps)) == len(deps):
         return _Direct(func, (), tuple(deps), 3, 1, None)
-    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, named)
+    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, None)
 
 
 def _direct_values(values: Any, index: dict, types: _DaskTypes, deps: list[int]) -> list | None:
     """Arguments with ``TaskRef`` as ``Ref`` (their indices added to ``deps``); None if nested."""
     out = []
+    ref, nodes = types.ref, types.nodes
     for a in values:
         cls = type(a)
-        if cls is types.ref:
+        if cls is ref:
             d = index[a.key]
             deps.append(d)
             out.append(Ref(d))
-        elif isinstance(a, types.nodes):
-            return None
-        else:
+        elif cls in _LEAVES or not isinstance(a, nodes):
             out.append(a)
+        else:
+            return None
     return out
 
 
-def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
+def _convert(i: int, key: Hashable, node: Any, index: dict, types: _DaskTypes, key_split: Any,
+             columns: tuple[list, list, list, list, list, bytearray]) -> None:
+    """Fill row ``i`` of the Plan's columns for a node of any kind (``_direct`` or Dask's own)."""
+    tasks, args, kwargs, modes, deps, simple = columns
+    direct = _direct(node, index, types)
+    if direct is not None:
+        tasks[i] = _task_for(key, key_split, direct.func)
+        args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
+        kwargs[i] = direct.kwargs
+        return
+    tasks[i] = _task_for(key, key_split, _evaluator(node, types))
+    dep_keys = tuple(node.dependencies)
+    if dep_keys:
+        deps[i] = tuple([index[d] for d in dep_keys])
+        modes[i] = 1
+        args[i] = (node, dep_keys, *[Ref(d) for d in deps[i]])
+    else:
+        args[i] = (node, ())
+
+
+def _build(graph: dict, order: list, index: dict, wanted: list, key_split: Any) -> Plan:
     types = _dask_types()
     n = len(order)
-    index = {key: i for i, key in enumerate(order)}
     tasks: list[Task] = [None] * n  # type: ignore[list-item]
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     modes = [0] * n
     deps: list[tuple[int, ...]] = [()] * n
     simple = bytearray(n)
+    task_cls, ref, subgraph = types.task, types.ref, types.subgraph
+    refs_only, plain = frozenset({ref}), _LEAVES | {ref}
     for i, key in enumerate(order):
         node = graph[key]
-        direct = _direct(node, index, types)
-        if direct is not None:
-            tasks[i] = _task_for(key, key_split, direct.func)
-            args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
-            kwargs[i] = direct.kwargs
-            continue
-        tasks[i] = _task_for(key, key_split, _evaluator(node, types))
-        dep_keys = tuple(node.dependencies)
-        if dep_keys:
-            deps[i] = tuple([index[d] for d in dep_keys])
-            modes[i] = 1
-            args[i] = (node, dep_keys, *[Ref(d) for d in deps[i]])
-        else:
-            args[i] = (node, ())
+        if type(node) is task_cls and not node.kwargs and node.func is not subgraph:
+            # The bulk of every graph, without building a _Direct: f(TaskRef..., 3, "x")
+            values = tuple(node.args)
+            kinds = {type(a) for a in values}
+            if kinds == refs_only:
+                mine = tuple([index[a.key] for a in values])
+                if len(set(mine)) == len(mine):
+                    tasks[i] = _task_for(key, key_split, node.func)
+                    deps[i], modes[i], simple[i], args[i] = mine, 3, 1, ()
+                    continue
+            elif kinds <= _LEAVES:
+                tasks[i] = _task_for(key, key_split, node.func)
+                args[i], simple[i] = values, 1
+                continue
+            elif kinds <= plain:
+                tasks[i] = _task_for(key, key_split, node.func)
+                args[i] = tuple([Ref(index[a.key]) if type(a) is ref else a for a in values])
+                deps[i] = tuple(dict.fromkeys([a.i for a in args[i] if type(a) is Ref]))
+                modes[i], simple[i] = 1, 1
+                continue
+        _convert(i, key, node, index, types, key_split, (tasks, args, kwargs, modes, deps, simple))
     dependents: list[list[int]] = [[] for _ in range(n)]
     for i, mine in enumerate(deps):
         for d in mine:
