@@ -19,9 +19,10 @@ Two ways to run a key:
   use (see executors.placement). This cut the 4,096-leaf delayed tree's
   Plan pickling from ~100 ms to ~1 ms here. A ``DataNode`` becomes a task
   returning its value (``data_value``).
-* Anything else (aliases, nested List/Dict/Tuple/Set) runs through Dask's
-  own evaluation: the GraphNode is called with a mapping of its
-  dependencies' values, so none of that spec is re-implemented here.
+* Anything else (aliases, nested List/Dict/Tuple/Set, fused subgraphs)
+  runs through Dask's own evaluation: a ``NodeCall`` holding the GraphNode
+  calls it with a mapping of its dependencies' values, so none of that spec
+  is re-implemented here.
 
 The walk is iterative (a chain of 100,000 keys is fine), detects cycles,
 and raises ``KeyError`` for a key asked for or depended on that the graph
@@ -47,39 +48,39 @@ class DaskPlan(NamedTuple):
     position: dict        # key -> index in plan.outputs
 
 
-def run_graph_node(node: Any, dep_keys: tuple, *values: Any) -> Any:
-    """Evaluate one Dask GraphNode given its dependencies' values, in ``dep_keys`` order."""
-    if dep_keys:
-        return node(dict(zip(dep_keys, values)))
-    return node({})
+class NodeCall:
+    """A Dask GraphNode Dask must evaluate itself (aliases, nested containers, fused
+    subgraphs), as a task function called with its dependencies' values in order.
 
+    The node sits in the function, not among the arguments: on threads the
+    default executor gives every task copy-on-write views of its arguments,
+    ``copy.deepcopy`` for objects it does not know, and deep-copying Dask's
+    (immutable) nodes cost ~0.2 ms a task, 25-40 ms a run of the array
+    benchmarks. Dependencies' values are still guarded as any input is;
+    constants written inside a nested node are shared as on Dask's threads.
 
-class ProfiledAs:
-    """``func``, known to the GIL profile (``gil.function_key``) by ``key`` rather than its code.
-
-    Dask evaluates fused subgraphs (``_execute_subgraph``) and nested nodes
-    (``run_graph_node`` here) through one function each: keyed by the
-    functions they evaluate, a bag's pure-Python pipeline and an array's
-    numpy one are learned apart, so the placement of one does not decide
-    the other's.
+    Equal (and hashed) by ``key``, the functions the node evaluates, so the
+    GIL profile (``gil.function_key``) learns a bag's pure-Python pipeline
+    and an array's numpy one apart although Dask runs both through the same
+    evaluators.
     """
 
-    __slots__ = ("func", "key")
+    __slots__ = ("node", "dep_keys", "key")
 
-    def __init__(self, func: Callable, key: tuple):
-        self.func, self.key = func, key
+    def __init__(self, node: Any, dep_keys: tuple, key: tuple):
+        self.node, self.dep_keys, self.key = node, dep_keys, key
 
-    def __call__(self, *args: Any) -> Any:
-        return self.func(*args)
+    def __call__(self, *values: Any) -> Any:
+        return self.node(dict(zip(self.dep_keys, values)))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is ProfiledAs and other.key == self.key
+        return type(other) is NodeCall and other.key == self.key
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def __reduce__(self):
-        return (ProfiledAs, (self.func, self.key))
+        return (NodeCall, (self.node, self.dep_keys, self.key))
 
     def __repr__(self) -> str:
         return f"{self.key[0]}({', '.join(self.key[1:])})"
@@ -89,18 +90,14 @@ def _name(func: Any) -> str:
     return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func).__name__)}"
 
 
-def _evaluator(node: Any, types: _DaskTypes) -> ProfiledAs:
-    """``run_graph_node`` for this node, profiled by the function(s) the node calls."""
+def _profile_key(node: Any, types: _DaskTypes) -> tuple:
+    """What the GIL profile knows a node by: the function(s) it calls."""
     func = getattr(node, "func", None)
     if func is types.subgraph and node.args and isinstance(node.args[0], dict):
-        return _subgraph(run_graph_node, node.args[0])
-    return ProfiledAs(run_graph_node, ("node", _name(type(node) if func is None else func)))
-
-
-def _subgraph(func: Callable, inner: Any) -> ProfiledAs:
-    """Dask's fused-subgraph evaluator, profiled by the functions inside the subgraph."""
-    names = sorted({_name(n.func) for n in inner.values() if getattr(n, "func", None) is not None})
-    return ProfiledAs(func, ("subgraph", *names))
+        inner = node.args[0].values()
+        return ("subgraph", *sorted({_name(n.func) for n in inner
+                                     if getattr(n, "func", None) is not None}))
+    return ("node", _name(type(node) if func is None else func))
 
 
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
@@ -243,8 +240,8 @@ def _direct(node: Any, index: dict, types: _DaskTypes) -> _Direct | None:
     if args is None:
         return None
     func = node.func
-    if func is types.subgraph and args and isinstance(args[0], dict):
-        func = _subgraph(func, args[0])
+    if func is types.subgraph:  # a fused subgraph: its nodes are evaluated by Dask
+        return None
     if node.kwargs:
         kwargs = _direct_values(node.kwargs.values(), index, types, deps)
         if kwargs is None:
@@ -286,14 +283,11 @@ def _convert(i: int, key: Hashable, node: Any, index: dict, types: _DaskTypes, k
         args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
         kwargs[i] = direct.kwargs
         return
-    tasks[i] = _task_for(key, key_split, _evaluator(node, types))
     dep_keys = tuple(node.dependencies)
-    if dep_keys:
-        deps[i] = tuple([index[d] for d in dep_keys])
-        modes[i] = 1
-        args[i] = (node, dep_keys, *[Ref(d) for d in deps[i]])
-    else:
-        args[i] = (node, ())
+    # A Task per node (its function holds the node), not one per key prefix
+    tasks[i] = Task(NodeCall(node, dep_keys, _profile_key(node, types)), name=key_split(key))
+    deps[i] = tuple([index[d] for d in dep_keys])
+    args[i], modes[i], simple[i] = (), 3 if dep_keys else 0, 1
 
 
 def _build(graph: dict, order: list, index: dict, wanted: list, key_split: Any) -> Plan:
