@@ -135,5 +135,44 @@ def test_flat_tasks_become_plain_fastdag_calls():
                   "c": Task("c", len, List(TaskRef("b")))}, ["a", "c"]).plan
     assert kw.tasks[0].func is round and kw.kwargs[0] == {"ndigits": 1} and not kw.simple[0]
     assert kw.tasks[1].func.__name__ == "data_value" and kw.args[1] == ([1],)
-    assert kw.tasks[2].func.func.__name__ == "run_graph_node"
+    assert type(kw.tasks[2].func).__name__ == "NodeCall" and kw.args[2] == ()
     assert kw.tasks[2].func.key == ("node", "builtins.len")  # what the GIL profile learns
+
+
+def test_delayed_graphs_skip_dasks_cull(local_executor, monkeypatch):
+    """dask.compute of delayed objects hands ``get`` an expression; fastdag takes its
+    layers as they are (its walk from the keys culls) instead of Dask's layer-by-layer
+    cull, and falls back to Dask's own graph when linear fusion is on."""
+    from dask.highlevelgraph import HighLevelGraph
+    culls = []
+    cull = HighLevelGraph.cull
+    monkeypatch.setattr(HighLevelGraph, "cull", lambda g, keys: culls.append(1) or cull(g, keys))
+    inc = dask.delayed(add, pure=False)
+    a = inc(1, 2)
+    total = inc(inc(a, 3), a)
+    assert dask.compute(total, [a, {"x": a}], scheduler=local_executor.dask_get) == \
+        dask.compute(total, [a, {"x": a}], scheduler="sync") == (9, [3, {"x": 3}])
+    assert len(culls) == 1  # only the sync run's
+    with dask.config.set({"optimization.fuse.delayed": True}):
+        assert total.compute(scheduler=local_executor.dask_get) == 9
+    assert len(culls) == 2
+
+
+def test_flat_task_shapes_match_dasks_results(local_executor):
+    """Each shape of flat Task (no inputs, only inputs, inputs among constants, one input
+    twice, keyword arguments) becomes the fastdag call of its function, and computes as
+    Dask's own get does."""
+    from fastdag.bridges.dask_graph import to_plan
+    dsk = {"a": Task("a", add, 1, 2),
+           "b": Task("b", add, TaskRef("a"), 10),
+           "c": Task("c", add, TaskRef("b"), TaskRef("b")),
+           "d": Task("d", max, TaskRef("a"), TaskRef("c"), 7),
+           "e": Task("e", round, TaskRef("d"), ndigits=-1),
+           "f": Task("f", add, TaskRef("a"), TaskRef("e"))}
+    plan = to_plan(dsk, ["f"]).plan
+    rows = {label: i for i, label in enumerate(plan.labels)}
+    assert [plan.modes[rows[k]] for k in "abcdef"] == [0, 1, 1, 1, 1, 3]
+    assert plan.deps[rows["c"]] == (rows["b"],) and all(plan.simple[rows[k]] for k in "abcdf")
+    assert {t.func for t in plan.tasks} == {add, max, round}
+    assert fastdag.dask.get(dsk, ["f", "c"], executor=local_executor) == \
+        dask.get(dsk, ["f", "c"]) == (33, 26)

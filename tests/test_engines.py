@@ -106,6 +106,22 @@ def test_an_exception_that_will_not_pickle_is_still_described(engine):
     assert "in locked" in info.value.remote_traceback
 
 
+@pytest.mark.parametrize("raised", [SystemExit(3), KeyboardInterrupt()], ids=["exit", "interrupt"])
+def test_exit_or_interrupt_in_a_task_is_that_task_failure(engine, raised):
+    """sys.exit() or a KeyboardInterrupt raised by a task's code fails that task
+    (a TaskError naming it, the exception as its cause), as on the local executors,
+    and the engine's worker keeps running the next graph."""
+    @fd.task
+    def leaves(x):
+        raise raised
+
+    with pytest.raises(fd.TaskError, match="leaves") as info:
+        engine.compute(add(leaves(1), 1))
+    assert type(info.value.__cause__) is type(raised)
+    assert "in leaves" in info.value.remote_traceback
+    assert engine.compute(add(1, 2)) == 3
+
+
 def test_large_arrays_go_through_the_engine_store(engine):
     big = np.arange(LARGE_ARRAY // 8 + 1000, dtype=np.float64)
     doubled = add(big, big)

@@ -314,6 +314,21 @@ def test_inline_runs_keep_inputs_copy_on_write_and_results_writeable():
         place.shutdown()
 
 
+def test_inline_two_input_tasks_after_a_value_that_needs_guarding():
+    # An array that two consumers see must be guarded from then on; the
+    # f(a, b) tasks that follow take the general path and must still get
+    # their two inputs (they once read a captured-argument template instead).
+    place = _placement()
+    try:
+        _measured_tiny(place, _add, np.ones)
+        x = fd.task(np.ones)(3)
+        left, right = fd.task(_add)(x, x), fd.task(_add)(x, 1.0)
+        (result,) = _inline_run(place, fd.task(_add)(left, right)).result()
+        assert (result == 4).all() and result.flags.writeable
+    finally:
+        place.shutdown()
+
+
 def test_inline_failures_name_the_task_and_retries_are_kept():
     recorder = RunRecorder()
     place = Placement(2, dict, EventBus(recorder))

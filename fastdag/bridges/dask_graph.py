@@ -19,9 +19,10 @@ Two ways to run a key:
   use (see executors.placement). This cut the 4,096-leaf delayed tree's
   Plan pickling from ~100 ms to ~1 ms here. A ``DataNode`` becomes a task
   returning its value (``data_value``).
-* Anything else (aliases, nested List/Dict/Tuple/Set) runs through Dask's
-  own evaluation: the GraphNode is called with a mapping of its
-  dependencies' values, so none of that spec is re-implemented here.
+* Anything else (aliases, nested List/Dict/Tuple/Set, fused subgraphs)
+  runs through Dask's own evaluation: a ``NodeCall`` holding the GraphNode
+  calls it with a mapping of its dependencies' values, so none of that spec
+  is re-implemented here.
 
 The walk is iterative (a chain of 100,000 keys is fine), detects cycles,
 and raises ``KeyError`` for a key asked for or depended on that the graph
@@ -30,12 +31,13 @@ does not hold, as Dask's schedulers do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from ..core.graph import Task, gc_paused
-from ..core.plan import _ATOMIC, Plan, Ref
+from ..core.plan import _ATOMIC, _LEAVES, Plan, Ref
 from ..core.runner import INTERNAL_FILES
+from .dask_expr import task_graph
 
 
 class DaskPlan(NamedTuple):
@@ -46,39 +48,39 @@ class DaskPlan(NamedTuple):
     position: dict        # key -> index in plan.outputs
 
 
-def run_graph_node(node: Any, dep_keys: tuple, *values: Any) -> Any:
-    """Evaluate one Dask GraphNode given its dependencies' values, in ``dep_keys`` order."""
-    if dep_keys:
-        return node(dict(zip(dep_keys, values)))
-    return node({})
+class NodeCall:
+    """A Dask GraphNode Dask must evaluate itself (aliases, nested containers, fused
+    subgraphs), as a task function called with its dependencies' values in order.
 
+    The node sits in the function, not among the arguments: on threads the
+    default executor gives every task copy-on-write views of its arguments,
+    ``copy.deepcopy`` for objects it does not know, and deep-copying Dask's
+    (immutable) nodes cost ~0.2 ms a task, 25-40 ms a run of the array
+    benchmarks. Dependencies' values are still guarded as any input is;
+    constants written inside a nested node are shared as on Dask's threads.
 
-class ProfiledAs:
-    """``func``, known to the GIL profile (``gil.function_key``) by ``key`` rather than its code.
-
-    Dask evaluates fused subgraphs (``_execute_subgraph``) and nested nodes
-    (``run_graph_node`` here) through one function each: keyed by the
-    functions they evaluate, a bag's pure-Python pipeline and an array's
-    numpy one are learned apart, so the placement of one does not decide
-    the other's.
+    Equal (and hashed) by ``key``, the functions the node evaluates, so the
+    GIL profile (``gil.function_key``) learns a bag's pure-Python pipeline
+    and an array's numpy one apart although Dask runs both through the same
+    evaluators.
     """
 
-    __slots__ = ("func", "key")
+    __slots__ = ("node", "dep_keys", "key")
 
-    def __init__(self, func: Callable, key: tuple):
-        self.func, self.key = func, key
+    def __init__(self, node: Any, dep_keys: tuple, key: tuple):
+        self.node, self.dep_keys, self.key = node, dep_keys, key
 
-    def __call__(self, *args: Any) -> Any:
-        return self.func(*args)
+    def __call__(self, *values: Any) -> Any:
+        return self.node(dict(zip(self.dep_keys, values)))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is ProfiledAs and other.key == self.key
+        return type(other) is NodeCall and other.key == self.key
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def __reduce__(self):
-        return (ProfiledAs, (self.func, self.key))
+        return (NodeCall, (self.node, self.dep_keys, self.key))
 
     def __repr__(self) -> str:
         return f"{self.key[0]}({', '.join(self.key[1:])})"
@@ -88,18 +90,14 @@ def _name(func: Any) -> str:
     return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func).__name__)}"
 
 
-def _evaluator(node: Any, types: _DaskTypes) -> ProfiledAs:
-    """``run_graph_node`` for this node, profiled by the function(s) the node calls."""
+def _profile_key(node: Any, types: _DaskTypes) -> tuple:
+    """What the GIL profile knows a node by: the function(s) it calls."""
     func = getattr(node, "func", None)
     if func is types.subgraph and node.args and isinstance(node.args[0], dict):
-        return _subgraph(run_graph_node, node.args[0])
-    return ProfiledAs(run_graph_node, ("node", _name(type(node) if func is None else func)))
-
-
-def _subgraph(func: Callable, inner: Any) -> ProfiledAs:
-    """Dask's fused-subgraph evaluator, profiled by the functions inside the subgraph."""
-    names = sorted({_name(n.func) for n in inner.values() if getattr(n, "func", None) is not None})
-    return ProfiledAs(func, ("subgraph", *names))
+        inner = node.args[0].values()
+        return ("subgraph", *sorted({_name(n.func) for n in inner
+                                     if getattr(n, "func", None) is not None}))
+    return ("node", _name(type(node) if func is None else func))
 
 
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
@@ -142,49 +140,54 @@ def nest_results(keys: Any, position: dict, values: tuple) -> Any:
 
 
 def to_plan(dsk: Any, keys: Any) -> DaskPlan:
-    """Convert ``dsk`` (a Mapping or a collection's graph) for computing ``keys``."""
+    """Convert ``dsk`` (a Mapping, a collection, or the expression ``dask.compute`` passes)."""
     from dask._task_spec import convert_legacy_graph
     from dask.utils import key_split
 
-    if not isinstance(dsk, Mapping):
-        dsk = dsk.__dask_graph__()
     with gc_paused():
-        graph = convert_legacy_graph(dsk)
+        graph = convert_legacy_graph(task_graph(dsk))
         wanted = flatten_keys(keys)
         for key in wanted:
             if key not in graph:
                 raise KeyError(key)
-        order = _topological(graph, wanted)
-        plan = _build(graph, order, wanted, key_split)
+        order, index = _topological(graph, wanted)
+        plan = _build(graph, order, index, wanted, key_split)
     return DaskPlan(plan, keys, {k: n for n, k in enumerate(wanted)})
 
 
-def _topological(graph: dict, wanted: list) -> list:
-    """The keys ``wanted`` needs, each after its dependencies (iterative DFS)."""
-    done: dict = {}
-    entered: set = set()
+_POST = object()  # on the walk's stack: the key below it has all its dependencies ordered
+_ENTERED = -1
+
+
+def _topological(graph: dict, wanted: list) -> tuple[list, dict]:
+    """The keys ``wanted`` needs, each after its dependencies (iterative DFS), and their positions."""
+    index: dict = {}  # key -> its position in the order, or _ENTERED while its inputs are walked
     order: list = []
-    stack: list[tuple[Hashable, bool]] = [(k, False) for k in reversed(wanted)]
+    stack: list = list(reversed(wanted))
+    push, pop = stack.append, stack.pop
     while stack:
-        key, post = stack.pop()
-        if post:
-            done[key] = True
+        key = pop()
+        if key is _POST:
+            key = pop()
+            index[key] = len(order)
             order.append(key)
             continue
-        if key in done:
+        at = index.get(key)
+        if at is not None:
+            if at == _ENTERED:
+                raise ValueError(f"the Dask graph has a cycle through key {key!r}")
             continue
-        if key in entered:
-            raise ValueError(f"the Dask graph has a cycle through key {key!r}")
-        entered.add(key)
-        stack.append((key, True))
+        index[key] = _ENTERED
+        push(key)
+        push(_POST)
         try:
             deps = graph[key].dependencies
         except KeyError:
             raise KeyError(key) from None
         for dep in deps:
-            if dep not in done:
-                stack.append((dep, False))
-    return order
+            if index.get(dep, _ENTERED) == _ENTERED:
+                push(dep)
+    return order, index
 
 
 class _Direct(NamedTuple):
@@ -234,63 +237,93 @@ def _direct(node: Any, index: dict, types: _DaskTypes) -> _Direct | None:
         return None
     deps: list[int] = []
     args = _direct_values(node.args, index, types, deps)
-    kwargs = _direct_values(node.kwargs.values(), index, types, deps) if node.kwargs else ()
-    if args is None or kwargs is None:
+    if args is None:
         return None
-    simple = int(all(type(a) in _ATOMIC for a in args) and not kwargs)
     func = node.func
-    if func is types.subgraph and args and isinstance(args[0], dict):
-        func = _subgraph(func, args[0])
-    named = dict(zip(node.kwargs, kwargs)) if kwargs else None
+    if func is types.subgraph:  # a fused subgraph: its nodes are evaluated by Dask
+        return None
+    if node.kwargs:
+        kwargs = _direct_values(node.kwargs.values(), index, types, deps)
+        if kwargs is None:
+            return None
+        return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1 if deps else 0, 0,
+                       dict(zip(node.kwargs, kwargs)))
+    simple = int(all([type(a) in _ATOMIC for a in args]))
     if not deps:
-        return _Direct(func, tuple(args), (), 0, simple, named)
-    if not kwargs and len(deps) == len(args) and len(set(deps)) == len(deps):
+        return _Direct(func, tuple(args), (), 0, simple, None)
+    if len(deps) == len(args) and len(set(deps)) == len(deps):
         return _Direct(func, (), tuple(deps), 3, 1, None)
-    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, named)
+    return _Direct(func, tuple(args), tuple(dict.fromkeys(deps)), 1, simple, None)
 
 
 def _direct_values(values: Any, index: dict, types: _DaskTypes, deps: list[int]) -> list | None:
     """Arguments with ``TaskRef`` as ``Ref`` (their indices added to ``deps``); None if nested."""
     out = []
+    ref, nodes = types.ref, types.nodes
     for a in values:
         cls = type(a)
-        if cls is types.ref:
+        if cls is ref:
             d = index[a.key]
             deps.append(d)
             out.append(Ref(d))
-        elif isinstance(a, types.nodes):
-            return None
-        else:
+        elif cls in _LEAVES or not isinstance(a, nodes):
             out.append(a)
+        else:
+            return None
     return out
 
 
-def _build(graph: dict, order: list, wanted: list, key_split: Any) -> Plan:
+def _convert(i: int, key: Hashable, node: Any, index: dict, types: _DaskTypes, key_split: Any,
+             columns: tuple[list, list, list, list, list, bytearray]) -> None:
+    """Fill row ``i`` of the Plan's columns for a node of any kind (``_direct`` or Dask's own)."""
+    tasks, args, kwargs, modes, deps, simple = columns
+    direct = _direct(node, index, types)
+    if direct is not None:
+        tasks[i] = _task_for(key, key_split, direct.func)
+        args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
+        kwargs[i] = direct.kwargs
+        return
+    dep_keys = tuple(node.dependencies)
+    # A Task per node (its function holds the node), not one per key prefix
+    tasks[i] = Task(NodeCall(node, dep_keys, _profile_key(node, types)), name=key_split(key))
+    deps[i] = tuple([index[d] for d in dep_keys])
+    args[i], modes[i], simple[i] = (), 3 if dep_keys else 0, 1
+
+
+def _build(graph: dict, order: list, index: dict, wanted: list, key_split: Any) -> Plan:
     types = _dask_types()
     n = len(order)
-    index = {key: i for i, key in enumerate(order)}
     tasks: list[Task] = [None] * n  # type: ignore[list-item]
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     modes = [0] * n
     deps: list[tuple[int, ...]] = [()] * n
     simple = bytearray(n)
+    task_cls, ref, subgraph = types.task, types.ref, types.subgraph
+    refs_only, plain = frozenset({ref}), _LEAVES | {ref}
     for i, key in enumerate(order):
         node = graph[key]
-        direct = _direct(node, index, types)
-        if direct is not None:
-            tasks[i] = _task_for(key, key_split, direct.func)
-            args[i], deps[i], modes[i], simple[i] = direct.args, direct.deps, direct.mode, direct.simple
-            kwargs[i] = direct.kwargs
-            continue
-        tasks[i] = _task_for(key, key_split, _evaluator(node, types))
-        dep_keys = tuple(node.dependencies)
-        if dep_keys:
-            deps[i] = tuple([index[d] for d in dep_keys])
-            modes[i] = 1
-            args[i] = (node, dep_keys, *[Ref(d) for d in deps[i]])
-        else:
-            args[i] = (node, ())
+        if type(node) is task_cls and not node.kwargs and node.func is not subgraph:
+            # The bulk of every graph, without building a _Direct: f(TaskRef..., 3, "x")
+            values = tuple(node.args)
+            kinds = {type(a) for a in values}
+            if kinds == refs_only:
+                mine = tuple([index[a.key] for a in values])
+                if len(set(mine)) == len(mine):
+                    tasks[i] = _task_for(key, key_split, node.func)
+                    deps[i], modes[i], simple[i], args[i] = mine, 3, 1, ()
+                    continue
+            elif kinds <= _LEAVES:
+                tasks[i] = _task_for(key, key_split, node.func)
+                args[i], simple[i] = values, 1
+                continue
+            elif kinds <= plain:
+                tasks[i] = _task_for(key, key_split, node.func)
+                args[i] = tuple([Ref(index[a.key]) if type(a) is ref else a for a in values])
+                deps[i] = tuple(dict.fromkeys([a.i for a in args[i] if type(a) is Ref]))
+                modes[i], simple[i] = 1, 1
+                continue
+        _convert(i, key, node, index, types, key_split, (tasks, args, kwargs, modes, deps, simple))
     dependents: list[list[int]] = [[] for _ in range(n)]
     for i, mine in enumerate(deps):
         for d in mine:

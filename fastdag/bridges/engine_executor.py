@@ -43,8 +43,8 @@ from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
 from .. import events as ev
 from ..metrics.runs import HOST
 from ..core.plan import Plan, Ref, build_plan
-from ..core.runner import (INTERNAL_FILES, SentFailure, describe_failure, execute, nbytes,
-                      received_error, send_failure)
+from ..core.runner import (INTERNAL_FILES, TASK_EXCEPTIONS, SentFailure, describe_failure, execute,
+                           nbytes, received_error, send_failure)
 from ..engine.executor import Executor, RunFuture, as_dag, new_run_id
 
 LARGE_ARRAY = 1 << 20  # bytes: numpy arguments this big go through the engine's store
@@ -161,7 +161,7 @@ def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, t
     start = time.time()
     try:
         value, attempts = execute(spec, 0, inputs)  # type: ignore[arg-type] - a one-task Plan
-    except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+    except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - sys.exit() too: that task's failure
         sent = send_failure(describe_failure(spec.index, exc, spec.task.retries + 1))
     else:
         sent = None

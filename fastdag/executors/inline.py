@@ -109,7 +109,7 @@ class InlineRun(GuardedRun):
                 if kind == 1:
                     call_args = args[i]
                 else:
-                    order = mine if kind == 2 else [r.i for r in args[i][0]]
+                    order = [r.i for r in args[i][0]] if kind == 3 else mine
                     call_args = [values[d] for d in order]
                     if needing:
                         call_args = [guarded(v) if needs_guard[d] else v
