@@ -3,7 +3,7 @@
 A worker lives as long as its executor. It holds, per run, the Plan (read
 once from shared memory) and the results it produced. For each batch it is
 sent, it runs the tasks depth first and *continues* with any consumer whose
-inputs it now holds (checked inline in ``Worker._run``): a chain, or a whole
+inputs it now holds (``_push_ready``, after each task): a chain, or a whole
 reduction subtree, runs here without a message. When one task makes several
 consumers ready, it keeps the first and reports at once, so the scheduler can
 hand the others to idle workers (WUKONG's fan-out rule).
