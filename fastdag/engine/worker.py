@@ -3,7 +3,7 @@
 A worker lives as long as its executor. It holds, per run, the Plan (read
 once from shared memory) and the results it produced. For each batch it is
 sent, it runs the tasks depth first and *continues* with any consumer whose
-inputs it now holds (checked inline in ``Worker._run``): a chain, or a whole
+inputs it now holds (``_push_ready``, after each task): a chain, or a whole
 reduction subtree, runs here without a message. When one task makes several
 consumers ready, it keeps the first and reports at once, so the scheduler can
 hand the others to idle workers (WUKONG's fan-out rule).
@@ -259,8 +259,8 @@ class Worker:
                 SAMPLER.exit()
 
     def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
-        """Run ``stack`` depth first: each task's step (``step.py``), then its consumer.
-        Locals hold what the loop reads for each of a tree's 100,000 tasks."""
+        """Run ``stack`` depth first: each task's step (``step.py``, f(a, b) and f(*args)
+        called inline), then its consumer. Locals: what the loop reads for every task."""
         plan = data.plan
         deps_of, dependents, wanted = plan.deps, plan.dependents, plan.wanted
         tasks, modes, args_of, kwargs_of = plan.tasks, plan.modes, plan.args, plan.kwargs
@@ -280,7 +280,6 @@ class Worker:
             held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
-                # The commonest calls made here; any other is runner.call_task's.
                 source = values.gather(deps) if len(deps) > WIDE else values
                 if modes[i] == ARGS_ARE_DEPS and len(deps) == 2:
                     value = tasks[i].func(source[deps[0]], source[deps[1]])
@@ -317,7 +316,8 @@ class Worker:
             records.extend((i, start, end, values.fetch_s, end - ran, in_bytes, out_bytes,
                             attempts, ready_at))
             ready_at = end
-            self._continue(run, data, progress, stack, consumers)
+            if _push_ready(consumers, stack, done, deps_of, has_value, refs, data.scanned):
+                self._flush(run, data, progress, stack, False)
 
     def _between_tasks(self, run: int, progress: Progress, now: float) -> None:
         """Every POLL_INTERVAL: take control messages (a cancel stops the batch);
@@ -331,39 +331,6 @@ class Worker:
                                       records[progress.sent:]))
             progress.sent = len(records)
             progress.reported = now
-
-    def _continue(self, run: int, data: RunData, progress: Progress, stack: list[int],
-                  consumers: list[int]) -> None:
-        """Push the first consumer whose inputs are all here; report the rest at once.
-
-        A fan-out keeps one branch and lets the scheduler spread the others
-        (WUKONG's rule); a fan-out whose other branches wait for inputs made
-        elsewhere is reported too, so they can start there before this batch ends.
-        """
-        done, deps_of, refs = data.done, data.plan.deps, data.refs
-        has_value = data.values.__contains__
-        kept = waiting = False
-        for c in consumers:
-            if not done[c]:
-                cdeps = deps_of[c]
-                if len(cdeps) > WIDE:
-                    missing = _inputs_missing(c, cdeps, has_value, refs, data.scanned)
-                else:
-                    missing = False
-                    for d in cdeps:
-                        if not has_value(d) and d not in refs:
-                            missing = True
-                            break
-                if missing:
-                    waiting = True  # needs a result made elsewhere
-                elif kept:
-                    self._flush(run, data, progress, stack, False)
-                    return
-                else:
-                    stack.append(c)
-                    kept = True
-        if waiting and len(consumers) > 1:
-            self._flush(run, data, progress, stack, False)
 
     def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
                final: bool) -> None:
@@ -452,6 +419,38 @@ class Worker:
             return self.store.put_payload(str(i), payload, consume=consume)
         except Exception as exc:  # noqa: BLE001 - the task's failure, not the worker's
             raise unsendable(plan, i, value, exc, "back") from None
+
+
+def _push_ready(consumers: list[int], stack: list[int], done: bytearray, deps_of: list,
+                has_value: Any, refs: dict, scanned: dict[int, int]) -> bool:
+    """Push onto ``stack`` the first of ``consumers`` whose inputs are all here.
+
+    True if the scheduler should hear of this task at once: a fan-out with a
+    second ready branch (keep one, let the scheduler spread the rest: WUKONG's
+    rule), or whose other branches wait for inputs made elsewhere (they can
+    start there before this batch ends). A plain function of the batch loop's
+    locals: it runs after every task.
+    """
+    kept = waiting = False
+    for c in consumers:
+        if not done[c]:
+            cdeps = deps_of[c]
+            if len(cdeps) > WIDE:
+                missing = _inputs_missing(c, cdeps, has_value, refs, scanned)
+            else:
+                missing = False
+                for d in cdeps:
+                    if not has_value(d) and d not in refs:
+                        missing = True
+                        break
+            if missing:
+                waiting = True  # needs a result made elsewhere
+            elif kept:
+                return True
+            else:
+                stack.append(c)
+                kept = True
+    return waiting and len(consumers) > 1
 
 
 def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
