@@ -108,6 +108,8 @@ class InlineRun(GuardedRun):
             elif kind:
                 if kind == 1:
                     call_args = args[i]
+                elif kind == 5:
+                    call_args = guarded(args[i])
                 else:
                     order = [r.i for r in args[i][0]] if kind == 3 else mine
                     call_args = [values[d] for d in order]
@@ -136,7 +138,8 @@ class InlineRun(GuardedRun):
         return True
 
     def _direct(self) -> bytearray:
-        """Per task: 1 to call with its plain captured arguments, 2 with its inputs in
+        """Per task: 1 to call with its plain captured arguments (5 with other captured
+        arguments, guarded: ``f([0, 1])``, arrays), 2 with its inputs in
         order (``f(x, y, z)`` of Nodes; 4 when there are two), 3 with one list of inputs
         (``f([a, b])``), 0 for ``GuardedRun``'s path (other nesting, keywords, captured
         objects, a function known to write into its inputs). Worked out column-wise:
@@ -148,7 +151,7 @@ class InlineRun(GuardedRun):
         keywords = np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n)
         simple = np.frombuffer(plan.simple, dtype=np.uint8).astype(bool)
         kinds = np.where(modes == 3, np.where(inputs == 2, 4, 2),
-                         np.where((modes == 0) & simple, 1, 0)).astype(np.uint8)
+                         np.where(modes == 0, np.where(simple, 1, 5), 0)).astype(np.uint8)
         kinds[keywords] = 0
         for i in np.flatnonzero((modes == 2) & ~keywords):
             if _one_list_of_refs(plan.args[i]):
