@@ -36,7 +36,7 @@ def __getattr__(name: str):
     # The planner from history (statistics and the simulator): on first use too.
     # (``fastdag.forecast.forecast`` returns the Forecast object itself.)
     if name == "plan_report":
-        from .forecast import plan_report
+        from .forecast_cli import plan_report
         return plan_report
     raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
 

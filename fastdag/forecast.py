@@ -217,13 +217,6 @@ def forecast(nodes: Node | Iterable[Node] | DAG, workers: int,
     return simulate(build_plan(dag), model, workers)
 
 
-def plan_report(nodes: Node | Iterable[Node] | DAG, workers: int = 2,
-                history: Any = None) -> str:
-    """The plan and predicted makespan of ``nodes`` on ``workers`` workers, as text."""
-    from .forecast_cli import describe
-    return describe(forecast(nodes, workers, history))
-
-
 def by_worker(slots: Sequence[Slot], workers: int) -> list[list[Slot]]:
     """The slots of each worker, in start order."""
     out: list[list[Slot]] = [[] for _ in range(workers)]

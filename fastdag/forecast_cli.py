@@ -1,4 +1,4 @@
-"""``fastdag plan``: the predicted plan and makespan of a graph, and its text form.
+"""``fastdag plan`` and ``fd.plan_report``: a graph's predicted plan and makespan, as text.
 
     fastdag plan gemm --history runs/ --workers 1 2 8
     fastdag plan mypkg.graphs:build --history runs.parquet --workers 4 --tasks
@@ -15,9 +15,12 @@ import argparse
 import importlib
 import sys
 from collections import Counter
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from .forecast import Forecast, by_worker
+if TYPE_CHECKING:  # the simulator is imported when a plan is asked for, not by fastdag --help
+    from .forecast import Forecast
+    from .graph import DAG, Node
 
 
 def add_plan_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +52,17 @@ def graph_nodes(spec: str, size: str | None = None) -> Any:
     return wl.build(wl.params(size))
 
 
+def plan_report(nodes: Node | Iterable[Node] | DAG, workers: int = 2,
+                history: Any = None) -> str:
+    """The plan and predicted makespan of ``nodes`` on ``workers`` workers, as text.
+
+    ``history`` as for ``forecast.forecast``: a metrics path or Redis URL, a
+    list of RunReports, a fitted CostModel, or None (every task the default).
+    """
+    from .forecast import forecast
+    return describe(forecast(nodes, workers, history))
+
+
 def plan_command(args: argparse.Namespace) -> int:
     from .forecast import forecast
     from .history import fit, load_history
@@ -70,6 +84,7 @@ def plan_command(args: argparse.Namespace) -> int:
 
 def describe(fc: Forecast, tasks: bool = False) -> str:
     """The forecast as text: the headline, the model's constants, each worker, each function."""
+    from .forecast import by_worker
     over = fc.model.overheads
     lines = [f"predicted makespan {fc.makespan:.3f} s on {fc.workers} workers "
              f"({len(fc.costs)} tasks; critical path {fc.critical_path_s():.3f} s)",
