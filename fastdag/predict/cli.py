@@ -16,8 +16,6 @@ import importlib
 import sys
 from typing import Any
 
-from .text import describe
-
 
 def add_plan_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="predict a graph's plan and makespan from earlier runs",
@@ -51,6 +49,7 @@ def graph_nodes(spec: str, size: str | None = None) -> Any:
 def plan_command(args: argparse.Namespace) -> int:
     from .forecast import forecast
     from .history import fit, load_history
+    from .text import describe
     from ..metrics.sinks import MetricsError
     try:
         nodes = graph_nodes(args.graph, args.size)
