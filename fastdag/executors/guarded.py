@@ -163,19 +163,22 @@ class GuardedThreads(ThreadExecutor):
         run.offload = offload
         return run
 
-    def run_inline(self, dag: DAG | Plan, single: bool, name: str = "") -> RunFuture:
-        """Run a graph of tiny tasks in this thread (``inline.InlineRun``); its resolved future.
+    def run_inline(self, dag: DAG | Plan, single: bool, name: str = "",
+                   run_class: type[GuardedRun] = GuardedRun) -> RunFuture:
+        """Run a graph of tiny tasks in this thread; its resolved future.
 
-        With a subscriber listening, the run goes through ``run_inline`` of
-        ``inprocess``, which reports every task as an event.
+        ``run_class`` is the placement's one-pass run (``inline.InlineRun``,
+        a ``GuardedRun``), given by the caller so that this module, which
+        that class extends, does not import it. With a subscriber listening,
+        the run goes through ``run_inline`` of ``inprocess``, which reports
+        every task as an event.
         """
-        from .inline import InlineRun
         settings = dict(self._settings(), placement="inline")
         # The collector paused: tiny tasks allocate fast, and every pass of it
         # would walk the graph's thousands of live Nodes (it halved the tree's run).
         with gc_paused():
             events = self.events if self.events is not None else self.event_bus
-            run = InlineRun(dag, single, self.name, settings, self.profile, self.sampler,
+            run = run_class(dag, single, self.name, settings, self.profile, self.sampler,
                             self.writers, events, name)
             if run.live:
                 inprocess_inline(run)

@@ -58,6 +58,7 @@ from ..core.records import END, INDEX, RAW_WIDTH, START
 from ..core.plan import Plan, Ref
 from ..engine.executor import RunFuture
 from .guarded import GuardedRun, GuardedThreads
+from .inline import InlineRun
 
 
 INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
@@ -221,7 +222,7 @@ class Placement:
 
     def run_inline(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
         """Run ``graph`` to its end in this thread (see ``inline.py``); its resolved future."""
-        return self.threads.run_inline(graph, single, name)
+        return self.threads.run_inline(graph, single, name, InlineRun)
 
     def from_worker(self, wid: int, msg: tuple, runs: dict[int, Any]) -> None:
         """A worker's ("up",) or ("gil", run, [task, wall, held, ...]) message."""
