@@ -14,8 +14,6 @@ it, so a long pipeline holds only what is still needed.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import os
 import threading
 import time
@@ -56,7 +54,7 @@ class InProcessRun:
         self.ran = 0
         self.remaining = [len(d) for d in self.plan.deps]
         self.uses_left = self.plan.refcounts()
-        self.records: list[tuple[str, tuple]] = []  # (thread, record) not yet sent, if not live
+        self.records: dict[str, list[float]] = {}  # per thread: flat records not yet sent
         self.start = time.time()
         self.flushed_at = self.start
         self.lock = threading.Lock()
@@ -90,26 +88,27 @@ class InProcessRun:
         if self.live:
             ev.task_ended(self.bus, self.future.run_id, _worker_name(), record)
             return value
-        # One C call (list.append): no thread switch between reading
-        # self.records and appending, so a flush elsewhere loses nothing.
-        self.records.append((_worker_name(), record))
+        worker = _worker_name()
+        flat = self.records.get(worker)
+        if flat is None:  # only this thread adds to its own list
+            flat = self.records[worker] = []
+        flat.extend(record)  # already the TaskBatch format: nothing to regroup at a flush
         if end - self.flushed_at > FLUSH_EVERY:
-            self.flush()
+            self.flush(worker)
         return value
 
-    def flush(self) -> None:
+    def flush(self, worker: str | None = None) -> None:
         """Send the records not yet sent, as one TaskBatch per thread that ran them.
 
-        Grouped and flattened by C loops (sort, groupby, chain): nothing per
-        task in Python, as the per-task cost of a tiny task is the budget.
+        ``worker``: only that thread's (called by it: no other thread adds to
+        its list); None: every thread's, once no other thread runs tasks of
+        this run (it finished or failed).
         """
-        rows, self.records = self.records, []
         self.flushed_at = now = time.time()
-        if len(rows) > 1 and rows[0][0] != rows[-1][0]:
-            rows.sort(key=_first)  # stable: each thread's records stay in order
-        for worker, group in itertools.groupby(rows, _first):
-            self.bus.emit(ev.TaskBatch(self.future.run_id, now, worker,
-                                       list(itertools.chain.from_iterable(map(_second, group)))))
+        for name in [worker] if worker is not None else list(self.records):
+            flat = self.records.pop(name, None)
+            if flat:
+                self.bus.emit(ev.TaskBatch(self.future.run_id, now, name, flat))
 
     def call(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` with its retries: (value, attempts). Subclasses guard the inputs."""
@@ -147,9 +146,6 @@ class InProcessRun:
             self.flush()
             ev.run_finished(self.bus, self.future.run_id, self.start, exc)
         self.future.fail(exc)
-
-
-_first, _second = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _worker_name() -> str:
