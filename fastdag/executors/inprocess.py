@@ -14,7 +14,6 @@ it, so a long pipeline holds only what is still needed.
 
 from __future__ import annotations
 
-import itertools
 import os
 import threading
 import time
@@ -55,7 +54,7 @@ class InProcessRun:
         self.ran = 0
         self.remaining = [len(d) for d in self.plan.deps]
         self.uses_left = self.plan.refcounts()
-        self.records: dict[str, list[tuple]] = {}  # per thread: not yet sent, when not live
+        self.records: dict[str, list[float]] = {}  # per thread: flat records not yet sent
         self.start = time.time()
         self.flushed_at = self.start
         self.lock = threading.Lock()
@@ -86,14 +85,14 @@ class InProcessRun:
             in_bytes += sizes[d]
         out_bytes = sizes[i] = nbytes(value)
         record = (i, start, end, 0.0, 0.0, in_bytes, out_bytes, attempts, ready_at)
-        worker = _worker_name()
         if self.live:
-            ev.task_ended(self.bus, self.future.run_id, worker, record)
+            ev.task_ended(self.bus, self.future.run_id, _worker_name(), record)
             return value
-        rows = self.records.get(worker)
-        if rows is None:
-            rows = self.records[worker] = []
-        rows.append(record)
+        worker = _worker_name()
+        flat = self.records.get(worker)
+        if flat is None:  # only this thread adds to its own list
+            flat = self.records[worker] = []
+        flat.extend(record)  # already the TaskBatch format: nothing to regroup at a flush
         if end - self.flushed_at > FLUSH_EVERY:
             self.flush(worker)
         return value
@@ -101,15 +100,15 @@ class InProcessRun:
     def flush(self, worker: str | None = None) -> None:
         """Send the records not yet sent, as one TaskBatch per thread that ran them.
 
-        ``worker``: only this thread's (no other thread appends to its list);
-        None: every thread's, once no other thread runs tasks of this run.
+        ``worker``: only that thread's (called by it: no other thread adds to
+        its list); None: every thread's, once no other thread runs tasks of
+        this run (it finished or failed).
         """
         self.flushed_at = now = time.time()
         for name in [worker] if worker is not None else list(self.records):
-            rows = self.records.pop(name, None)
-            if rows:  # flattened by a C loop
-                self.bus.emit(ev.TaskBatch(self.future.run_id, now, name,
-                                           list(itertools.chain.from_iterable(rows))))
+            flat = self.records.pop(name, None)
+            if flat:
+                self.bus.emit(ev.TaskBatch(self.future.run_id, now, name, flat))
 
     def call(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` with its retries: (value, attempts). Subclasses guard the inputs."""
