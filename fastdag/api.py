@@ -1,4 +1,13 @@
-"""Module-level entry points: compute, compute_async, acompute, the default executor."""
+"""Module-level entry points: compute, compute_async, acompute, the default executor.
+
+    fd.compute(*nodes) / Node.compute() ──> executor (default: a LocalExecutor made on
+        first use) .submit(nodes) ──> RunFuture ──wait_for──> values
+
+The documented seam between the layers: ``Node.compute()`` and
+``compute_async()`` in ``core/graph.py`` import this module when called, the
+one import in fastdag that points up (``import-cycles`` reports the cycle it
+closes, and no other).
+"""
 
 from __future__ import annotations
 
