@@ -47,6 +47,14 @@ def fd_local():
 
 
 @pytest.fixture(scope="session")
+def fd_default():
+    """The executor ``fd.compute()`` makes when given none (``placement="auto"``)."""
+    ex = fd.LocalExecutor(workers=PARALLEL, placement="auto")
+    yield ex
+    ex.shutdown()
+
+
+@pytest.fixture(scope="session")
 def fd_threads():
     ex = fd.ThreadExecutor(workers=PARALLEL)
     yield ex

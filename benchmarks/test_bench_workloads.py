@@ -9,6 +9,10 @@ Engines (the parameter in brackets; the group is the workload's name):
   ship their arrays every round. ``fastdag-local-repeat``: the same with the
   cache kept, i.e. what running again on the same data costs. Graph
   building included in the timing.
+* ``fastdag-default``: what ``fd.compute()`` uses when given no executor, a
+  LocalExecutor with ``placement="auto"`` (per graph: inline, threads of
+  this process, or the worker processes, chosen from what its functions
+  were measured to do; the warm-up round is its first look at them).
 * ``fastdag-threads``, ``fastdag-sync``: in-process, nothing to cache.
 * ``dask-sync``, ``dask-threads``, ``dask-processes`` (a new process pool per
   ``compute()``, Dask's default), ``dask-processes-pool`` (one pool reused,
@@ -49,7 +53,8 @@ from fastdag.workloads import Check, gemm, get, image_transform, svd1, svd2, tre
 import dask_graphs
 from engines import blas_budget, dask_scheduler
 
-FASTDAG = ("fastdag-local", "fastdag-local-repeat", "fastdag-threads", "fastdag-sync")
+FASTDAG = ("fastdag-default", "fastdag-local", "fastdag-local-repeat", "fastdag-threads",
+           "fastdag-sync")
 DASK = ("dask-sync", "dask-threads", "dask-processes", "dask-processes-pool", "dask-distributed")
 DASK_ARRAY = ("dask-array-sync", "dask-array-threads", "dask-array-processes", "dask-array-distributed")
 
@@ -280,7 +285,8 @@ def _fastdag_run(graph: Callable[[Any], Any], data: Any, executor: Any) -> Any:
 def _runner(engine: str, case: Case, data: Any, request: pytest.FixtureRequest) -> Callable[[], Any]:
     """A no-argument callable that runs ``case`` on ``engine`` and returns the result."""
     if engine in FASTDAG:
-        executor = request.getfixturevalue({"fastdag-local": "fd_local", "fastdag-local-repeat": "fd_local",
+        executor = request.getfixturevalue({"fastdag-default": "fd_default",
+                                            "fastdag-local": "fd_local", "fastdag-local-repeat": "fd_local",
                                             "fastdag-threads": "fd_threads",
                                             "fastdag-sync": "fd_sync"}[engine])
         return lambda: _fastdag_run(case.graph, data, executor)
