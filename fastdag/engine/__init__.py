@@ -3,8 +3,13 @@
     Executor.submit(dag) ──> RunFuture (executor)                  [caller's process]
                                  │ Plan, batches of task indices
                                  ▼
-    worker process: Worker (worker) ──runner.execute──> results kept, or put in the store
+    worker process: Worker (worker) ──step.run_task──> results kept, or put in the store
+        reports to the scheduler as named messages (messages: Report, Progress, Failed)
         ends with its parent (lifeline); SIGTERM cleans up like Ctrl-C (sigterm)
+
+``step`` is the task step both worker kinds run (this package's local
+worker and ``distributed.worker``, the Redis one): a task with its retries,
+its failure made sendable, its metrics record.
 
 ``executor`` holds the base classes (``Executor``, ``RunFuture``) that the
 local, Redis and bridge executors subclass, so those depend on this layer
