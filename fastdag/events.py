@@ -42,7 +42,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
-from .core.records import INDEX, RAW_WIDTH, START
+from .core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH,
+                           READY, START, STORE_S)
 from .metrics.runs import TaskNames
 
 
@@ -161,10 +162,11 @@ class TaskBatch(NamedTuple):
             return iter(())
         import numpy as np
         table = np.asarray(raw, dtype=np.float64).reshape(-1, RAW_WIDTH)
-        if (table[:, 7] > 1).any():
+        if (table[:, ATTEMPTS] > 1).any():
             return self._expand_each()
-        task, in_b, out_b, attempts = table[:, [0, 5, 6, 7]].astype(np.int64).T.tolist()
-        start, end, fetch_s, store_s, ready = table[:, [1, 2, 3, 4, 8]].T.tolist()
+        task, in_b, out_b, attempts = \
+            table[:, [INDEX, INPUT_BYTES, OUTPUT_BYTES, ATTEMPTS]].astype(np.int64).T.tolist()
+        start, end, fetch_s, store_s, ready = table[:, [START, END, FETCH_S, STORE_S, READY]].T.tolist()
         run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
         started = map(_make_started, zip(run, start, task, worker))
         finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,

@@ -42,7 +42,7 @@ from .. import events as ev
 from ..core.errors import TaskError, task_failure
 from ..core.guard import IMMUTABLE, guarded, wrote_read_only
 from ..core.gil import function_key
-from ..core.records import RAW_WIDTH
+from ..core.records import ATTEMPTS, END, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH, START
 from ..core.plan import Ref
 from ..core.runner import FIXED_SIZES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from .guarded import GuardedRun
@@ -210,19 +210,19 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any,
     """
     n = len(starts)
     table = np.zeros((n, RAW_WIDTH))
-    table[:, 0] = np.arange(n)
-    table[:, 1] = np.frombuffer(starts)
-    table[:, 2] = np.frombuffer(ends)
+    table[:, INDEX] = np.arange(n)
+    table[:, START] = np.frombuffer(starts)
+    table[:, END] = np.frombuffer(ends)
     out_bytes = np.array(sizes, dtype=np.float64)
-    table[:, 6] = out_bytes
+    table[:, OUTPUT_BYTES] = out_bytes
     lengths = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
     if lengths.any():
         inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64)
-        table[:, 5] = np.bincount(np.repeat(np.arange(n), lengths), weights=out_bytes[inputs],
+        table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths), weights=out_bytes[inputs],
                                   minlength=n)
-    table[:, 7] = 1.0
+    table[:, ATTEMPTS] = 1.0
     for i, count in attempts.items():
-        table[i, 7] = count
+        table[i, ATTEMPTS] = count
     table[1:, 8] = table[:-1, 2]
     table[0, 8] = table[0, 1] if n else 0.0
     return array("d", table.tobytes())

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core.graph import gc_paused
+from ..core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, READY, START,
+                            STORE_S)
 from .runs import RAW_WIDTH, RunReport, TaskRecord, run_record_dict, run_record_from_dict
 
 if TYPE_CHECKING:
@@ -67,10 +69,10 @@ def _columns_from_raw(report: RunReport) -> dict[str, object]:
     # Everything per task is done by numpy or Arrow, never a Python loop per task.
     flat, workers = _raw_matrix(report.raw_records)
     n = len(flat)
-    idx_np = flat[:, 0].astype(np.int32)
+    idx_np = flat[:, INDEX].astype(np.int32)
     idx = pa.array(idx_np)
-    start_a, end_a = flat[:, 1], flat[:, 2]
-    fetch_a, store_a, ready_a = flat[:, 3], flat[:, 4], flat[:, 8]
+    start_a, end_a = flat[:, START], flat[:, END]
+    fetch_a, store_a, ready_a = flat[:, FETCH_S], flat[:, STORE_S], flat[:, READY]
     deps = report.task_deps
     return {
         "run_id": _repeat(report.run.run_id, n),
@@ -80,12 +82,12 @@ def _columns_from_raw(report: RunReport) -> dict[str, object]:
         "start": start_a,
         "end": end_a,
         "exec_s": np.maximum(0.0, end_a - start_a - fetch_a - store_a),
-        "input_bytes": flat[:, 5].astype(np.int64),
-        "output_bytes": flat[:, 6].astype(np.int64),
+        "input_bytes": flat[:, INPUT_BYTES].astype(np.int64),
+        "output_bytes": flat[:, OUTPUT_BYTES].astype(np.int64),
         "fetch_s": fetch_a,
         "store_s": store_a,
         "queued_s": np.where(ready_a > 0, np.maximum(0.0, start_a - ready_a), 0.0),
-        "retries": flat[:, 7].astype(np.int32) - 1,
+        "retries": flat[:, ATTEMPTS].astype(np.int32) - 1,
         "index": idx_np,
         "deps": _deps_array(deps).take(idx) if deps else pa.nulls(n, TASK_SCHEMA.field("deps").type),
     }
