@@ -329,6 +329,34 @@ def test_inline_two_input_tasks_after_a_value_that_needs_guarding():
         place.shutdown()
 
 
+def test_inline_runs_tell_a_plain_subscriber_every_task_and_the_failure():
+    bus = EventBus(RunRecorder())
+    seen = []
+    bus.subscribe(seen.append)
+    place = Placement(2, dict, bus)
+    place.ready.set()
+
+    def boom(x):
+        raise ValueError("no")
+
+    try:
+        _measured_tiny(place, _add, boom)
+        future = _inline_run(place, _tree(list(range(64))))
+        assert future.result() == (sum(range(64)),)
+        mine = [e for e in seen if e.run_id == future.run_id]
+        kinds = [type(e).__name__ for e in mine]
+        assert kinds[0] == "RunSubmitted" and kinds[-1] == "RunFinished"
+        assert sorted(e.task for e in mine if kinds[mine.index(e)] == "TaskFinished") == list(range(63))
+        assert kinds.count("TaskStarted") == 63
+        seen.clear()
+        with pytest.raises(fd.TaskError):
+            _inline_run(place, fd.task(boom)(1)).result()
+        failed = [e for e in seen if type(e).__name__ == "TaskFailed"]
+        assert len(failed) == 1 and failed[0].task == 0
+    finally:
+        place.shutdown()
+
+
 def test_inline_failures_name_the_task_and_retries_are_kept():
     recorder = RunRecorder()
     place = Placement(2, dict, EventBus(recorder))

@@ -188,7 +188,9 @@ class InlineRun(GuardedRun):
 
     def _failure(self, i: int, exc: BaseException, attempts: int) -> TaskError:
         failure = describe_failure(i, exc, attempts)
-        return task_failure(self.plan.name(i), exc, failure.traceback)
+        error = task_failure(self.plan.name(i), exc, failure.traceback)
+        ev.task_failed(self.bus, self.future.run_id, i, _worker_name(), error)
+        return error
 
     def _learn(self, starts: array, ends: array) -> None:
         """One profile update per function, from its tasks' run times in this run."""
