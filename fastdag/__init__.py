@@ -21,10 +21,9 @@ Two things here keep ``import fastdag`` cheap and the layers one-way:
 * the public names (``__all__``) are imported on first use (PEP 562), so
   ``fastdag --help`` loads neither numpy nor the executors;
 * this module, which Python runs before any submodule, plugs the upper
-  layers' services into ``core.hooks`` (``DAG.visualize``, ``dashboard=``,
-  ``Executor.dask_get``, ``RunReport.to_arrow``), each importing its package
-  on first call. The one import that points up is ``Node.compute()``'s call
-  of ``fastdag.api`` (see ``core/graph.py``).
+  layers' services into ``core.hooks`` (``Node.compute()``, ``DAG.visualize``,
+  ``dashboard=``, ``Executor.dask_get``, ``RunReport.to_arrow``), each
+  importing its package on first call, so no import points up.
 """
 
 from __future__ import annotations
@@ -107,8 +106,19 @@ def _tasks_table(report: Any) -> Any:
     return tasks_table(report)
 
 
+def _compute(*nodes: Any, **options: Any) -> Any:
+    from .api import compute
+    return compute(*nodes, **options)
+
+
+def _default_executor() -> Any:
+    from .api import get_default_executor
+    return get_default_executor()
+
+
 _hooks.install(draw_dag=_draw_dag, serve_dashboard=_serve_dashboard,
-               run_dask_graph=_run_dask_graph, tasks_table=_tasks_table)
+               run_dask_graph=_run_dask_graph, tasks_table=_tasks_table,
+               compute=_compute, default_executor=_default_executor)
 
 __all__ = [
     "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",

@@ -3,10 +3,9 @@
     fd.compute(*nodes) / Node.compute() ──> executor (default: a LocalExecutor made on
         first use) .submit(nodes) ──> RunFuture ──wait_for──> values
 
-The documented seam between the layers: ``Node.compute()`` and
-``compute_async()`` in ``core/graph.py`` import this module when called, the
-one import in fastdag that points up (``import-cycles`` reports the cycle it
-closes, and no other).
+``Node.compute()`` and ``compute_async()`` in ``core/graph.py`` reach this
+module through ``core.hooks`` (``compute``, ``default_executor``), plugged in
+by ``fastdag/__init__.py``: core never imports it.
 """
 
 from __future__ import annotations

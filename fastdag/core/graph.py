@@ -13,10 +13,11 @@ touch the recursion limit.
 
 This module holds no execution code; ``plan.py`` turns a DAG into work.
 
-The one import in core that points up is here, and it is the entry point:
-``Node.compute()`` and ``compute_async()`` hand the graph to ``fastdag.api``
-(the default executor and the run), imported when called. Drawing without
-Graphviz goes through ``hooks.draw_dag`` instead, to ``fastdag.viz``.
+Running is not core's business either: ``Node.compute()`` and
+``compute_async()`` hand the graph to ``fastdag.api`` (the default executor
+and the run) through ``hooks.compute`` / ``hooks.default_executor``, and
+drawing without Graphviz goes through ``hooks.draw_dag`` to ``fastdag.viz``;
+nothing in core imports upward.
 """
 
 from __future__ import annotations
@@ -381,13 +382,11 @@ class Node:
 
     def compute(self, executor: Any = None, **options: Any) -> Any:
         """Run the graph ending here and return this node's value."""
-        from ..api import compute
-        return compute(self, executor=executor, **options)[0]
+        return hooks.compute(self, executor=executor, **options)[0]
 
     def compute_async(self, executor: Any = None, **options: Any):
         """Start the graph ending here; return a ``concurrent.futures.Future``."""
-        from ..api import get_default_executor
-        return (executor or get_default_executor()).submit(self, **options)
+        return (executor or hooks.default_executor()).submit(self, **options)
 
     def __reduce__(self):
         raise TypeError(
