@@ -271,11 +271,21 @@ def test_mutating_captured_arguments(executors):
     t_app, t_len = fd.task(_append_one), fd.task(len)
     original = [1, 2]
 
-    def build():
-        return t_app(original), t_len(original), t_app([original])
+    array = np.zeros(3)
+    t_bump = fd.task(_bump_first)
 
-    run_all(executors, build, ([1, 2, 1], 2, [[1, 2], 1]), only=ISOLATED)
-    assert original == [1, 2]
+    def build():  # several tasks of one worker capture the same list and array
+        return (*[t_app(original) for _ in range(4)], t_len(original), t_app([original]),
+                *[t_bump(array) for _ in range(4)])
+
+    expected = (*[[1, 2, 1]] * 4, 2, [[1, 2], 1], *[5.0] * 4)
+    run_all(executors, build, expected, only=ISOLATED)
+    assert original == [1, 2] and not array.any()
+
+
+def _bump_first(a):
+    a[0] += 5
+    return float(a[0])
 
 
 def test_mutating_numpy_arrays(executors):

@@ -63,7 +63,7 @@ from ..store import files
 from ..store.shm import SharedMemoryStore
 from .messages import Failed, Report
 from .messages import Progress as ProgressMessage
-from .step import TaskFailed, failure_bytes, retry_task, unsendable
+from .step import TaskFailed, failure_bytes, own_arguments, retry_task, unsendable
 
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
@@ -264,6 +264,7 @@ class Worker:
         plan = data.plan
         deps_of, dependents, wanted = plan.deps, plan.dependents, plan.wanted
         tasks, modes, args_of, kwargs_of = plan.tasks, plan.modes, plan.args, plan.kwargs
+        simple = plan.simple
         values, refs, sizes, done = data.values, data.refs, data.sizes, data.done
         has_value, uses_left, fixed_size = values.__contains__, data.uses_left, FIXED_SIZES.get
         completed, stored, records, consumed = \
@@ -280,6 +281,8 @@ class Worker:
             held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
+                if not simple[i]:
+                    own_arguments(plan, i)
                 source = values.gather(deps) if len(deps) > WIDE else values
                 if modes[i] == ARGS_ARE_DEPS and len(deps) == 2:
                     value = tasks[i].func(source[deps[0]], source[deps[1]])
