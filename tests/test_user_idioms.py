@@ -48,6 +48,8 @@ def run_all(executors, build, expected, check=None, only=None):
             else:
                 (got,) = fd.compute(nodes, executor=ex)
             where = f"{name} run {attempt}"
+            if name == "default":
+                where += f" ({fd.last_run().run.settings.get('placement')})"
             if check is not None:
                 check(got, expected, where)
             else:
@@ -470,3 +472,20 @@ def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "fastdag.cli", "--help"], check=True,
                          capture_output=True, text=True, timeout=120).stdout
     assert "demo" in out
+
+
+def _append_then_fail_once(key, xs):
+    xs.append(len(xs))
+    _flaky_calls[key] = _flaky_calls.get(key, 0) + 1
+    if _flaky_calls[key] == 1:
+        raise Boom("first attempt")
+    return len(xs)
+
+
+def test_retry_does_not_write_into_captured_arguments(executors):
+    # inline runs retry a failed task: the retry must get a copy, not the caller's list
+    t_flaky, t_len = fd.task(_append_then_fail_once, retries=1), fd.task(len)
+    for attempt in range(REPEATS):
+        mine = [0]
+        got = fd.compute(t_flaky(("cow", attempt), mine), t_len(mine))
+        assert got[1] == 1 and mine == [0], f"run {attempt}: {got}, {mine}"
