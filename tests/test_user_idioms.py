@@ -273,16 +273,39 @@ def test_mutating_captured_arguments(executors):
     t_app, t_len = fd.task(_append_one), fd.task(len)
     original = [1, 2]
 
-    array = np.zeros(3)
-    t_bump = fd.task(_bump_first)
 
-    def build():  # several tasks of one worker capture the same list and array
-        return (*[t_app(original) for _ in range(4)], t_len(original), t_app([original]),
-                *[t_bump(array) for _ in range(4)])
+    def build():  # several tasks of one worker capture the same list
+        return *[t_app(original) for _ in range(4)], t_len(original), t_app([original])
 
-    expected = (*[[1, 2, 1]] * 4, 2, [[1, 2], 1], *[5.0] * 4)
-    run_all(executors, build, expected, only=ISOLATED)
-    assert original == [1, 2] and not array.any()
+    run_all(executors, build, (*[[1, 2, 1]] * 4, 2, [[1, 2], 1]), only=ISOLATED)
+    assert original == [1, 2]
+
+
+def test_writing_into_a_captured_array(executors):
+    # four tasks of one worker process capture the same array: each sees zeros
+    array, t_bump = np.zeros(3), fd.task(_bump_first)
+    run_all(executors, lambda: tuple(t_bump(array) for _ in range(4)), (5.0,) * 4,
+            only=ISOLATED)
+    assert not array.any()
+
+
+def test_returned_captured_array_is_writeable(executors):
+    array = np.arange(4.0)
+
+    def check(got, expected, where):
+        for value in got:
+            assert value.flags.writeable and not np.shares_memory(value, array), where
+
+    run_all(executors, lambda: (fd.task(_same)(array), fd.task(_head)({"a": array})), None,
+            check, only=ISOLATED)
+
+
+def _same(x):
+    return x
+
+
+def _head(d):
+    return d["a"][:2]
 
 
 def _bump_first(a):

@@ -61,12 +61,25 @@ def own_arguments(plan: Plan, i: int, copy: Any = guarded) -> None:
     list or array (``f(xs)`` called four times) would share one object and
     see each other's writes; copied, each sees the value it was called with,
     as on threads. Arrays become read-only views: a task that writes into
-    one is called again on private copies (``retry_task``).
+    one is called again on private copies (``retry_task``), and one that
+    returns one returns a copy (``guard.writeable``, the worker's call).
     """
     if plan.args[i] is not None:
         plan.args[i] = copy(plan.args[i])
     if plan.kwargs[i]:
         plan.kwargs[i] = copy(plan.kwargs[i])
+
+
+class _Private:
+    """A task's inputs as private copies: for a task that wrote into a read-only one."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Values):
+        self.source = source
+
+    def __getitem__(self, d: int) -> Any:
+        return private(self.source[d])
 
 
 def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[Any, int]:
@@ -77,10 +90,10 @@ def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[A
     hands the failure here, so the retry budget and the failure are the same
     whichever way the task was first called.
     """
-    if wrote_read_only(exc) and not plan.simple[i]:  # a read-only captured argument
+    if wrote_read_only(exc):  # into a guarded captured argument, or a view of one passed on
         own_arguments(plan, i, private)
         try:
-            return call_task(plan, i, fresh), 1
+            return call_task(plan, i, _Private(fresh)), 1
         except TASK_EXCEPTIONS as again:  # noqa: BLE001 - its own failure, retried below
             again.__context__ = None
             exc = again

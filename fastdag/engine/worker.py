@@ -52,6 +52,7 @@ from typing import Any
 
 from ..core.gil import MIN_TASK_S, GilSampler
 from ..core.graph import ARGS_ARE_DEPS, NO_NODES, gc_paused
+from ..core.guard import writeable
 from ..core.plan import Plan
 from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, call_task, describe_failure,
                       nbytes)
@@ -293,6 +294,8 @@ class Worker:
                 attempts = 1
             except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - retried or reported by the step
                 value, attempts = retry_task(plan, i, values, exc)
+            if not simple[i]:  # its guarded arguments' views are not the caller's to keep
+                value = writeable(value)
             ran = clock()
             if SAMPLER is not None and ran - start >= MIN_TASK_S:
                 progress.gil.extend((i, ran - start, SAMPLER.held - held))
