@@ -512,3 +512,13 @@ def test_retry_does_not_write_into_captured_arguments(executors):
         mine = [0]
         got = fd.compute(t_flaky(("cow", attempt), mine), t_len(mine))
         assert got[1] == 1 and mine == [0], f"run {attempt}: {got}, {mine}"
+
+
+def test_compute_resolves_nodes_in_containers(executors):
+    t_add = fd.task(add)
+
+    def build():
+        a, b = t_add(1, 2), t_add(3, 4)
+        return [a, b], {"sum": t_add(a, b), "raw": 5}, (a, [b]), a
+
+    run_all(executors, build, ([3, 7], {"sum": 10, "raw": 5}, (3, [7]), 3))
