@@ -522,3 +522,22 @@ def test_compute_resolves_nodes_in_containers(executors):
         return [a, b], {"sum": t_add(a, b), "raw": 5}, (a, [b]), a
 
     run_all(executors, build, ([3, 7], {"sum": 10, "raw": 5}, (3, [7]), 3))
+
+
+def _holds_itself(n):
+    xs = list(range(n))
+    xs.append(xs)
+    return xs
+
+
+def test_result_that_holds_itself(executors):
+    # a valid Python value: sizing or guarding it must not recurse forever
+    def build():
+        xs = fd.task(_holds_itself)(2)
+        return xs, fd.task(len)(xs)
+
+    def check(got, expected, where):
+        xs, n = got
+        assert xs[:2] == [0, 1] and xs[2] is xs and n == 3, where
+
+    run_all(executors, build, None, check)
