@@ -9,6 +9,7 @@ Python evaluation of the same code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 import subprocess
 import sys
@@ -175,9 +176,13 @@ def test_builtins_lambdas_closures_methods(executors):
         g = fd.task(lambda x, y: x * y)(a, d)
         h = fd.task(closure)(g)
         i = fd.task(counter.bump)(h)
-        return a, b, c, d, e, f, g, h, i
+        j = fd.task(functools.partial(add, 10))(a)
+        k = fd.task("-".join)([fd.task(str)(a), "x"])
+        m = fd.task(list)(fd.task(map)(str, [a, 2]))
+        return a, b, c, d, e, f, g, h, i, j, k, m, fd.task(np.add)(a, 1)
 
-    run_all(executors, build, (3, 10, 10, 3, {"x": 3, "y": 10}, [10, 10, 3], 9, 16, 116))
+    run_all(executors, build, (3, 10, 10, 3, {"x": 3, "y": 10}, [10, 10, 3], 9, 16, 116, 13,
+                               "3-x", ["3", "2"], np.int64(4)))
 
 
 def test_lambdas_made_in_a_loop_keep_their_own_defaults(executors):
