@@ -82,6 +82,17 @@ class _Private:
         return private(self.source[d])
 
 
+def own_inputs(plan: Plan, i: int, inputs: dict[int, Any]) -> None:
+    """Before task ``i`` runs on values a worker holds in memory (``fastdag worker``):
+    its captured arguments and every input another task or the caller also sees,
+    guarded, so that what it writes into them no one else sees."""
+    if not plan.simple[i]:
+        own_arguments(plan, i)
+    for d in inputs:
+        if plan.wanted[d] or len(plan.dependents[d]) > 1:
+            inputs[d] = guarded(inputs[d])
+
+
 def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[Any, int]:
     """After task ``i``'s first attempt raised ``exc``: retry it from ``fresh`` values
     if its retries allow, return (value, attempts); else raise TaskFailed.
