@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from .engine.executor import Executor, RunFuture, wait_for
-from .core.graph import Node
+from .core.graph import Node, _collect_nested, map_nested
 
 _default: Executor | None = None
 _default_lock = threading.Lock()
@@ -76,13 +76,21 @@ def compute_async(*args: Any, executor: Executor | None = None, **options: Any) 
 def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tuple:
     """Compute several Nodes as one graph (shared parts run once); a tuple of results.
 
-    Arguments that are not Nodes are returned as they are, as in dask.compute.
+    As in dask.compute, Nodes inside lists, tuples, dicts and sets among
+    ``args`` are computed too (``fd.compute([a, b])`` is ``([va, vb],)``);
+    other arguments are returned as they are.
     """
     nodes, positions = _split(args)
-    if not nodes:
+    inner: dict[Node, None] = {}
+    if len(nodes) < len(args):
+        _collect_nested([a for a in args if type(a) is not Node], inner)
+    if not nodes and not inner:
         return tuple(args)
     ex = executor or get_default_executor()
-    values = wait_for(ex.submit(nodes, **options))
+    values = wait_for(ex.submit(nodes + list(inner), **options))
+    if inner:
+        found = {id(n): v for n, v in zip(nodes + list(inner), values)}
+        return tuple(map_nested(a, Node, lambda n: found[id(n)]) for a in args)
     out = list(args)
     for pos, value in zip(positions, values):
         out[pos] = value

@@ -133,6 +133,17 @@ def dot(a, b):
 
 
 @fd.task
+def append_one(xs):
+    xs.append(1)
+    return list(xs)
+
+
+@fd.task
+def make_list(n):
+    return list(range(n))
+
+
+@fd.task
 def blas_threads(i):
     from threadpoolctl import threadpool_info
     return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
@@ -247,6 +258,19 @@ def test_nested_compute_on_a_worker_runs_inline(executor, workers):
     workers.start(1)
     wait_for_workers(executor, 1)
     assert executor.compute(fd.task(_default_executor_kind)(0)) == ("SyncExecutor", 2)
+
+
+def test_each_task_sees_its_inputs_unchanged(executor, workers):
+    # one worker runs every task: they must not see each other's writes into a
+    # captured list, a shared result or one the caller asked for
+    workers.start(1)
+    wait_for_workers(executor, 1)
+    original, length = [1, 2], fd.task(len)
+    got = executor.compute(*[append_one(original) for _ in range(3)], length(original))
+    assert got == ([1, 2, 1],) * 3 + (2,) and original == [1, 2]
+    shared = make_list(2)
+    got = executor.compute(*[append_one(shared) for _ in range(3)], length(shared), shared)
+    assert got == ([0, 1, 1],) * 3 + (2, [0, 1])
 
 
 def test_task_error_carries_worker_traceback(executor, workers):

@@ -268,7 +268,7 @@ def _same_code_task(func: Callable) -> Task | None:
         return None
     other = found.func
     if (other.__code__ is code and other.__globals__ is func.__globals__
-            and func.__closure__ is None and other.__defaults__ == func.__defaults__
+            and func.__closure__ is None and _defaults_key(other) == _defaults_key(func)
             and other.__qualname__ == func.__qualname__ and not func.__kwdefaults__
             and not func.__dict__):
         return found
@@ -279,8 +279,15 @@ def _behaviour_key(func: Callable) -> tuple:
     code = getattr(func, "__code__", None)
     if (type(func) is _FUNCTION and func.__closure__ is None and not func.__dict__
             and not func.__kwdefaults__):
-        return (code, id(func.__globals__), func.__defaults__, func.__qualname__)
+        return (code, id(func.__globals__), _defaults_key(func), func.__qualname__)
     return ("id", id(func))
+
+
+def _defaults_key(func: Callable) -> tuple | None:
+    """A function's default values with their types: ``1``, ``1.0`` and ``True`` are
+    equal and hash alike, but ``lambda x, s=s: x * s`` made with each must stay three tasks."""
+    defaults = func.__defaults__
+    return None if defaults is None else tuple((type(d), d) for d in defaults)
 
 
 _FUNCTION = type(_positional_arity)

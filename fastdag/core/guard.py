@@ -35,6 +35,19 @@ IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range,
 
 def guarded(value: Any) -> Any:
     """A version of ``value`` a task may write into without anyone else seeing it (see above)."""
+    return _whole(_guarded, value)
+
+
+def _whole(copy_of: Any, value: Any) -> Any:
+    """``copy_of(value)``, or a deep copy if ``value`` holds itself (``xs.append(xs)``),
+    which rebuilding container by container would follow forever."""
+    try:
+        return copy_of(value)
+    except RecursionError:
+        return _deepcopy(value)
+
+
+def _guarded(value: Any) -> Any:
     cls = type(value)
     if cls in IMMUTABLE:
         return value
@@ -52,7 +65,7 @@ def guarded(value: Any) -> Any:
         view.readonly = 1
         return view
     if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
-        return _rebuild(value, guarded)
+        return _rebuild(value, _guarded)
     if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)
@@ -60,6 +73,10 @@ def guarded(value: Any) -> Any:
 
 def private(value: Any) -> Any:
     """A full private copy of ``value``: what a task that writes into read-only inputs gets."""
+    return _whole(_private, value)
+
+
+def _private(value: Any) -> Any:
     cls = type(value)
     if cls in IMMUTABLE:
         return value
@@ -68,7 +85,7 @@ def private(value: Any) -> Any:
     if cls.__module__.startswith("PIL") and hasattr(value, "copy"):
         return value.copy()
     if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
-        return _rebuild(value, private)
+        return _rebuild(value, _private)
     if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)

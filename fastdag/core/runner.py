@@ -137,10 +137,12 @@ FIXED_SIZES = {int: sys.getsizeof(0), float: sys.getsizeof(0.0), bool: sys.getsi
                 type(None): sys.getsizeof(None)}
 
 
-def nbytes(value: Any) -> int:
+def nbytes(value: Any, depth: int = 3) -> int:
     """A cheap size estimate of a value: buffer sizes where known, else getsizeof.
 
     Called for every task's output, so scalars take a dict lookup and no more.
+    Short lists and tuples are looked into ``depth`` levels deep, not more: a
+    list that holds itself (``xs.append(xs)``) is a valid result.
     """
     size = FIXED_SIZES.get(type(value))
     if size is not None:
@@ -150,8 +152,8 @@ def nbytes(value: Any) -> int:
         return size
     if isinstance(value, (bytes, bytearray, str)):
         return len(value)
-    if isinstance(value, (list, tuple)) and value and len(value) <= 64:
-        return sys.getsizeof(value) + sum(nbytes(v) for v in value)
+    if isinstance(value, (list, tuple)) and value and len(value) <= 64 and depth:
+        return sys.getsizeof(value) + sum(nbytes(v, depth - 1) for v in value)
     try:
         return sys.getsizeof(value)
     except TypeError:

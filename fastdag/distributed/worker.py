@@ -51,8 +51,9 @@ from redis.exceptions import NoScriptError, RedisError
 from ..core.records import OUTPUT_BYTES, STORE_S
 from ..metrics.runs import HOST
 from ..core.plan import Plan
+from ..core.guard import writeable
 from ..core.runner import Failure, describe_failure, nbytes, send_failure
-from ..engine.step import TaskFailed, run_task, unsendable
+from ..engine.step import TaskFailed, own_inputs, run_task, unsendable
 from ..store.redis import DEFAULT_TTL, RedisStore
 from . import requirements
 from .cluster import Cluster
@@ -396,7 +397,9 @@ class Worker:
         if len(inputs) < len(deps):
             inputs.update(self._fetch(ctx, t, [d for d in deps if d not in inputs]))
         fetched = time.time()
+        own_inputs(plan, t, inputs)
         value, attempts = run_task(plan, t, inputs)
+        value = writeable(value)  # not a guarded input's read-only view
         end = time.time()
         done = cluster.completed(t)
         if cluster.member_uses.get(t, 0) > 0:

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..core.errors import SerializationError
+from ..core.guard import guarded, private, wrote_read_only
 from ..core.plan import Plan
 from ..core.runner import (INTERNAL_FILES, TASK_EXCEPTIONS, Failure, call_task, describe_failure,
                       execute, send_failure)
@@ -53,6 +54,45 @@ def run_task(plan: Plan, i: int, source: Values, fresh: Values | None = None) ->
         return retry_task(plan, i, source if fresh is None else fresh, exc)
 
 
+def own_arguments(plan: Plan, i: int, copy: Any = guarded) -> None:
+    """Give task ``i`` its own copy of its captured arguments (``guard.guarded``).
+
+    A worker loads the plan once per run, so tasks that captured the same
+    list or array (``f(xs)`` called four times) would share one object and
+    see each other's writes; copied, each sees the value it was called with,
+    as on threads. Arrays become read-only views: a task that writes into
+    one is called again on private copies (``retry_task``), and one that
+    returns one returns a copy (``guard.writeable``, the worker's call).
+    """
+    if plan.args[i] is not None:
+        plan.args[i] = copy(plan.args[i])
+    if plan.kwargs[i]:
+        plan.kwargs[i] = copy(plan.kwargs[i])
+
+
+class _Private:
+    """A task's inputs as private copies: for a task that wrote into a read-only one."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: Values):
+        self.source = source
+
+    def __getitem__(self, d: int) -> Any:
+        return private(self.source[d])
+
+
+def own_inputs(plan: Plan, i: int, inputs: dict[int, Any]) -> None:
+    """Before task ``i`` runs on values a worker holds in memory (``fastdag worker``):
+    its captured arguments and every input another task or the caller also sees,
+    guarded, so that what it writes into them no one else sees."""
+    if not plan.simple[i]:
+        own_arguments(plan, i)
+    for d in inputs:
+        if plan.wanted[d] or len(plan.dependents[d]) > 1:
+            inputs[d] = guarded(inputs[d])
+
+
 def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[Any, int]:
     """After task ``i``'s first attempt raised ``exc``: retry it from ``fresh`` values
     if its retries allow, return (value, attempts); else raise TaskFailed.
@@ -61,6 +101,13 @@ def retry_task(plan: Plan, i: int, fresh: Values, exc: BaseException) -> tuple[A
     hands the failure here, so the retry budget and the failure are the same
     whichever way the task was first called.
     """
+    if wrote_read_only(exc):  # into a guarded captured argument, or a view of one passed on
+        own_arguments(plan, i, private)
+        try:
+            return call_task(plan, i, _Private(fresh)), 1
+        except TASK_EXCEPTIONS as again:  # noqa: BLE001 - its own failure, retried below
+            again.__context__ = None
+            exc = again
     retries = plan.tasks[i].retries
     if retries and isinstance(exc, Exception):
         try:

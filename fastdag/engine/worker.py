@@ -52,6 +52,7 @@ from typing import Any
 
 from ..core.gil import MIN_TASK_S, GilSampler
 from ..core.graph import ARGS_ARE_DEPS, NO_NODES, gc_paused
+from ..core.guard import writeable
 from ..core.plan import Plan
 from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, call_task, describe_failure,
                       nbytes)
@@ -63,7 +64,7 @@ from ..store import files
 from ..store.shm import SharedMemoryStore
 from .messages import Failed, Report
 from .messages import Progress as ProgressMessage
-from .step import TaskFailed, failure_bytes, retry_task, unsendable
+from .step import TaskFailed, failure_bytes, own_arguments, retry_task, unsendable
 
 SLOT = struct.Struct("qq")
 INTERNAL_FILES.add(__file__)
@@ -264,6 +265,7 @@ class Worker:
         plan = data.plan
         deps_of, dependents, wanted = plan.deps, plan.dependents, plan.wanted
         tasks, modes, args_of, kwargs_of = plan.tasks, plan.modes, plan.args, plan.kwargs
+        simple = plan.simple
         values, refs, sizes, done = data.values, data.refs, data.sizes, data.done
         has_value, uses_left, fixed_size = values.__contains__, data.uses_left, FIXED_SIZES.get
         completed, stored, records, consumed = \
@@ -280,6 +282,8 @@ class Worker:
             held = SAMPLER.held if SAMPLER is not None else 0.0
             deps = deps_of[i]
             try:
+                if not simple[i]:
+                    own_arguments(plan, i)
                 source = values.gather(deps) if len(deps) > WIDE else values
                 if modes[i] == ARGS_ARE_DEPS and len(deps) == 2:
                     value = tasks[i].func(source[deps[0]], source[deps[1]])
@@ -290,6 +294,8 @@ class Worker:
                 attempts = 1
             except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - retried or reported by the step
                 value, attempts = retry_task(plan, i, values, exc)
+            if not simple[i]:  # its guarded arguments' views are not the caller's to keep
+                value = writeable(value)
             ran = clock()
             if SAMPLER is not None and ran - start >= MIN_TASK_S:
                 progress.gil.extend((i, ran - start, SAMPLER.held - held))

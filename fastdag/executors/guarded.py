@@ -98,10 +98,7 @@ class GuardedRun(InProcessRun):
         func = plan.tasks[i].func
         if function_key(func) in self.writers:
             return self._call_private(i)
-        if self.unguarded[i]:
-            self.unguarded[i] = 0
-            plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
-            plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
+        self.guard_arguments(i)
         try:
             return execute(self.plan, i, self.inputs)
         except Exception as exc:  # noqa: BLE001 - re-raised unless it wrote a guarded input
@@ -109,6 +106,14 @@ class GuardedRun(InProcessRun):
                 raise
             self.writers.add(function_key(func))
             return self._call_private(i)
+
+    def guard_arguments(self, i: int) -> None:
+        """Replace task ``i``'s captured arguments by guarded ones, the first time it needs them."""
+        if self.unguarded[i]:
+            plan = self.plan
+            self.unguarded[i] = 0
+            plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
+            plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
 
     def _call_private(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` on private copies of every input, as a worker process would."""

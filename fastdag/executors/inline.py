@@ -179,6 +179,7 @@ class InlineRun(GuardedRun):
             self.writers.add(function_key(task.func))
             return self._call_slow(i)
         if task.retries:
+            self.guard_arguments(i)  # the retry must not write into the caller's objects
             try:
                 value, self.attempts[i] = execute(self.plan, i, self.inputs, failed=1)
             except TASK_EXCEPTIONS as again:  # noqa: BLE001
