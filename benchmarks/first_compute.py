@@ -1,0 +1,130 @@
+"""What a fresh process's first ``compute()`` costs over a warm one, and what a worker costs to boot.
+
+Every sample is a new interpreter (``subprocess``), as a user's script is:
+it builds the workload's input (``user_code.py``) *before* importing
+fastdag, then imports fastdag, builds the graph with ``fd.task`` and
+computes it on the default executor (workers not started yet: the "first"
+compute), then computes it ``--warm`` more times. The overhead of a sample
+is the first compute minus the median of its warm ones; the figure quoted is
+the median over ``--samples`` interpreters, with the load (``os.getloadavg``)
+at the start and the end, because on a shared 2-core machine it decides
+most of the spread.
+
+``--boot`` measures instead what one worker process spends before it can
+take a task: the CPU seconds (user + system) of each worker of a
+``LocalExecutor`` from its start to its ``("up",)`` message, read with
+psutil while the workers sit idle, median over ``--samples`` executors.
+
+    python benchmarks/first_compute.py --samples 7 json numpy
+    python benchmarks/first_compute.py --boot --samples 5
+    git archive <commit> | tar -x -C /tmp/before   # the same, for an older commit
+    python benchmarks/first_compute.py --root /tmp/before json numpy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHILD = """
+import json, statistics, sys, time
+import user_code
+w = user_code.WORKLOADS[sys.argv[1]]
+data = w.make_input()
+t0 = time.perf_counter()
+import fastdag as fd
+t1 = time.perf_counter()
+first = fd.compute(w.graph(fd.task, data))[0]
+t2 = time.perf_counter()
+warm = []
+for _ in range(int(sys.argv[2])):
+    s = time.perf_counter()
+    again = fd.compute(w.graph(fd.task, data))[0]
+    warm.append(time.perf_counter() - s)
+assert w.same(first, again)
+print(json.dumps({"import": t1 - t0, "first": t2 - t1, "warm": statistics.median(warm)}))
+"""
+
+BOOT = """
+import json, sys, time
+import psutil
+from fastdag.executors.local import LocalExecutor
+ex = LocalExecutor(placement="auto")
+t0 = time.perf_counter()
+ex._ensure_started()
+if not ex.placement.ready.wait(60):
+    raise SystemExit("workers did not report in")
+t1 = time.perf_counter()
+cpu = [sum(psutil.Process(h.process.pid).cpu_times()[:2]) for h in ex._handles]
+ex.shutdown()
+print(json.dumps({"up_wall": t1 - t0, "cpu": cpu}))
+"""
+
+
+ROOT = [os.path.dirname(HERE)]  # the fastdag checkout the samples import (--root)
+
+
+def _env() -> dict[str, str]:
+    root = ROOT[0]
+    path = os.pathsep.join(p for p in (root, HERE, os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
+def _child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], env=_env(), check=True,
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def first_compute(name: str, samples: int, warm: int) -> dict[str, float]:
+    """Median over fresh interpreters of first compute, warm compute and their difference."""
+    runs = [_child(CHILD, name, str(warm)) for _ in range(samples)]
+    extra = [r["first"] - r["warm"] for r in runs]
+    return {"first_s": statistics.median(r["first"] for r in runs),
+            "warm_s": statistics.median(r["warm"] for r in runs),
+            "extra_s": statistics.median(extra), "extra_min_s": min(extra),
+            "extra_max_s": max(extra),
+            "import_s": statistics.median(r["import"] for r in runs)}
+
+
+def boot(samples: int) -> dict[str, float]:
+    """Median CPU seconds per worker to boot, and the wall time until all reported in."""
+    runs = [_child(BOOT) for _ in range(samples)]
+    return {"cpu_s": statistics.median(c for r in runs for c in r["cpu"]),
+            "up_wall_s": statistics.median(r["up_wall"] for r in runs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", default=["json", "numpy"])
+    parser.add_argument("--samples", type=int, default=7)
+    parser.add_argument("--warm", type=int, default=5)
+    parser.add_argument("--boot", action="store_true", help="worker boot CPU instead")
+    parser.add_argument("--root", help="another fastdag checkout to measure (e.g. an older commit)")
+    args = parser.parse_args()
+    if args.root:
+        ROOT[0] = os.path.abspath(args.root)
+    print(f"load at start {os.getloadavg()[0]:.1f}", flush=True)
+    if args.boot:
+        b = boot(args.samples)
+        print(f"worker boot: {b['cpu_s'] * 1e3:.0f} ms CPU each, all up after "
+              f"{b['up_wall_s'] * 1e3:.0f} ms wall")
+    for name in args.workloads if not args.boot else []:
+        f = first_compute(name, args.samples, args.warm)
+        print(f"{name}: first {f['first_s']:.3f} s, warm {f['warm_s']:.3f} s, extra "
+              f"{f['extra_s']:+.3f} s (min {f['extra_min_s']:+.3f}, max {f['extra_max_s']:+.3f}), "
+              f"import fastdag {f['import_s'] * 1e3:.0f} ms", flush=True)
+    print(f"load at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    t = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - t:.0f} s)")
