@@ -32,9 +32,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where the client's profile uses it: workers never do
+    import numpy as np
 
 INTERVAL = 0.002      # sampler sleep
 LATE = 0.001          # GIL wait beyond this (after the run queue) counts as held
@@ -188,6 +189,7 @@ class GilProfile:
         """
         if not len(durations):
             return
+        import numpy as np
         cutoff = 20 * float(np.median(durations)) + QUIET_SLACK_S
         quiet = durations[durations <= cutoff]
         with self._lock:
@@ -199,6 +201,7 @@ class GilProfile:
 
     def record_tasks(self, tasks: list, durations: np.ndarray) -> None:
         """``durations[i]`` as a run of ``tasks[i].func``, one ``record_durations`` per function."""
+        import numpy as np
         ids = np.fromiter(map(id, tasks), dtype=np.int64, count=len(tasks))
         _keys, first, group = np.unique(ids, return_index=True, return_inverse=True)
         if len(first) == 1:
