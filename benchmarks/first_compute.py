@@ -78,7 +78,8 @@ def _env() -> dict[str, str]:
 
 
 def _child(code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], env=_env(), check=True,
+    # cwd: ``python -c`` puts it first on sys.path, before PYTHONPATH
+    out = subprocess.run([sys.executable, "-c", code, *args], env=_env(), cwd=ROOT[0], check=True,
                          capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
