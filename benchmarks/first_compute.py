@@ -17,8 +17,8 @@ psutil while the workers sit idle, median over ``--samples`` executors.
 
     python benchmarks/first_compute.py --samples 7 json numpy
     python benchmarks/first_compute.py --boot --samples 5
-    git archive <commit> | tar -x -C /tmp/before   # the same, for an older commit
-    python benchmarks/first_compute.py --root /tmp/before json numpy
+    git archive <commit> | tar -x -C /tmp/before   # against an older commit, in turn
+    python benchmarks/first_compute.py --compare /tmp/before json numpy
 """
 
 from __future__ import annotations
@@ -68,25 +68,30 @@ print(json.dumps({"up_wall": t1 - t0, "cpu": cpu}))
 """
 
 
-ROOT = [os.path.dirname(HERE)]  # the fastdag checkout the samples import (--root)
-
-
-def _env() -> dict[str, str]:
-    root = ROOT[0]
+def _env(root: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (root, HERE, os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path)
 
 
-def _child(code: str, *args: str) -> dict:
+def _child(root: str, code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh interpreter importing fastdag from ``root``; its last line."""
     # cwd: ``python -c`` puts it first on sys.path, before PYTHONPATH
-    out = subprocess.run([sys.executable, "-c", code, *args], env=_env(), cwd=ROOT[0], check=True,
+    out = subprocess.run([sys.executable, "-c", code, *args], env=_env(root), cwd=root, check=True,
                          capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def first_compute(name: str, samples: int, warm: int) -> dict[str, float]:
-    """Median over fresh interpreters of first compute, warm compute and their difference."""
-    runs = [_child(CHILD, name, str(warm)) for _ in range(samples)]
+def first_compute(name: str, samples: int, warm: int, roots: list[str]) -> list[dict[str, float]]:
+    """Per checkout, the median over fresh interpreters of first compute, warm compute and
+    their difference; the checkouts take turns, sample by sample, so load swings hit all."""
+    runs: list[list[dict]] = [[] for _ in roots]
+    for _ in range(samples):
+        for k, root in enumerate(roots):
+            runs[k].append(_child(root, CHILD, name, str(warm)))
+    return [_summary(r) for r in runs]
+
+
+def _summary(runs: list[dict]) -> dict[str, float]:
     extra = [r["first"] - r["warm"] for r in runs]
     return {"first_s": statistics.median(r["first"] for r in runs),
             "warm_s": statistics.median(r["warm"] for r in runs),
@@ -95,11 +100,15 @@ def first_compute(name: str, samples: int, warm: int) -> dict[str, float]:
             "import_s": statistics.median(r["import"] for r in runs)}
 
 
-def boot(samples: int) -> dict[str, float]:
-    """Median CPU seconds per worker to boot, and the wall time until all reported in."""
-    runs = [_child(BOOT) for _ in range(samples)]
-    return {"cpu_s": statistics.median(c for r in runs for c in r["cpu"]),
-            "up_wall_s": statistics.median(r["up_wall"] for r in runs)}
+def boot(samples: int, roots: list[str]) -> list[dict[str, float]]:
+    """Per checkout, median CPU seconds per worker to boot, and the wall time until all
+    reported in; the checkouts take turns."""
+    runs: list[list[dict]] = [[] for _ in roots]
+    for _ in range(samples):
+        for k, root in enumerate(roots):
+            runs[k].append(_child(root, BOOT))
+    return [{"cpu_s": statistics.median(c for r in rs for c in r["cpu"]),
+             "up_wall_s": statistics.median(r["up_wall"] for r in rs)} for rs in runs]
 
 
 def main() -> None:
@@ -108,20 +117,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=7)
     parser.add_argument("--warm", type=int, default=5)
     parser.add_argument("--boot", action="store_true", help="worker boot CPU instead")
-    parser.add_argument("--root", help="another fastdag checkout to measure (e.g. an older commit)")
+    parser.add_argument("--compare", metavar="DIR", action="append", default=[],
+                        help="another fastdag checkout (e.g. an older commit), sampled in turn")
     args = parser.parse_args()
-    if args.root:
-        ROOT[0] = os.path.abspath(args.root)
+    roots = [os.path.dirname(HERE), *map(os.path.abspath, args.compare)]
     print(f"load at start {os.getloadavg()[0]:.1f}", flush=True)
     if args.boot:
-        b = boot(args.samples)
-        print(f"worker boot: {b['cpu_s'] * 1e3:.0f} ms CPU each, all up after "
-              f"{b['up_wall_s'] * 1e3:.0f} ms wall")
+        for root, b in zip(roots, boot(args.samples, roots)):
+            print(f"{root}: worker boot {b['cpu_s'] * 1e3:.0f} ms CPU each, all up after "
+                  f"{b['up_wall_s'] * 1e3:.0f} ms wall")
     for name in args.workloads if not args.boot else []:
-        f = first_compute(name, args.samples, args.warm)
-        print(f"{name}: first {f['first_s']:.3f} s, warm {f['warm_s']:.3f} s, extra "
-              f"{f['extra_s']:+.3f} s (min {f['extra_min_s']:+.3f}, max {f['extra_max_s']:+.3f}), "
-              f"import fastdag {f['import_s'] * 1e3:.0f} ms", flush=True)
+        for root, f in zip(roots, first_compute(name, args.samples, args.warm, roots)):
+            print(f"{root}: {name}: first {f['first_s']:.3f} s, warm {f['warm_s']:.3f} s, extra "
+                  f"{f['extra_s']:+.3f} s (min {f['extra_min_s']:+.3f}, max {f['extra_max_s']:+.3f}), "
+                  f"import fastdag {f['import_s'] * 1e3:.0f} ms", flush=True)
+        print(f"load now {os.getloadavg()[0]:.1f}", flush=True)
     print(f"load at end {os.getloadavg()[0]:.1f}")
 
 
