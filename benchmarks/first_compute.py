@@ -4,7 +4,8 @@ Every sample is a new interpreter (``subprocess``), as a user's script is:
 it builds the workload's input (``user_code.py``) *before* importing
 fastdag, then imports fastdag, builds the graph with ``fd.task`` and
 computes it on the default executor (workers not started yet: the "first"
-compute), then computes it ``--warm`` more times. The overhead of a sample
+compute), then computes it ``--warm`` more times. It also notes when all
+the workers have reported in, counted from the start of the first compute. The overhead of a sample
 is the first compute minus the median of its warm ones; the figure quoted is
 the median over ``--samples`` interpreters, with the load (``os.getloadavg``)
 at the start and the end, because on a shared 2-core machine it decides
@@ -34,13 +35,21 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHILD = """
-import json, statistics, sys, time
+import json, statistics, sys, threading, time
 import user_code
 w = user_code.WORKLOADS[sys.argv[1]]
 data = w.make_input()
 t0 = time.perf_counter()
 import fastdag as fd
 t1 = time.perf_counter()
+up = []
+def wait_up(ready):  # when all the default executor's workers reported in
+    ready.wait(60)
+    up.append(time.perf_counter() - t1)
+ex = fd.get_default_executor()  # inside the timing: it imports the executor
+placement = getattr(ex, "placement", None)
+if placement is not None:
+    threading.Thread(target=wait_up, args=(placement.ready,), daemon=True).start()
 first = fd.compute(w.graph(fd.task, data))[0]
 t2 = time.perf_counter()
 warm = []
@@ -49,7 +58,8 @@ for _ in range(int(sys.argv[2])):
     again = fd.compute(w.graph(fd.task, data))[0]
     warm.append(time.perf_counter() - s)
 assert w.same(first, again)
-print(json.dumps({"import": t1 - t0, "first": t2 - t1, "warm": statistics.median(warm)}))
+print(json.dumps({"import": t1 - t0, "first": t2 - t1, "warm": statistics.median(warm),
+                  "up": up[0] if up else None}))
 """
 
 BOOT = """
@@ -97,7 +107,8 @@ def _summary(runs: list[dict]) -> dict[str, float]:
             "warm_s": statistics.median(r["warm"] for r in runs),
             "extra_s": statistics.median(extra), "extra_min_s": min(extra),
             "extra_max_s": max(extra),
-            "import_s": statistics.median(r["import"] for r in runs)}
+            "import_s": statistics.median(r["import"] for r in runs),
+            "up_s": statistics.median(r["up"] if r["up"] is not None else float("inf") for r in runs)}
 
 
 def boot(samples: int, roots: list[str]) -> list[dict[str, float]]:
@@ -130,7 +141,8 @@ def main() -> None:
         for root, f in zip(roots, first_compute(name, args.samples, args.warm, roots)):
             print(f"{root}: {name}: first {f['first_s']:.3f} s, warm {f['warm_s']:.3f} s, extra "
                   f"{f['extra_s']:+.3f} s (min {f['extra_min_s']:+.3f}, max {f['extra_max_s']:+.3f}), "
-                  f"import fastdag {f['import_s'] * 1e3:.0f} ms", flush=True)
+                  f"import fastdag {f['import_s'] * 1e3:.0f} ms, workers up after {f['up_s']:.3f} s",
+                  flush=True)
         print(f"load now {os.getloadavg()[0]:.1f}", flush=True)
     print(f"load at end {os.getloadavg()[0]:.1f}")
 
