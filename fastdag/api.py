@@ -10,20 +10,24 @@ by ``fastdag/__init__.py``: core never imports it.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .engine.executor import Executor, RunFuture, wait_for
 from .core.graph import Node, _collect_nested, map_nested
+
+if TYPE_CHECKING:  # imported on first call: a worker process boots without them
+    from .engine.executor import Executor, RunFuture
 
 _default: Executor | None = None
 _default_lock = threading.Lock()
+_factory: Callable[[], Executor] | None = None  # what makes the default; None: a LocalExecutor
 
 
 def get_default_executor() -> Executor:
-    """The process-wide executor, a LocalExecutor created on first use.
+    """The process-wide executor, made on first use: a LocalExecutor, or what
+    ``set_default_factory`` makes (a worker process's SyncExecutor).
 
     Its placement is "auto": GIL-releasing graphs run on threads here, the
     others on its worker processes (see ``executors/placement.py``).
@@ -31,19 +35,40 @@ def get_default_executor() -> Executor:
     global _default
     with _default_lock:
         if _default is None:
-            from .executors.local import LocalExecutor
-            _default = LocalExecutor(placement="auto")
+            _default = _factory() if _factory is not None else _local_executor()
         return _default
+
+
+def _local_executor() -> Executor:
+    from .executors.local import LocalExecutor
+    return LocalExecutor(placement="auto")
+
+
+def set_default_factory(factory: Callable[[], Executor] | None) -> None:
+    """Make the default executor with ``factory()`` when it is first needed.
+
+    A worker process sets this at boot (``executors/boot.py``): an executor
+    made only if a task calls ``compute()``, not imported before the worker
+    can take its first task.
+    """
+    global _factory
+    with _default_lock:
+        _factory = factory
 
 
 def set_default_executor(executor: Executor | None) -> Executor | None:
     """Replace the default executor; return the previous one (not shut down)."""
     global _default
-    if executor is not None and not isinstance(executor, Executor):
+    if executor is not None and not _is_executor(executor):
         raise TypeError(f"expected an fd executor, got {type(executor).__name__}")
     with _default_lock:
         previous, _default = _default, executor
     return previous
+
+
+def _is_executor(value: Any) -> bool:
+    from .engine.executor import Executor
+    return isinstance(value, Executor)
 
 
 @atexit.register
@@ -86,6 +111,7 @@ def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tup
         _collect_nested([a for a in args if type(a) is not Node], inner)
     if not nodes and not inner:
         return tuple(args)
+    from .engine.executor import wait_for
     ex = executor or get_default_executor()
     values = wait_for(ex.submit(nodes + list(inner), **options))
     if inner:
@@ -100,5 +126,6 @@ def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tup
 async def acompute(*nodes: Node, executor: Executor | None = None, **options: Any) -> Any:
     """``await fd.acompute(node)``: one node gives its value, several a tuple."""
     future = compute_async(*nodes, executor=executor, **options)
+    import asyncio  # loaded already: the caller runs in its event loop
     result = await asyncio.wrap_future(future)
     return result[0] if len(nodes) == 1 else result

@@ -436,3 +436,29 @@ def test_a_first_graph_moves_its_gil_holding_tasks_to_the_workers_once_they_are_
             assert set(pids) <= workers | {os.getpid()}
             return
     raise AssertionError("no task of the first graph ever ran on a worker")
+
+
+def _python_loop_on(data: object, seconds: float) -> int:
+    return _python_loop(seconds)
+
+
+def test_a_first_graph_keeps_here_the_tasks_whose_inputs_cost_more_to_ship_than_they_save():
+    """Offload weighs shipping: a GIL-holding task on 16 MB goes to a worker only if it runs long."""
+    sent = []
+    place = Placement(2, dict, submit=lambda plan, single: sent.append(plan) or "remote")
+    try:
+        loop = fd.task(_python_loop_on)
+        for _ in range(3):
+            place.profile.record(_python_loop_on, 0.05, 0.05)  # 50 ms, all of it GIL-held
+        place.ready.set()
+        big, small = np.zeros(2_000_000), np.zeros(10)  # 16 MB: ~70 ms there and back
+        run = place.threads.new_run(fd.DAG([loop(big, 0.0), loop(small, 0.0)]), False)
+        plan = run.plan
+        index = {id(plan.args[k][0]): k for k in range(len(plan.tasks))}
+        assert place.offload(run, index[id(big)]) is None
+        assert place.offload(run, index[id(small)]) == "remote" and len(sent) == 1
+        for _ in range(30):
+            place.profile.record(_python_loop_on, 1.0, 1.0)  # now runs long: worth shipping
+        assert place.offload(run, index[id(big)]) == "remote"
+    finally:
+        place.shutdown()

@@ -32,9 +32,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where the client's profile uses it: workers never do
+    import numpy as np
 
 INTERVAL = 0.002      # sampler sleep
 LATE = 0.001          # GIL wait beyond this (after the run queue) counts as held
@@ -188,7 +189,7 @@ class GilProfile:
         """
         if not len(durations):
             return
-        cutoff = 20 * float(np.median(durations)) + QUIET_SLACK_S
+        cutoff = 20 * _median(durations) + QUIET_SLACK_S
         quiet = durations[durations <= cutoff]
         with self._lock:
             stats = self._entry(func)
@@ -199,6 +200,7 @@ class GilProfile:
 
     def record_tasks(self, tasks: list, durations: np.ndarray) -> None:
         """``durations[i]`` as a run of ``tasks[i].func``, one ``record_durations`` per function."""
+        import numpy as np
         ids = np.fromiter(map(id, tasks), dtype=np.int64, count=len(tasks))
         _keys, first, group = np.unique(ids, return_index=True, return_inverse=True)
         if len(first) == 1:
@@ -220,3 +222,15 @@ class GilProfile:
                 {"runs": s.runs, "mean_s": s.mean_s, "typical_s": s.typical_s,
                  "held_fraction": s.held_fraction}
                 for k, s in list(self._stats.items())}
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of a non-empty array: ``np.median`` without the import of numpy.ma
+    (tens of ms, on the first compute of a process) that its first call makes."""
+    import numpy as np
+    n = len(values)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    part = np.partition(values, [k - 1, k])
+    return float(part[k - 1] + part[k]) / 2

@@ -30,7 +30,6 @@ import inspect
 import itertools
 import operator
 import shutil
-import subprocess
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -567,6 +566,7 @@ class DAG:
             raise ValueError(f"visualize writes .png, .svg or .pdf, not {path!r}")
         dot = shutil.which("dot")
         if dot:
+            import subprocess  # here: a worker process imports this module before its first task
             subprocess.run([dot, f"-T{fmt}", "-o", path], input=self.to_dot().encode(),
                            check=True, capture_output=True)
             return path

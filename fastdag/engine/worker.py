@@ -478,13 +478,30 @@ def _inputs_missing(c: int, cdeps: tuple[int, ...], has_value: Any, refs: dict,
     return False
 
 
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads(n: int) -> None:
+    """Give the BLAS libraries of this process ``n`` threads each.
+
+    A library loaded from now on reads the environment (LocalExecutor also
+    sets it in a worker's); threadpoolctl (some 50 ms of imports) is needed
+    only for one already loaded, which a worker that boots without numpy
+    has not.
+    """
+    for var in BLAS_THREAD_VARS:
+        os.environ[var] = str(n)
+    if "numpy" in sys.modules or "scipy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+
+
 def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,
          spill_dir: str | None = None) -> None:
     """Entry point of a worker process."""
     # Ctrl-C goes to the whole process group; the client decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(blas_threads)
+    limit_blas_threads(blas_threads)
     from ..store import arena
     arena.install(prefix + "-r")  # fd.result_array outputs; swept with the worker's prefix
     Worker(conn, wid, status_path, prefix, spill_dir).serve()

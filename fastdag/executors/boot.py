@@ -15,12 +15,22 @@ imports, run or called only by those two, so setting the default executor
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def inline_nested_compute() -> None:
-    """Make this process's default executor run graphs inline, in the calling thread."""
-    from ..api import set_default_executor
+    """Make this process's default executor run graphs inline, in the calling thread.
+
+    The SyncExecutor is made (and the executor modules imported, some 25 ms
+    of a worker's boot) only when a task first calls ``compute()``.
+    """
+    from ..api import set_default_factory
+    set_default_factory(_sync_executor)
+
+
+def _sync_executor() -> Any:
     from .sync import SyncExecutor
-    set_default_executor(SyncExecutor())
+    return SyncExecutor()
 
 
 def boot(argv: list[str]) -> None:

@@ -117,7 +117,7 @@ from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
 from .placement import Placement
 from .schedstate import SchedulerState
-from ..engine.worker import SLOT
+from ..engine.worker import BLAS_THREAD_VARS, SLOT
 
 
 SMALL_SHM = 256 * 2**20
@@ -412,7 +412,7 @@ class LocalExecutor(Executor):
         SLOT.pack_into(self._status, wid * SLOT.size, 0, -1)
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        for var in BLAS_THREAD_VARS:
             env[var] = str(self.blas_threads)
         if self.placement is not None:
             env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement

@@ -56,6 +56,7 @@ from ..core.graph import ARGS_ARE_DEPS, DAG, NO_NODES, Task, map_nested
 from ..core.gil import MIN_TASK_S, GilProfile, function_key
 from ..core.records import END, INDEX, RAW_WIDTH, START
 from ..core.plan import Plan, Ref
+from ..core.runner import nbytes
 from ..engine.executor import RunFuture
 from .guarded import GuardedRun, GuardedThreads
 from .inline import InlineRun
@@ -73,6 +74,10 @@ HANDOFF_PER_TASK_S = 3e-6
 # placement is taken only when it is this much inside it), so measurement
 # noise under load does not flip a workload between threads and processes.
 MARGIN = 0.5
+# Bytes a second into fresh shared memory (first touch), what a task sent to a
+# worker pays for its inputs and result: measured on this VM (see
+# ``predict/history.py``, which learns it per machine from run records).
+SHIP_BYTES_PER_S = 0.45e9
 
 
 class Expected(NamedTuple):
@@ -114,6 +119,22 @@ def _decide(inline: float, threads: float, previous: str | None) -> str:
     if fits(threads, THREADS):
         return THREADS
     return PROCESSES
+
+
+def _shipping_s(plan: Plan, i: int, values: list) -> float:
+    """Seconds to send task ``i``'s inputs to a worker and a result as large back.
+
+    Early in a fresh process, the GIL sampler competes with the booting
+    workers for the CPU and can take a numpy task for a GIL-holding one:
+    shipping its 16 MB blocks through fresh shared memory then costs more
+    than running it here.
+    """
+    size = sum(nbytes(values[d]) for d in plan.deps[i])
+    if plan.modes[i] != ARGS_ARE_DEPS:
+        size += nbytes(plan.args[i])
+        if plan.kwargs[i]:
+            size += nbytes(tuple(plan.kwargs[i].values()))
+    return 2 * size / SHIP_BYTES_PER_S
 
 
 def _one_task_plan(plan: Plan, i: int, values: list) -> Plan:
@@ -218,6 +239,8 @@ class Placement:
         fraction = stats.held_fraction
         if task.gil is not True and (fraction is None or fraction * self.workers <= 1.0):
             return None
+        if _shipping_s(plan, i, run.values) > stats.typical_s * (1 - 1 / self.workers):
+            return None  # more to ship than the overlap would save
         return self._submit(_one_task_plan(plan, i, run.values), True)
 
     def run_inline(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:

@@ -23,13 +23,14 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import files
 from .files import SHM_DIR
 from .pages import buffer_address
+
+if TYPE_CHECKING:  # imported by the calls that make arrays: a worker boots without numpy
+    import numpy as np
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Arena:
 
     def empty(self, shape: Any, dtype: Any) -> np.ndarray:
         """An uninitialised array in a new file; ``np.empty`` if /dev/shm has no room."""
+        import numpy as np
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         size = max(nbytes, 1)
@@ -124,4 +126,7 @@ def result_array(shape: Any, dtype: Any = float) -> np.ndarray:
     ``np.empty(shape, dtype)``.
     """
     arena = _current
-    return np.empty(shape, dtype) if arena is None else arena.empty(shape, dtype)
+    if arena is None:
+        import numpy as np
+        return np.empty(shape, dtype)
+    return arena.empty(shape, dtype)
