@@ -145,6 +145,13 @@ class RunData:
         self.scanned: dict[int, int] = {}        # wide fan-in -> leading inputs known here
 
 
+def _columns(plan: Plan) -> tuple:
+    """The plan's per-task columns the batch loop reads for every task (f(a, b) and
+    f(*args) are called inline there; anything else through the step, ``step.py``)."""
+    return (plan.deps, plan.dependents, plan.wanted, plan.tasks, plan.modes, plan.args,
+            plan.kwargs, plan.simple)
+
+
 class Progress:
     """What a batch has done since its last report."""
 
@@ -159,6 +166,10 @@ class Progress:
         self.sent = 0  # numbers of ``records`` already sent in progress messages
         self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat
         self.polled = self.reported = 0.0  # when control messages were read, records sent
+
+    def lists(self) -> tuple[list[int], dict[int, StoredRef], array, list[int]]:
+        """What the batch loop appends to: completed, stored, records, consumed."""
+        return self.completed, self.stored, self.records, self.consumed
 
     def clear(self) -> None:
         """Empty in place (the batch loop holds these lists) once they are sent."""
@@ -260,16 +271,11 @@ class Worker:
                 SAMPLER.exit()
 
     def _run(self, run: int, data: RunData, stack: list[int], progress: Progress) -> None:
-        """Run ``stack`` depth first: each task's step (``step.py``, f(a, b) and f(*args)
-        called inline), then its consumer. Locals: what the loop reads for every task."""
-        plan = data.plan
-        deps_of, dependents, wanted = plan.deps, plan.dependents, plan.wanted
-        tasks, modes, args_of, kwargs_of = plan.tasks, plan.modes, plan.args, plan.kwargs
-        simple = plan.simple
-        values, refs, sizes, done = data.values, data.refs, data.sizes, data.done
+        """Run ``stack`` depth first, each task's step then its consumer (locals: what it reads)."""
+        plan, values, refs, sizes, done = data.plan, data.values, data.refs, data.sizes, data.done
+        deps_of, dependents, wanted, tasks, modes, args_of, kwargs_of, simple = _columns(plan)
         has_value, uses_left, fixed_size = values.__contains__, data.uses_left, FIXED_SIZES.get
-        completed, stored, records, consumed = \
-            progress.completed, progress.stored, progress.records, progress.consumed
+        completed, stored, records, consumed = progress.lists()
         status, slot, pack, clock = self.status, self.slot, SLOT.pack_into, time.time
         ready_at = progress.polled = progress.reported = clock()
         while stack:
