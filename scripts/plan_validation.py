@@ -7,7 +7,7 @@ For each worker count and workload (the benchmarks' quick sizes), on one
 LocalExecutor: ``--runs`` pairs of runs, the first of each pair recorded as
 history, the second only timed (alternating, so that load from other jobs
 that comes and goes falls on both alike); then the forecast
-(``fastdag.forecast``, fitted from all the history recorded so far at that
+(``fastdag.predict.forecast``, fitted from all the history recorded so far at that
 worker count, never from a timed run); the table compares the forecast with
 the median timed makespan (submit to result, as
 ``RunRecord.makespan``); ``spread`` is the slowest measured run over the

@@ -179,7 +179,7 @@ LIFELINE_PARENT = textwrap.dedent("""
     import subprocess, sys, time
     child = subprocess.Popen([sys.executable, "-c", '''
     import os, sys, time
-    from fastdag import lifeline
+    from fastdag.engine import lifeline
     lifeline._set_pdeathsig = lambda signum: None   # only the watcher thread guards
     lifeline.exit_with_parent(int(sys.argv[1]))
     while True:

@@ -63,7 +63,7 @@ def test_a_failure_keeps_the_users_frames_only():
     assert failure.index == i and failure.attempts == 2
     assert "boom 3" in failure.traceback and "in explode" in failure.traceback
     assert "engine/step.py" not in failure.traceback
-    assert "fastdag/runner.py" not in failure.traceback and "During handling" not in failure.traceback
+    assert "fastdag/core/runner.py" not in failure.traceback and "During handling" not in failure.traceback
 
 
 def test_system_exit_is_the_tasks_failure_and_not_retried():
