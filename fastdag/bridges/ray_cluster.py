@@ -22,7 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .engine_executor import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
+from .engine_executor import (EngineExecutor, EngineRun, RemoteFailure, TaskSpec, run_spec,
+                              worker_name)
 
 
 def run_ray_task(call: bytes | tuple[TaskSpec, tuple[int, ...]], *values: Any) -> tuple[Any, tuple]:
@@ -31,8 +32,25 @@ def run_ray_task(call: bytes | tuple[TaskSpec, tuple[int, ...]], *values: Any) -
     ``call`` is (spec, input ids), or those pickled by ``packed_call``.
     """
     spec, ids = pickle.loads(call) if type(call) is bytes else call
-    value, record = run_spec(spec, ids, *values)
+    try:
+        value, record = run_spec(spec, ids, *values)
+    except RemoteFailure:
+        if _cancelled_by_ray():
+            # ray.cancel() interrupts a running task with KeyboardInterrupt, which
+            # run_spec made a task failure; Ray must see its own cancel end the
+            # task (a failure reply for a task it cancelled aborts the driver:
+            # "Tried to complete task that was not pending", Ray 2.60).
+            raise KeyboardInterrupt from None
+        raise
     return value, (worker_name(), record)
+
+
+def _cancelled_by_ray() -> bool:
+    import ray
+    try:
+        return ray.get_runtime_context().is_canceled()
+    except RuntimeError:  # not in a worker (local mode), or an async actor
+        return False
 
 
 def packed_call(spec: TaskSpec, ids: tuple[int, ...], plain: bool) -> bytes | tuple:
