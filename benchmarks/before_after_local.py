@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("old")
     parser.add_argument("new")
     parser.add_argument("--samples", type=int, default=5)
-    parser.add_argument("workloads", nargs="*", default=["tree", "gemm"])
+    parser.add_argument("--workloads", nargs="+", default=["tree", "gemm"], choices=["tree", "gemm"])
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}")
     for workload in args.workloads:
