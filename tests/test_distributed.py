@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +87,23 @@ def wait_for_workers(ex: fd.RedisExecutor, n: int, timeout: float = 20.0) -> Non
             return
         time.sleep(0.1)
     raise AssertionError(f"{n} workers did not register in {timeout} s")
+
+
+@contextlib.contextmanager
+def executor_with_one_worker(url: str, poll: float) -> Iterator[fd.RedisExecutor]:
+    """A RedisExecutor with one ``fastdag worker`` up; the worker and the executor
+    stopped after, the metrics writes waited for."""
+    from fastdag.metrics import sinkwriter
+    workers = Workers(url)
+    ex = fd.RedisExecutor(url, secret=SECRET, poll=poll)
+    try:
+        workers.start(1)
+        wait_for_workers(ex, 1)
+        yield ex
+    finally:
+        ex.shutdown(wait=False)
+        sinkwriter.flush(timeout=10)
+        workers.stop()
 
 
 def run_keys(ex: fd.RedisExecutor) -> list[bytes]:

@@ -120,21 +120,13 @@ def test_a_long_batch_reports_while_it_runs():
 
 @pytest.mark.redis
 def test_redis_executor_emits_the_same_events(redis_server):
-    from test_distributed import SECRET, Workers, wait_for_workers
-    workers = Workers(redis_server.url)
-    ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.2)
-    try:
-        workers.start(1)
-        wait_for_workers(ex, 1)
-        got: list = []
+    from test_distributed import executor_with_one_worker
+    got: list = []
+    with executor_with_one_worker(redis_server.url, poll=0.2) as ex:
         ex.subscribe(got.append)
         assert tree(16).compute(executor=ex) == 16 * 15 // 2
         with pytest.raises(fd.TaskError):
             explode(3).compute(executor=ex)
-    finally:
-        ex.shutdown(wait=False)
-        sinkwriter.flush(timeout=10)  # the runs' metrics reach Redis before it stops
-        workers.stop()
     kinds = [type(e).__name__ for e in got]
     assert kinds[0] == "RunSubmitted" and kinds.count("RunFinished") == 2
     first = got[0].run_id

@@ -15,7 +15,6 @@ import pytest
 
 import fastdag as fd
 from fastdag import events as ev
-from fastdag.metrics import sinkwriter
 
 TASKS, TASK_S = 25, 0.04
 
@@ -62,15 +61,7 @@ def test_local_worker_reports_a_long_batch_while_it_runs():
 
 @pytest.mark.redis
 def test_redis_worker_reports_a_long_message_while_it_runs(redis_server):
-    from test_distributed import SECRET, Workers, wait_for_workers
-    workers = Workers(redis_server.url)
-    ex = fd.RedisExecutor(redis_server.url, secret=SECRET, poll=0.05)
-    try:
-        workers.start(1)
-        wait_for_workers(ex, 1)
+    from test_distributed import executor_with_one_worker
+    with executor_with_one_worker(redis_server.url, poll=0.05) as ex:
         finished = arrivals(ex)
-    finally:
-        ex.shutdown(wait=False)
-        sinkwriter.flush(timeout=10)
-        workers.stop()
     check_live(finished)
