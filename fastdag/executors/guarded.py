@@ -23,6 +23,7 @@ from ..core.plan import Plan
 from ..core.runner import execute
 from ..core.errors import TaskError
 from ..engine.executor import RunFuture, wait_for
+from ..engine.step import own_arguments
 from .inprocess import InProcessRun
 from .threads import ThreadExecutor
 
@@ -110,10 +111,8 @@ class GuardedRun(InProcessRun):
     def guard_arguments(self, i: int) -> None:
         """Replace task ``i``'s captured arguments by guarded ones, the first time it needs them."""
         if self.unguarded[i]:
-            plan = self.plan
             self.unguarded[i] = 0
-            plan.args[i] = guarded(plan.args[i]) if plan.args[i] is not None else None
-            plan.kwargs[i] = guarded(plan.kwargs[i]) if plan.kwargs[i] else plan.kwargs[i]
+            own_arguments(self.plan, i)  # as a worker process does
 
     def _call_private(self, i: int) -> tuple[Any, int]:
         """Run task ``i`` on private copies of every input, as a worker process would."""
@@ -159,12 +158,15 @@ class GuardedThreads(ThreadExecutor):
         self.writers: set = set()  # functions seen writing into their inputs
         self._settings = settings
 
+    def _bus(self) -> EventBus:
+        """The owning LocalExecutor's event bus, or this pool's own when it stands alone."""
+        return self.events if self.events is not None else self.event_bus
+
     def new_run(self, dag: DAG | Plan, single: bool, name: str = "",
                 offload: Offload | None = None) -> InProcessRun:
         settings = dict(self._settings(), placement="threads")
-        events = self.events if self.events is not None else self.event_bus
         run = GuardedRun(dag, single, self.name, settings, self.profile, self.sampler,
-                         self.writers, events, name)
+                         self.writers, self._bus(), name)
         run.offload = offload
         return run
 
@@ -183,8 +185,7 @@ class GuardedThreads(ThreadExecutor):
         # The collector paused: tiny tasks allocate fast, and every pass of it
         # would walk the graph's thousands of live Nodes (it halved the tree's run).
         with gc_paused():
-            events = self.events if self.events is not None else self.event_bus
             run = run_class(dag, single, self.name, settings, self.profile, self.sampler,
-                            self.writers, events, name)
+                            self.writers, self._bus(), name)
             run.run()
         return run.future

@@ -42,7 +42,8 @@ from .. import events as ev
 from ..core.errors import TaskError, task_failure
 from ..core.guard import IMMUTABLE, guarded, wrote_read_only
 from ..core.gil import function_key
-from ..core.records import ATTEMPTS, END, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH, START
+from ..core.records import (ATTEMPTS, END, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH, READY,
+                            START)
 from ..core.plan import Ref
 from ..core.runner import FIXED_SIZES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from .guarded import GuardedRun
@@ -221,11 +222,11 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any,
     lengths = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
     if lengths.any():
         inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64)
-        table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths), weights=out_bytes[inputs],
-                                  minlength=n)
+        table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths),
+                                            weights=out_bytes[inputs], minlength=n)
     table[:, ATTEMPTS] = 1.0
     for i, count in attempts.items():
         table[i, ATTEMPTS] = count
-    table[1:, 8] = table[:-1, 2]
-    table[0, 8] = table[0, 1] if n else 0.0
+    table[1:, READY] = table[:-1, END]
+    table[0, READY] = table[0, START] if n else 0.0
     return array("d", table.tobytes())
