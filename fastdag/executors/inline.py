@@ -42,6 +42,7 @@ from .. import events as ev
 from ..core.errors import TaskError, task_failure
 from ..core.guard import IMMUTABLE, guarded, wrote_read_only
 from ..core.gil import function_key
+from ..core.graph import ARGS_ARE_DEPS, NESTED, NO_NODES
 from ..core.records import (ATTEMPTS, END, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH, READY,
                             START)
 from ..core.plan import Ref
@@ -151,10 +152,10 @@ class InlineRun(GuardedRun):
         inputs = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
         keywords = np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n)
         simple = np.frombuffer(plan.simple, dtype=np.uint8).astype(bool)
-        kinds = np.where(modes == 3, np.where(inputs == 2, 4, 2),
-                         np.where(modes == 0, np.where(simple, 1, 5), 0)).astype(np.uint8)
+        kinds = np.where(modes == ARGS_ARE_DEPS, np.where(inputs == 2, 4, 2),
+                         np.where(modes == NO_NODES, np.where(simple, 1, 5), 0)).astype(np.uint8)
         kinds[keywords] = 0
-        for i in np.flatnonzero((modes == 2) & ~keywords):
+        for i in np.flatnonzero((modes == NESTED) & ~keywords):
             if _one_list_of_refs(plan.args[i]):
                 kinds[i] = 3
         if self.writers:

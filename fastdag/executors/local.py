@@ -115,7 +115,7 @@ from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
-from .placement import Placement
+from .placement import INLINE, PROCESSES, Placement
 from .schedstate import SchedulerState
 from ..engine.worker import BLAS_THREAD_VARS, SLOT
 
@@ -259,9 +259,9 @@ class LocalExecutor(Executor):
             return None
         self._ensure_started()  # workers boot in the background meanwhile
         where = self.placement.where(graph)
-        if where == "processes":
+        if where == PROCESSES:
             return None
-        run = self.placement.run_inline if where == "inline" else self.placement.run_on_threads
+        run = self.placement.run_inline if where == INLINE else self.placement.run_on_threads
         return self._track(run(graph, single, options.get("name", "")), options)
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
