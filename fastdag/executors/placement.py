@@ -164,6 +164,10 @@ class Placement:
         self.ready = threading.Event()
         self._decisions: dict[frozenset, str] = {}  # the last placement per set of functions
 
+    def on_threads(self, graph: DAG | Plan) -> bool:
+        """Whether to run ``graph`` in this process (inline or on threads), not on the workers."""
+        return self.where(graph) != PROCESSES
+
     def where(self, graph: DAG | Plan) -> str:
         """``INLINE``, ``THREADS`` or ``PROCESSES``: the rules of the module docstring.
 
@@ -182,6 +186,11 @@ class Placement:
         if expected.known or expected.measured:
             self._decisions[expected.functions] = choice
         return choice
+
+    def prefers_threads(self, graph: DAG | Plan) -> bool:
+        """The threads-or-processes rule alone (no memory), from the functions' profiles."""
+        tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+        return _threads_score(self.expected(tasks), self.workers) <= 1.0
 
     def expected(self, tasks: list[Task]) -> Expected:
         """What the profile predicts for these tasks (one entry per task, repeats included)."""
