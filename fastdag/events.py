@@ -5,7 +5,7 @@ Data flow::
     executor thread (scheduler, pool thread, Redis listener, engine waiter)
         |  emit(event)              one lock per executor: events of a run
         v                           reach every subscriber in emission order
-    EventBus --> RunRecorder        always first (recorder.py): the run's
+    EventBus --> RunRecorder        always first (metrics/recorder.py): the run's
         |                           report and progress, for metrics.track
         +--> batched subscribers    TaskBatch as it comes (the dashboard)
         +--> plain subscribers      one event per task; called on the emitting
@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+from .core.errors import CancelledError
 from .core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH,
                            READY, START, STORE_S)
 from .metrics.runs import TaskNames
@@ -166,7 +167,8 @@ class TaskBatch(NamedTuple):
             return self._expand_each()
         task, in_b, out_b, attempts = \
             table[:, [INDEX, INPUT_BYTES, OUTPUT_BYTES, ATTEMPTS]].astype(np.int64).T.tolist()
-        start, end, fetch_s, store_s, ready = table[:, [START, END, FETCH_S, STORE_S, READY]].T.tolist()
+        start, end, fetch_s, store_s, ready = \
+            table[:, [START, END, FETCH_S, STORE_S, READY]].T.tolist()
         run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
         started = map(_make_started, zip(run, start, task, worker))
         finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,
@@ -363,7 +365,6 @@ def run_submitted(bus: EventBus, run_id: str, executor: str, plan: Any, name: st
 def run_finished(bus: EventBus, run_id: str, start: float, error: BaseException | None) -> None:
     if not bus.active:
         return
-    from .core.errors import CancelledError
     state = "done" if error is None else \
         "cancelled" if isinstance(error, CancelledError) else "failed"
     now = time.time()

@@ -3,7 +3,7 @@
     Executor.submit(dag) ──> RunFuture (executor)                  [caller's process]
                                  │ Plan, batches of task indices
                                  ▼
-    worker process: Worker (worker) ──step.run_task──> results kept, or put in the store
+    worker process: Worker (worker) ──step (retry_task)──> results kept, or put in the store
         reports to the scheduler as named messages (messages: Report, Progress, Failed)
         ends with its parent (lifeline); SIGTERM cleans up like Ctrl-C (sigterm)
 

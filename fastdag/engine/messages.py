@@ -1,6 +1,6 @@
 """What a ``LocalExecutor`` worker process tells its scheduler, as named tuples.
 
-    worker (executors/worker.py)            scheduler (executors/local.py)
+    worker (engine/worker.py)               scheduler (executors/local.py)
       Worker.batch / _flush  -- Report ------->  _handle: counts, refs, records
       Worker._run (every 0.1 s) -- Progress -->  _handle: live count and records
       Worker.batch (a task failed) -- Failed ->  _handle: the run fails

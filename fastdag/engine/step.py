@@ -1,18 +1,20 @@
 """The task step both worker kinds take: run with retries, fail as data, record.
 
     inputs (shared memory here | Redis there)
-        -> call_first / run_task   the function, retried from fresh inputs
+        -> run_task, or the worker's own first call then retry_task
+                                   the function, retried from fresh inputs
         -> value, attempts         the worker keeps or stores it, continues
         -> or TaskFailed           carries a runner.Failure (traceback trimmed
                                    to the user's frames); the worker sends it
                                    as send_bytes / runner.send_failure
 
-``executors/worker.py`` (LocalExecutor's processes) and
+``engine/worker.py`` (LocalExecutor's processes) and
 ``distributed/worker.py`` (``fastdag worker``) differ only in where inputs
 come from and results go; what a task run *is* (its retries, what a failure
-holds, why a result that will not pickle fails its task) is defined once,
-here. A metrics record is ``records.RAW_FIELDS``, whose positions
-``metrics`` names (``START``, ``OUTPUT_BYTES``...).
+holds, why a result that will not pickle fails its task, which captured
+arguments it may change) is defined once, here. A metrics record is
+``core.records.RAW_FIELDS``, whose positions ``core.records`` names
+(``START``, ``OUTPUT_BYTES``...).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ worker, the workers' records as ``TaskBatch`` (from progress messages
 mid-batch and from reports), ``DataMoved`` per result stored in shared
 memory or bundled, ``TaskFailed``, ``TaskRetried`` after a crash,
 ``WorkerStarted`` / ``WorkerDied``, and ``RunFinished``, from which the run
-recorder (``recorder.py``) has built the run's report before its future
+recorder (``metrics/recorder.py``) has built the run's report before its future
 resolves. Plain (non-batched) subscribers are served when the scheduler is
 idle (``EventBus.defer``).
 
@@ -48,7 +48,7 @@ Scheduling policy, in the order the scheduler applies it:
    done), and no more than about 20 ms of work once tasks are known to be
    slow.
 3. Inside a batch the worker continues with consumers it can feed itself
-   (see ``worker.py``), reporting ``claimed`` tasks so they are not given
+   (see ``engine/worker.py``), reporting ``claimed`` tasks so they are not given
    out twice.
 
 State per run (``RunState``, on ``schedstate.SchedulerState``, which keeps

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import events as ev
-from .runs import RAW_WIDTH, RunReport
+from ..core.records import RAW_WIDTH
+from .runs import RunReport
 
 # Reports of finished runs nobody took (a run not tracked): the oldest go first.
 KEEP_UNTAKEN = 64

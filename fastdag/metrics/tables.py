@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..core.graph import gc_paused
-from ..core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, READY, START,
-                            STORE_S)
-from .runs import RAW_WIDTH, RunReport, TaskRecord, run_record_dict, run_record_from_dict
+from ..core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH,
+                            READY, START, STORE_S)
+from .runs import RunReport, TaskRecord, run_record_dict, run_record_from_dict
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
