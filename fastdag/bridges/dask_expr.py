@@ -24,23 +24,27 @@ from typing import Any
 
 
 def task_graph(dsk: Any) -> Mapping:
-    """A Mapping key -> task for ``dsk``: a graph dict, a collection, or a Dask expression."""
+    """A Mapping key -> task for ``dsk``: a graph dict, a collection, or a Dask expression.
+
+    Not to be written to: a delayed collection's graph is the dict its
+    HighLevelGraph keeps (``to_dict``, made once), so computing the same
+    collection again does not merge its layers again.
+    """
     if isinstance(dsk, Mapping):
         return dsk
-    layers = _delayed_layers(dsk)
-    if layers is None:
+    graphs = _delayed_graphs(dsk)
+    if graphs is None:
         return dsk.__dask_graph__()
-    graph: dict = {}
-    seen: set[int] = set()
-    for layer in layers:
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            graph.update(getattr(layer, "mapping", layer))
-    return graph
+    if len(graphs) == 1:
+        return graphs[0]
+    merged: dict = {}
+    for graph in graphs:
+        merged.update(graph)
+    return merged
 
 
-def _delayed_layers(expr: Any) -> list | None:
-    """The layers of ``expr`` when Dask would only cull and merge them, else None."""
+def _delayed_graphs(expr: Any) -> list[dict] | None:
+    """The merged graph of each part of ``expr`` when Dask would only cull and merge, else None."""
     try:
         from dask import config
         from dask._expr import HLGExpr, _HLGExprGroup, _HLGExprSequence
@@ -49,9 +53,9 @@ def _delayed_layers(expr: Any) -> list | None:
         return None
     if type(expr) is not _HLGExprSequence or config.get("optimization.fuse.delayed"):
         return None
-    layers: list = []
+    graphs: dict[int, dict] = {}  # by HighLevelGraph: parts may share one
     for part in expr.operands:
         if type(part) not in (HLGExpr, _HLGExprGroup) or part.low_level_optimizer is not optimize:
             return None
-        layers.extend(part.hlg.layers.values())
-    return layers
+        graphs[id(part.hlg)] = part.hlg.to_dict()
+    return list(graphs.values())
