@@ -213,3 +213,15 @@ def test_stored_order_is_used_only_when_it_is_topological_and_complete(local_exe
         dask.get(forward, ["z", "y"]) == (3, 2)
     with pytest.raises(KeyError):
         fastdag.dask.get(extra, "lost", executor=local_executor)
+
+
+def test_dataframe_sizes_come_from_their_buffers(monkeypatch):
+    """Every task's output is sized for metrics; a DataFrame by its index and column
+    buffers, not by pandas' deep ``memory_usage`` (``sys.getsizeof``), ~20x dearer."""
+    pd = pytest.importorskip("pandas")
+    from fastdag.core.runner import nbytes
+    frame = pd.DataFrame({"a": np.arange(1000), "b": np.arange(1000.0), "c": ["x"] * 1000})
+    shallow = int(frame.memory_usage(deep=False).sum())
+    monkeypatch.setattr(pd.DataFrame, "__sizeof__", lambda self: pytest.fail("deep memory_usage"))
+    assert nbytes(frame) == shallow
+    assert nbytes(frame.set_index("a")) == int(frame.set_index("a").memory_usage().sum())
