@@ -194,9 +194,12 @@ class TaskBatch(NamedTuple):
         start, end, fetch_s, store_s, ready = \
             table[:, [START, END, FETCH_S, STORE_S, READY]].T.tolist()
         run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
-        started = map(_make_started, zip(run, start, task, worker))
-        finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,
-                                           store_s, in_b, out_b, attempts, ready))
+        # tuple.__new__(TaskStarted, fields) called by map itself: no Python frame
+        # (NamedTuple's own __new__) and no partial per event
+        started = map(tuple.__new__, itertools.repeat(TaskStarted), zip(run, start, task, worker))
+        finished = map(tuple.__new__, itertools.repeat(TaskFinished),
+                       zip(run, end, task, worker, start, end, fetch_s, store_s, in_b, out_b,
+                           attempts, ready))
         return itertools.chain.from_iterable(zip(started, finished))
 
     def table(self) -> Any:
@@ -227,8 +230,6 @@ class TaskBatch(NamedTuple):
         return len(self.records) // RAW_WIDTH
 
 
-_make_started = functools.partial(tuple.__new__, TaskStarted)
-_make_finished = functools.partial(tuple.__new__, TaskFinished)
 _make_moved = functools.partial(tuple.__new__, DataMoved)
 
 
