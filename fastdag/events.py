@@ -33,8 +33,10 @@ When: the recorder and batched subscribers are called by ``emit``, so they
 have seen the whole run when its future resolves. Plain subscribers are
 called by the bus's own thread, which the emitting thread only hands the
 event to: a 4,096-task run that took 7 ms would spend 2 to 3 ms more on
-making and delivering 8,190 events in its own thread. They therefore
-usually hear of a run's tasks a moment after its future resolved; leaving
+making and delivering 8,190 events in its own thread. That thread looks
+at its queue every ``COURIER_POLL_S`` (50 ms) and at once when a run
+ends, so plain subscribers hear of a run's tasks up to 50 ms late, and
+usually a moment after its future resolved; leaving
 the ``with ex.subscribe(...)`` block (``unsubscribe()``), ``bus.flush()``
 and the executor's ``shutdown()`` wait until every event emitted before has
 reached them. A plain subscriber need not be quick, but a slow one lags.
@@ -50,7 +52,6 @@ import atexit
 import collections
 import functools
 import itertools
-import queue
 import threading
 import time
 import weakref
@@ -247,6 +248,8 @@ Callback = Callable[[Any], None]
 
 # Seconds the bus's thread waits for more events before it ends.
 COURIER_IDLE_S = 1.0
+# Seconds between two looks of the bus's thread at its queue (a run's end: at once).
+COURIER_POLL_S = 0.05
 # Events the bus's thread hands to each plain subscriber at a time, and the pause
 # after each piece in which a thread waiting for the GIL (a run's) takes it back.
 COURIER_CHUNK = 256
@@ -300,7 +303,8 @@ class EventBus:
         self._lock = threading.RLock()
         self._subscribers: tuple[tuple[Callback, bool], ...] = ()
         self._plain: tuple[tuple[Callback, bool], ...] = ()   # the non-batched ones
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # (plain subscribers, event)
+        self._queue: collections.deque = collections.deque()  # (plain subscribers, event)
+        self._wake = threading.Event()  # the bus's thread looks at the queue now
         self._courier: threading.Thread | None = None  # the thread that empties _queue
         self._dropped: list[tuple[Callback, bool]] = []  # entries removed for raising
         self.recorder = recorder
@@ -344,7 +348,8 @@ class EventBus:
             if courier is None or courier is threading.current_thread():
                 return True
             done = threading.Event()
-            self._queue.put(done)
+            self._queue.append(done)
+            self._wake.set()
         return done.wait(timeout)
 
     def emit(self, event: Any) -> None:
@@ -370,8 +375,16 @@ class EventBus:
                 self._post(events)
 
     def _post(self, event: Any) -> None:
-        """Queue ``event`` (or a list of them) for the plain subscribers; called under the lock."""
-        self._queue.put((self._plain, event))
+        """Queue ``event`` (or a list of them) for the plain subscribers; called under the lock.
+
+        Only the end of a run wakes the bus's thread at once; other events wait
+        for its next look (within ``COURIER_POLL_S``): waking it takes the GIL
+        from the thread that emits, and on a busy machine a forced switch to a
+        thread the OS has yet to schedule costs that thread milliseconds.
+        """
+        self._queue.append((self._plain, event))
+        if type(event) is RunFinished:
+            self._wake.set()
         if self._courier is None:
             self._courier = threading.Thread(target=self._serve, name="fastdag-events",
                                              daemon=True)
@@ -380,20 +393,25 @@ class EventBus:
 
     def _serve(self) -> None:
         """The bus's thread: hand out queued events until idle for COURIER_IDLE_S."""
-        get = self._queue.get
+        items, wake = self._queue, self._wake
+        idle_since = time.monotonic()
         while True:
-            try:
-                item = get(timeout=COURIER_IDLE_S)
-            except queue.Empty:
+            wake.wait(COURIER_POLL_S)
+            wake.clear()  # before looking: an event queued from now on is seen now or next time
+            if not items:
+                if time.monotonic() - idle_since < COURIER_IDLE_S:
+                    continue
                 with self._lock:  # emitters queue under the lock: nothing slips in
-                    if self._queue.empty():
+                    if not items:
                         self._courier = None
                         return
-                continue
-            if type(item) is threading.Event:  # a flush() waits for what came before
-                item.set()
-            else:
-                self._hand_out(*item)
+            while items:
+                item = items.popleft()
+                if type(item) is threading.Event:  # a flush() waits for what came before
+                    item.set()
+                else:
+                    self._hand_out(*item)
+            idle_since = time.monotonic()
 
     def _hand_out(self, plain: tuple[tuple[Callback, bool], ...], event: Any) -> None:
         """One queued event (or list) to the plain subscribers it was emitted for.
@@ -403,10 +421,9 @@ class EventBus:
         chunks: a thread that waits for the GIL (the caller's, finishing its
         run or starting the next) takes it back there, so this thread mostly
         uses time nobody else needs, instead of holding the GIL up to the
-        interpreter's switch interval (5 ms) at a time. (A ``sleep(0)`` was
-        not enough: this thread, already running, took the GIL again before
-        the waiting one woke; a run with a plain subscriber then took 1.11x
-        as long instead of 1.47x, against 1.00-1.05x with the pause.)
+        interpreter's switch interval (5 ms) at a time. (A ``sleep(0)`` is
+        not enough: this thread, already running, takes the GIL again before
+        the waiting one wakes.)
         """
         if type(event) is list:
             events = iter(event)
