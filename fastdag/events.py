@@ -7,25 +7,39 @@ Data flow::
         v                           reach every subscriber in emission order
     EventBus --> RunRecorder        always first (metrics/recorder.py): the run's
         |                           report and progress, for metrics.track
-        +--> batched subscribers    TaskBatch as it comes (the dashboard)
-        +--> plain subscribers      one event per task; called on the emitting
-                                    thread (or, for LocalExecutor, when its
-                                    scheduler is idle): a subscriber must be
-                                    quick (append to a queue, never block)
+        +--> batched subscribers    TaskBatch as it comes (the dashboard), on
+        |                           the emitting thread: quick, never block
+        +--> queue --> bus thread --> plain subscribers: one event per task
+                       (fastdag-events)   (TaskBatch expanded there), after
+                                          the fact, off the run's path
 
 Events are small named tuples with ``run_id`` and ``time`` (``time.time()``
 seconds) first. Per run the order is: ``RunSubmitted``, then any of
 ``TasksReady``, ``TaskBatch`` / ``TaskStarted`` + ``TaskFinished``,
 ``TaskRetried``, ``DataMoved``, ``TaskFailed``, and last ``RunFinished``.
 ``WorkerStarted`` and ``WorkerDied`` belong to no run (``run_id`` "").
+Every subscriber gets the events in that order.
 
 Workers of ``LocalExecutor``, ``RedisExecutor`` and the engine executors
-report what they did in metrics records (``records.RAW_FIELDS``, flat).
-Those arrive as one ``TaskBatch`` event: a subscriber made with
-``batched=True`` (and the run recorder) gets it as it is, without a Python
-object per task; any other subscriber gets it expanded into
-``TaskStarted``, ``TaskRetried`` and ``TaskFinished`` per task, made by C
-loops.
+report what they did in metrics records (``records.RAW_FIELDS``, flat);
+in-process and inline runs too, when nobody but the recorder listens task by
+task. Those arrive as one ``TaskBatch`` event: a subscriber made with
+``batched=True`` (and the run recorder) gets it as it is, and reads its
+tasks as columns (``TaskBatch.table()``), without a Python object per task;
+any other subscriber gets it expanded into ``TaskStarted``, ``TaskRetried``
+and ``TaskFinished`` per task.
+
+When: the recorder and batched subscribers are called by ``emit``, so they
+have seen the whole run when its future resolves. Plain subscribers are
+called by the bus's own thread, which the emitting thread only hands the
+event to: a 4,096-task run that took 7 ms would spend 2 to 3 ms more on
+making and delivering 8,190 events in its own thread. That thread looks
+at its queue every ``COURIER_POLL_S`` (50 ms) and at once when a run
+ends, so plain subscribers hear of a run's tasks up to 50 ms late, and
+usually a moment after its future resolved; leaving
+the ``with ex.subscribe(...)`` block (``unsubscribe()``), ``bus.flush()``
+and the executor's ``shutdown()`` wait until every event emitted before has
+reached them. A plain subscriber need not be quick, but a slow one lags.
 
 Cost: an executor asks ``bus.active`` (a bool) before building an event, and
 in-process executors announce each task only when ``bus.watched`` (someone
@@ -34,11 +48,14 @@ besides the recorder listens); otherwise they send records in batches.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import functools
 import itertools
 import threading
 import time
+import weakref
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -46,6 +63,10 @@ from .core.errors import CancelledError
 from .core.records import (ATTEMPTS, END, FETCH_S, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH,
                            READY, START, STORE_S)
 from .metrics.runs import TaskNames
+
+
+# Tasks of a TaskBatch turned into events at a time (two events each).
+EXPAND_BLOCK = 256
 
 
 class RunSubmitted(NamedTuple):
@@ -155,25 +176,48 @@ class TaskBatch(NamedTuple):
         """The same tasks as TaskStarted / TaskRetried / TaskFinished events.
 
         Without retries (the common case) the events are made by C loops
-        (numpy columns, ``zip`` and ``map``), no Python statement per task:
-        a plain subscriber of a 4,096-task tree costs its own calls only.
+        (numpy columns, ``zip`` and ``map``), no Python statement per task,
+        ``EXPAND_BLOCK`` tasks at a time as the iterator is consumed (the
+        bus's thread hands them out in pieces, see ``EventBus._hand_out``).
         """
-        raw = self.records
-        if not len(raw):
+        if not len(self.records):
             return iter(())
-        import numpy as np
-        table = np.asarray(raw, dtype=np.float64).reshape(-1, RAW_WIDTH)
+        table = self.table()
         if (table[:, ATTEMPTS] > 1).any():
             return self._expand_each()
+        blocks = (table[k:k + EXPAND_BLOCK] for k in range(0, len(table), EXPAND_BLOCK))
+        return itertools.chain.from_iterable(map(self._expand_block, blocks))
+
+    def _expand_block(self, table: Any) -> Iterator[Any]:
+        """TaskStarted, TaskFinished of each row of ``table`` (tasks that ran once)."""
         task, in_b, out_b, attempts = \
-            table[:, [INDEX, INPUT_BYTES, OUTPUT_BYTES, ATTEMPTS]].astype(np.int64).T.tolist()
+            table[:, [INDEX, INPUT_BYTES, OUTPUT_BYTES, ATTEMPTS]].astype("int64").T.tolist()
         start, end, fetch_s, store_s, ready = \
             table[:, [START, END, FETCH_S, STORE_S, READY]].T.tolist()
         run, worker = itertools.repeat(self.run_id), itertools.repeat(self.worker)
-        started = map(_make_started, zip(run, start, task, worker))
-        finished = map(_make_finished, zip(run, end, task, worker, start, end, fetch_s,
-                                           store_s, in_b, out_b, attempts, ready))
+        # tuple.__new__(TaskStarted, fields) called by map itself: no Python frame
+        # (NamedTuple's own __new__) and no partial per event
+        started = map(tuple.__new__, itertools.repeat(TaskStarted), zip(run, start, task, worker))
+        finished = map(tuple.__new__, itertools.repeat(TaskFinished),
+                       zip(run, end, task, worker, start, end, fetch_s, store_s, in_b, out_b,
+                           attempts, ready))
         return itertools.chain.from_iterable(zip(started, finished))
+
+    def table(self) -> Any:
+        """The records as a read-only numpy array of one row per task, ``RAW_FIELDS`` columns.
+
+        The cheap way to read every task of a batch: ``t[:, END] - t[:, START]``
+        (positions from ``core.records``) is one C loop, where ``expand()``
+        makes two Python objects per task. A view, not a copy, when the
+        records are an ``array('d')`` (what in-process and inline runs send).
+        """
+        import numpy as np
+        raw = self.records
+        flat = np.frombuffer(raw, dtype=np.float64) if isinstance(raw, array) \
+            else np.asarray(raw, dtype=np.float64)
+        table = flat.reshape(-1, RAW_WIDTH)
+        table.flags.writeable = False  # other subscribers read the same records
+        return table
 
     def _expand_each(self) -> Iterator[Any]:
         raw = self.records
@@ -187,8 +231,6 @@ class TaskBatch(NamedTuple):
         return len(self.records) // RAW_WIDTH
 
 
-_make_started = functools.partial(tuple.__new__, TaskStarted)
-_make_finished = functools.partial(tuple.__new__, TaskFinished)
 _make_moved = functools.partial(tuple.__new__, DataMoved)
 
 
@@ -204,6 +246,17 @@ def _ended(run_id: str, worker: str, record: Sequence[float]) -> Iterator[Any]:
 
 Callback = Callable[[Any], None]
 
+# Seconds the bus's thread waits for more events before it ends.
+COURIER_IDLE_S = 1.0
+# Seconds between two looks of the bus's thread at its queue (a run's end: at once).
+COURIER_POLL_S = 0.05
+# Events the bus's thread hands to each plain subscriber at a time, and the pause
+# after each piece in which a thread waiting for the GIL (a run's) takes it back.
+COURIER_CHUNK = 256
+COURIER_PAUSE_S = 0.0001
+# Seconds the interpreter's exit waits for a bus's thread to deliver what it holds.
+COURIER_EXIT_S = 5.0
+
 
 class Subscription:
     """What ``subscribe`` returns: ``unsubscribe()`` (or leave a ``with`` block)."""
@@ -214,7 +267,9 @@ class Subscription:
         self._bus, self._entry = bus, entry
 
     def unsubscribe(self) -> None:
+        """No events from now on; returns once the events emitted before have been delivered."""
         self._bus._remove(self._entry)
+        self._bus.flush()
 
     def __enter__(self) -> Subscription:
         return self
@@ -232,21 +287,26 @@ class EventBus:
     anyone else listens: in-process executors then announce each task as it
     starts and ends instead of in batches.
 
-    A scheduler thread that must not wait for plain subscribers calls
-    ``defer()`` once: its events then reach them (``TaskBatch`` expanded per
-    task) at its next ``drain()``, after it has handed out work, instead of
-    while workers wait. Batched subscribers still get every event at once;
-    each subscriber sees its events in emission order, and a ``RunFinished``
-    (or an event from another thread) drains first, so when a run's future
-    resolves every subscriber has seen the whole run.
+    The recorder and batched subscribers are called by ``emit`` itself, so
+    they have seen the whole run when its future resolves. Plain subscribers
+    are called by the bus's own thread (``fastdag-events``, started when
+    there is something to deliver, gone after a second with nothing): the
+    emitting thread only queues the event, and ``TaskBatch`` events are
+    expanded per task there, after the fact, so a run never waits for them.
+    They get every event emitted while they were subscribed, in emission
+    order, usually a moment after the run's future resolved; ``flush()``,
+    ``Subscription.unsubscribe()`` and the executor's ``shutdown()`` wait
+    until they have.
     """
 
     def __init__(self, recorder: Callback | None = None) -> None:
         self._lock = threading.RLock()
         self._subscribers: tuple[tuple[Callback, bool], ...] = ()
         self._plain: tuple[tuple[Callback, bool], ...] = ()   # the non-batched ones
-        self._pending: list[Any] = []  # events the plain ones get at the next drain
-        self._deferring: int | None = None  # the thread whose events wait for drain()
+        self._queue: collections.deque = collections.deque()  # (plain subscribers, event)
+        self._wake = threading.Event()  # the bus's thread looks at the queue now
+        self._courier: threading.Thread | None = None  # the thread that empties _queue
+        self._dropped: list[tuple[Callback, bool]] = []  # entries removed for raising
         self.recorder = recorder
         self.active = recorder is not None  # read by executors before they build an event
         self.watched = False
@@ -254,14 +314,14 @@ class EventBus:
     def subscribe(self, callback: Callback, batched: bool = False) -> Subscription:
         """Call ``callback(event)`` for every event from now on.
 
-        ``batched``: take ``TaskBatch`` events as they come instead of one
-        event per task. The callback runs on the executor's own thread.
+        ``batched``: take ``TaskBatch`` events as they come, on the
+        executor's own thread (read them with ``TaskBatch.table()``), instead
+        of one event per task on the bus's thread.
         """
         if not callable(callback):
             raise TypeError(f"subscribe() needs a callable, not {type(callback).__name__}")
         entry = (callback, batched)
         with self._lock:
-            self.drain()
             self._subscribers += (entry,)
             self._changed()
         return Subscription(self, entry)
@@ -278,21 +338,19 @@ class EventBus:
         self.watched = bool(self._subscribers)
         self.active = self.watched or self.recorder is not None
 
-    def defer(self) -> None:
-        """This thread's events reach plain subscribers at its next ``drain()``."""
-        self._deferring = threading.get_ident()
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until plain subscribers have had every event emitted so far; False on timeout.
 
-    @property
-    def pending(self) -> bool:
-        """Whether deferred events wait for ``drain()``."""
-        return bool(self._pending)
-
-    def drain(self) -> None:
-        """Deliver the deferred events to the plain subscribers, in order."""
+        Returns at once on the bus's own thread (a subscriber that unsubscribes).
+        """
         with self._lock:
-            pending, self._pending = self._pending, []
-            for event in pending:
-                self._to_plain(event)
+            courier = self._courier
+            if courier is None or courier is threading.current_thread():
+                return True
+            done = threading.Event()
+            self._queue.append(done)
+            self._wake.set()
+        return done.wait(timeout)
 
     def emit(self, event: Any) -> None:
         """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
@@ -302,34 +360,94 @@ class EventBus:
             for callback, batched in self._subscribers:
                 if batched:
                     self._deliver(callback, event, None)
-            if not self._plain:
-                return
-            if self._deferring == threading.get_ident() and type(event) is not RunFinished:
-                self._pending.append(event)
-                return
-            if self._pending:
-                self.drain()
-            self._to_plain(event)
+            if self._plain:
+                self._post(event)
 
     def emit_many(self, events: list[Any]) -> None:
         """Deliver several events (none a ``TaskBatch``) in order."""
         with self._lock:
-            if not self._plain and self.recorder is not None:  # the common case: one call
+            if self.recorder is not None:
                 self._deliver(self.recorder, None, events)
-                for callback, batched in self._subscribers:
+            for callback, batched in self._subscribers:
+                if batched:
                     self._deliver(callback, None, events)
-                return
-            for event in events:
-                self.emit(event)
+            if self._plain:
+                self._post(events)
 
-    def _to_plain(self, event: Any) -> None:
-        each = None
-        if type(event) is TaskBatch:
-            each = event.expand()
-            if len(self._plain) > 1:
-                each = list(each)
-        for callback, _ in self._plain:
-            self._deliver(callback, event, each)
+    def _post(self, event: Any) -> None:
+        """Queue ``event`` (or a list of them) for the plain subscribers; called under the lock.
+
+        Only the end of a run wakes the bus's thread at once; other events wait
+        for its next look (within ``COURIER_POLL_S``): waking it takes the GIL
+        from the thread that emits, and on a busy machine a forced switch to a
+        thread the OS has yet to schedule costs that thread milliseconds.
+        """
+        self._queue.append((self._plain, event))
+        if type(event) is RunFinished:
+            self._wake.set()
+        if self._courier is None:
+            self._courier = threading.Thread(target=self._serve, name="fastdag-events",
+                                             daemon=True)
+            self._courier.start()
+            _delivering.add(self)
+
+    def _serve(self) -> None:
+        """The bus's thread: hand out queued events until idle for COURIER_IDLE_S."""
+        items, wake = self._queue, self._wake
+        idle_since = time.monotonic()
+        while True:
+            wake.wait(COURIER_POLL_S)
+            wake.clear()  # before looking: an event queued from now on is seen now or next time
+            if not items:
+                if time.monotonic() - idle_since < COURIER_IDLE_S:
+                    continue
+                with self._lock:  # emitters queue under the lock: nothing slips in
+                    if not items:
+                        self._courier = None
+                        return
+            while items:
+                item = items.popleft()
+                if type(item) is threading.Event:  # a flush() waits for what came before
+                    item.set()
+                else:
+                    self._hand_out(*item)
+            idle_since = time.monotonic()
+
+    def _hand_out(self, plain: tuple[tuple[Callback, bool], ...], event: Any) -> None:
+        """One queued event (or list) to the plain subscribers it was emitted for.
+
+        Many events (a TaskBatch expanded, a list) go out ``COURIER_CHUNK`` at
+        a time, each subscriber's by a C loop, with a short sleep between
+        chunks: a thread that waits for the GIL (the caller's, finishing its
+        run or starting the next) takes it back there, so this thread mostly
+        uses time nobody else needs, instead of holding the GIL up to the
+        interpreter's switch interval (5 ms) at a time. (A ``sleep(0)`` is
+        not enough: this thread, already running, takes the GIL again before
+        the waiting one wakes.)
+        """
+        if type(event) is list:
+            events = iter(event)
+        elif type(event) is TaskBatch:
+            events = event.expand()
+        else:
+            for entry in self._live(plain):
+                self._deliver(entry[0], event, None)
+            return
+        while True:
+            chunk = list(itertools.islice(events, COURIER_CHUNK))
+            if not chunk:
+                return
+            for entry in self._live(plain):
+                self._deliver(entry[0], None, chunk)
+            if len(chunk) < COURIER_CHUNK:
+                return
+            time.sleep(COURIER_PAUSE_S)
+
+    def _live(self, plain: tuple[tuple[Callback, bool], ...]) -> Any:
+        """The subscribers of ``plain`` not dropped for raising since."""
+        if not self._dropped:
+            return plain
+        return [entry for entry in plain if not any(entry is d for d in self._dropped)]
 
     def _deliver(self, callback: Callback, event: Any, each: Any) -> None:
         try:
@@ -341,8 +459,20 @@ class EventBus:
             if callback is self.recorder:
                 self._remove((callback, True))
             for entry in [s for s in self._subscribers if s[0] is callback]:
+                self._dropped.append(entry)
                 self._remove(entry)
             _warn_dropped(callback, exc)
+
+
+# Buses whose thread may still be delivering: at exit, they finish first (a
+# daemon thread cut off while it prints can abort the interpreter).
+_delivering: weakref.WeakSet[EventBus] = weakref.WeakSet()
+
+
+@atexit.register
+def _deliver_before_exit() -> None:
+    for bus in list(_delivering):
+        bus.flush(timeout=COURIER_EXIT_S)
 
 
 def _warn_dropped(callback: Callback, exc: Exception) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from array import array
 
 import pytest
 
 import fastdag as fd
 from fastdag import events as ev
 from fastdag.metrics import sinkwriter
-from fastdag.core.records import RAW_FIELDS
+from fastdag.core.records import END, INDEX, RAW_FIELDS, START
 
 
 @fd.task
@@ -64,6 +66,7 @@ def test_failure_carries_the_traceback(executor):
     executor.subscribe(got.append)
     with pytest.raises(fd.TaskError):
         add(explode(1), 2).compute(executor=executor)
+    executor.event_bus.flush()  # plain subscribers are called by the bus's thread
     failed = [e for e in got if isinstance(e, ev.TaskFailed)]
     assert len(failed) == 1 and "boom 1" in failed[0].error
     assert "in explode" in failed[0].traceback
@@ -82,6 +85,7 @@ def test_unsubscribe_stops_delivery_and_a_raising_subscriber_is_dropped():
     ex.subscribe(broken)
     with pytest.warns(RuntimeWarning, match="viewer bug"):
         assert tree(4).compute(executor=ex) == 6
+        ex.event_bus.flush()
     n = len(got)
     assert n and not any(b is broken for b, _ in ex.event_bus._subscribers)
     sub.unsubscribe()
@@ -184,3 +188,63 @@ def test_expand_gives_retries_of_a_record():
     events = list(ev.TaskBatch("r", 11.0, "w", record).expand())
     assert [type(e).__name__ for e in events] == ["TaskStarted", "TaskRetried", "TaskFinished"]
     assert events[2].input_bytes == 8 and events[2].ready == 9.5
+
+
+def test_a_plain_subscriber_never_holds_up_a_run():
+    """Plain subscribers are called by the bus's thread: a run whose subscriber
+    is stuck still finishes, and leaving the subscription waits for it."""
+    release = threading.Event()
+    got: list = []
+
+    def stuck(event):
+        release.wait(10)
+        got.append(event)
+
+    with fd.SyncExecutor() as ex:
+        with ex.subscribe(stuck):
+            assert tree(8).compute(executor=ex) == 28
+            assert got == []  # the run is done, its subscriber still on its first event
+            release.set()
+        kinds = [type(e).__name__ for e in got]  # leaving the block waited for the rest
+        assert kinds[0] == "RunSubmitted" and kinds[-1] == "RunFinished"
+        assert kinds.count("TaskFinished") == 7
+
+
+def test_a_subscriber_may_unsubscribe_itself_and_the_bus_thread_ends_when_idle(monkeypatch):
+    monkeypatch.setattr(ev, "COURIER_IDLE_S", 0.05)
+    bus = ev.EventBus()
+    got: list = []
+    threads: list = []
+
+    def once(event):
+        got.append(event)
+        threads.append(threading.current_thread())
+        subscription.unsubscribe()  # on the bus's own thread: must not wait for itself
+
+    subscription = bus.subscribe(once)
+    bus.emit_many([ev.WorkerStarted("", 1.0, "w"), ev.WorkerStarted("", 2.0, "w")])
+    assert bus.flush(timeout=10)
+    assert [e.time for e in got] == [1.0, 2.0]  # emitted while it was subscribed
+    bus.emit(ev.WorkerStarted("", 3.0, "w"))
+    assert bus.flush(timeout=10) and len(got) == 2
+    deadline = time.time() + 10
+    courier = threads[0]
+    assert courier is not threading.current_thread() and courier.name == "fastdag-events"
+    while courier.is_alive() and time.time() < deadline:
+        time.sleep(0.01)
+    assert bus._courier is None and not courier.is_alive()
+
+
+def test_a_batched_subscriber_reads_every_task_as_columns():
+    records = array("d", [0, 10.0, 11.0, 0, 0, 8, 16, 1, 9.5,
+                          1, 11.0, 12.5, 0, 0, 16, 4, 2, 11.0])
+    batch = ev.TaskBatch("r", 12.5, "w", records)
+    table = batch.table()
+    assert table.shape == (2, len(RAW_FIELDS)) and not table.flags.writeable
+    assert (table[:, END] - table[:, START]).tolist() == [1.0, 1.5]
+    finished = [e for e in batch.expand() if isinstance(e, ev.TaskFinished)]
+    assert [tuple(row) for row in table[:, [INDEX, START, END]]] == \
+        [(e.task, e.start, e.end) for e in finished]
+    records[1] = 10.25  # a view of the records, not a copy
+    assert table[0, START] == 10.25
+    assert ev.TaskBatch("r", 1.0, "w", list(records)).table().tolist() == table.tolist()

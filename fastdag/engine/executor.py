@@ -18,6 +18,8 @@ from ..metrics import sinkwriter
 from ..metrics.runs import RunReport
 
 _run_counter = itertools.count(1)
+# How long shutdown() waits for plain event subscribers to catch up (a stuck one must not hang it).
+EVENTS_FLUSH_S = 10.0
 
 
 def new_run_id() -> str:
@@ -100,11 +102,15 @@ class Executor(ABC):
         self._wait_for_metrics()
 
     def _wait_for_metrics(self) -> None:
-        """Block until this executor's runs' metrics are written (bounded, logged).
+        """Block until this executor's runs' metrics are written (bounded, logged)
+        and its plain event subscribers have had every event (bounded too).
 
-        Every ``shutdown()`` ends with this, so a file sink is complete when
-        the ``with`` block that produced it ends.
+        Every ``shutdown()`` ends with this, so a file sink is complete, and a
+        subscriber has seen every run, when the ``with`` block that produced it ends.
         """
+        bus = self.__dict__.get("_events")
+        if bus is not None:
+            bus.flush(timeout=EVENTS_FLUSH_S)
         sinkwriter.wait_for(self)
 
     def settings(self) -> dict[str, Any]:

@@ -19,8 +19,8 @@ mid-batch and from reports), ``DataMoved`` per result stored in shared
 memory or bundled, ``TaskFailed``, ``TaskRetried`` after a crash,
 ``WorkerStarted`` / ``WorkerDied``, and ``RunFinished``, from which the run
 recorder (``metrics/recorder.py``) has built the run's report before its future
-resolves. Plain (non-batched) subscribers are served when the scheduler is
-idle (``EventBus.defer``).
+resolves. Plain (non-batched) subscribers are served by the bus's own
+thread, so the scheduler never waits for them.
 
 ``<token>`` is ``<client pid>.<16 random hex>``; every file also ends in 64
 random bits of its own (``store/files.py``: created exclusively, read only if
@@ -375,7 +375,6 @@ class LocalExecutor(Executor):
                 return
             finally:
                 started.set()
-            self.event_bus.defer()  # plain subscribers hear once work is handed out
             self._loop()
 
         thread = threading.Thread(target=serve, name="fastdag-scheduler", daemon=True)
@@ -445,7 +444,7 @@ class LocalExecutor(Executor):
                 if h.alive:
                     by_obj[h.conn] = ("conn", h)
                     by_obj[h.sentinel] = ("dead", h)
-            for obj in self._wait([self._wake_r, *by_obj]):
+            for obj in wait([self._wake_r, *by_obj], self._next_deadline()):
                 if obj is self._wake_r:
                     stopping = self._drain_inbox() or stopping
                     continue
@@ -465,22 +464,8 @@ class LocalExecutor(Executor):
             self.constants.expire()
             if stopping:
                 self._stop_workers()
-                self.event_bus.drain()
                 return
             self._dispatch()
-
-    def _wait(self, objects: list) -> list:
-        """The pipes and handles ready to read; while none is, deferred events go out.
-
-        Plain event subscribers are served when the scheduler has nothing
-        to do, so workers never wait on them (``EventBus.defer``).
-        """
-        if self.event_bus.pending:
-            ready = wait(objects, 0)
-            if ready:
-                return ready
-            self.event_bus.drain()
-        return wait(objects, self._next_deadline())
 
     def _next_deadline(self) -> float | None:
         """Seconds until something is due: a worker to kill, a cached constant to expire."""
