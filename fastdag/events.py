@@ -32,14 +32,18 @@ and ``TaskFinished`` per task.
 When: the recorder and batched subscribers are called by ``emit``, so they
 have seen the whole run when its future resolves. Plain subscribers are
 called by the bus's own thread, which the emitting thread only hands the
-event to: a 4,096-task run that took 7 ms would spend 2 to 3 ms more on
-making and delivering 8,190 events in its own thread. That thread looks
-at its queue every ``COURIER_POLL_S`` (50 ms) and at once when a run
-ends, so plain subscribers hear of a run's tasks up to 50 ms late, and
-usually a moment after its future resolved; leaving
+event to, so a slow subscriber never holds up a scheduler that serves
+other runs. That thread looks at its queue every ``COURIER_POLL_S``
+(50 ms); whoever waits for the run (``compute()``, ``future.result()``
+or ``exception()``) hands out what is left itself, so the plain
+subscribers have had all of the run, ``RunFinished`` included, when the
+wait returns. Leaving
 the ``with ex.subscribe(...)`` block (``unsubscribe()``), ``bus.flush()``
-and the executor's ``shutdown()`` wait until every event emitted before has
-reached them. A plain subscriber need not be quick, but a slow one lags.
+and the executor's ``shutdown()`` wait likewise. Plain delivery still
+costs a Python call per event (about 16,000 on a 4,096-leaf tree: 30 to
+50% of a 7 ms inline run, less on longer runs, where the bus's thread
+overlaps the workers); a subscriber that wants every task cheaply takes
+``batched=True`` and reads ``TaskBatch.table()``.
 
 Cost: an executor asks ``bus.active`` (a bool) before building an event, and
 in-process executors announce each task only when ``bus.watched`` (someone
@@ -306,6 +310,9 @@ class EventBus:
         self._queue: collections.deque = collections.deque()  # (plain subscribers, event)
         self._wake = threading.Event()  # the bus's thread looks at the queue now
         self._courier: threading.Thread | None = None  # the thread that empties _queue
+        self._handing = threading.Lock()  # held by whoever hands out queued events: one at a time
+        self._hander: threading.Thread | None = None  # the thread holding it
+        self._waiting = 0  # flush() calls waiting: the courier stops pausing between chunks
         self._dropped: list[tuple[Callback, bool]] = []  # entries removed for raising
         self.recorder = recorder
         self.active = recorder is not None  # read by executors before they build an event
@@ -338,19 +345,37 @@ class EventBus:
         self.watched = bool(self._subscribers)
         self.active = self.watched or self.recorder is not None
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until plain subscribers have had every event emitted so far; False on timeout.
+    @property
+    def plain(self) -> bool:
+        """Whether a plain (non-batched) subscriber listens: its events come on the bus's thread."""
+        return bool(self._plain)
 
-        Returns at once on the bus's own thread (a subscriber that unsubscribes).
+    def flush(self, timeout: float | None = None) -> bool:
+        """Hand plain subscribers every event emitted so far; False on timeout.
+
+        The calling thread hands out what is still queued itself (in order,
+        one hander at a time), rather than wake the bus's thread and wait for
+        the OS to run it: on a busy machine that switch alone costs
+        milliseconds. Returns at once inside a delivery (a subscriber that
+        unsubscribes or computes): its own events come after it returns.
         """
+        if self._hander is threading.current_thread() or not self._queue:
+            return True
         with self._lock:
-            courier = self._courier
-            if courier is None or courier is threading.current_thread():
-                return True
-            done = threading.Event()
-            self._queue.append(done)
-            self._wake.set()
-        return done.wait(timeout)
+            self._waiting += 1
+        try:
+            if not self._handing.acquire(timeout=-1 if timeout is None else timeout):
+                return False
+            try:
+                self._hander = threading.current_thread()
+                self._hand_out_queued(pause=False)
+            finally:
+                self._hander = None
+                self._handing.release()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        return True
 
     def emit(self, event: Any) -> None:
         """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
@@ -377,14 +402,13 @@ class EventBus:
     def _post(self, event: Any) -> None:
         """Queue ``event`` (or a list of them) for the plain subscribers; called under the lock.
 
-        Only the end of a run wakes the bus's thread at once; other events wait
-        for its next look (within ``COURIER_POLL_S``): waking it takes the GIL
-        from the thread that emits, and on a busy machine a forced switch to a
-        thread the OS has yet to schedule costs that thread milliseconds.
+        Nothing wakes the bus's thread: events wait for its next look (within
+        ``COURIER_POLL_S``) or for a ``flush()`` by whoever waits for the run.
+        Waking it takes the GIL from the thread that emits, and on a busy
+        machine a forced switch to a thread the OS has yet to schedule costs
+        that thread milliseconds.
         """
         self._queue.append((self._plain, event))
-        if type(event) is RunFinished:
-            self._wake.set()
         if self._courier is None:
             self._courier = threading.Thread(target=self._serve, name="fastdag-events",
                                              daemon=True)
@@ -406,14 +430,21 @@ class EventBus:
                         self._courier = None
                         return
             while items:
-                item = items.popleft()
-                if type(item) is threading.Event:  # a flush() waits for what came before
-                    item.set()
-                else:
-                    self._hand_out(*item)
+                with self._handing:  # a flush() may take over between items
+                    self._hander = threading.current_thread()
+                    self._hand_out_queued(pause=True, items=1)
+                    self._hander = None
             idle_since = time.monotonic()
 
-    def _hand_out(self, plain: tuple[tuple[Callback, bool], ...], event: Any) -> None:
+    def _hand_out_queued(self, pause: bool, items: int = -1) -> None:
+        """Hand out up to ``items`` queued events (all when -1); called holding ``_handing``."""
+        queue = self._queue
+        while queue and items != 0:
+            items -= 1
+            self._hand_out(*queue.popleft(), pause=pause)
+
+    def _hand_out(self, plain: tuple[tuple[Callback, bool], ...], event: Any,
+                  pause: bool = True) -> None:
         """One queued event (or list) to the plain subscribers it was emitted for.
 
         Many events (a TaskBatch expanded, a list) go out ``COURIER_CHUNK`` at
@@ -423,7 +454,7 @@ class EventBus:
         uses time nobody else needs, instead of holding the GIL up to the
         interpreter's switch interval (5 ms) at a time. (A ``sleep(0)`` is
         not enough: this thread, already running, takes the GIL again before
-        the waiting one wakes.)
+        the waiting one wakes.) No pause when a ``flush()`` waits for this.
         """
         if type(event) is list:
             events = iter(event)
@@ -441,7 +472,8 @@ class EventBus:
                 self._deliver(entry[0], None, chunk)
             if len(chunk) < COURIER_CHUNK:
                 return
-            time.sleep(COURIER_PAUSE_S)
+            if pause and not self._waiting:
+                time.sleep(COURIER_PAUSE_S)
 
     def _live(self, plain: tuple[tuple[Callback, bool], ...]) -> Any:
         """The subscribers of ``plain`` not dropped for raising since."""

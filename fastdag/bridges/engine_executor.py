@@ -216,7 +216,7 @@ class EngineExecutor(Executor):
         dag, single = as_dag(dag_or_nodes)
         plan = build_plan(dag)
         graph = split_plan(plan, self._put)
-        run = EngineRun(graph, RunFuture(new_run_id(), single), time.time())
+        run = EngineRun(graph, RunFuture(new_run_id(), single, events=self.event_bus), time.time())
         run.future._on_cancel = lambda: self._cancel(run)
         run.future.tasks_total = len(plan)
         self._track(run.future, options)

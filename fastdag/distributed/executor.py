@@ -152,7 +152,8 @@ class RedisExecutor(Executor):
         dag, single = as_dag(dag_or_nodes)
         plan = build_plan(dag)
         run = f"{self.token}-{next(self._counter)}"
-        future = RunFuture(run, single, on_cancel=lambda: self._cancel(run))
+        future = RunFuture(run, single, on_cancel=lambda: self._cancel(run),
+                           events=self.event_bus)
         future.tasks_total = len(plan)
         self._track(future, options)
         fd_events.run_submitted(self.event_bus, run, self.name, plan, options.get("name", ""),

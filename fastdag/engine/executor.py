@@ -35,10 +35,12 @@ class RunFuture(concurrent.futures.Future):
     queued job.
     """
 
-    def __init__(self, run_id: str, single: bool, on_cancel: Callable[[], None] | None = None):
+    def __init__(self, run_id: str, single: bool, on_cancel: Callable[[], None] | None = None,
+                 events: EventBus | None = None):
         super().__init__()
         self.run_id = run_id
         self.single = single
+        self.events = events     # the executor's bus: result() waits for its plain subscribers
         self.report: RunReport | None = None
         self.tasks_total = 0     # progress, updated by the executor
         self.tasks_done = 0
@@ -50,6 +52,29 @@ class RunFuture(concurrent.futures.Future):
         if cancelled and self._on_cancel is not None:
             self._on_cancel()
         return cancelled
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The run's value; by then plain event subscribers have had the whole run.
+
+        Plain subscribers are called on the bus's own thread (``events.py``),
+        so the run never waits for them; whoever waits for the run does, up
+        to ``EVENTS_FLUSH_S``, as a caller that subscribed a list expects
+        to find ``RunFinished`` in it when ``compute()`` returns.
+        """
+        try:
+            return super().result(timeout)
+        finally:
+            self._caught_up()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        finally:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        if self.events is not None and self.events.plain and self.done():
+            self.events.flush(timeout=EVENTS_FLUSH_S)
 
     def finish(self, outputs: list[Any]) -> None:
         """Resolve with the outputs (one value when a single Node was submitted)."""

@@ -46,7 +46,7 @@ class InProcessRun:
     def __init__(self, dag: DAG | Plan, single: bool, executor: str, settings: dict,
                  events: ev.EventBus | None = None, name: str = ""):
         self.plan: Plan = dag if isinstance(dag, Plan) else build_plan(dag)
-        self.future = RunFuture(new_run_id(), single)
+        self.future = RunFuture(new_run_id(), single, events=events)
         self.future.tasks_total = len(self.plan)
         self.values: list[Any] = [None] * len(self.plan)
         self.sizes = [0] * len(self.plan)

@@ -272,7 +272,8 @@ class LocalExecutor(Executor):
         with gc_paused():
             plan_ref, constants = self._store_plan(plan)
         future = RunFuture(f"{self.token}-{run_id}", single,
-                           on_cancel=lambda: self._post(("cancel", run_id)))
+                           on_cancel=lambda: self._post(("cancel", run_id)),
+                           events=self.event_bus)
         state = RunState(id=run_id, plan=plan, future=future, plan_ref=plan_ref,
                          start=time.time(), settings=self.settings(), constants=constants)
         future.tasks_total = len(plan)
