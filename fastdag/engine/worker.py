@@ -282,6 +282,7 @@ class Worker:
             return
         gone = set(give)
         stack[:] = [t for t in stack if t not in gone]
+        tasks -= gone
         self.send(Returned("returned", run, give))
 
     def poll_control(self, run: int) -> None:

@@ -50,6 +50,11 @@ Scheduling policy, in the order the scheduler applies it:
 3. Inside a batch the worker continues with consumers it can feed itself
    (see ``engine/worker.py``), reporting ``claimed`` tasks so they are not given
    out twice.
+4. When nothing is ready and a worker is idle, the busiest worker is asked
+   for tasks of its batch it has not started (``_steal``); it hands back
+   half of them, those it would run last, between two of its tasks, and
+   they go to the idle worker whole: a run's end is shared, not left to
+   the slowest batch.
 
 State per run (``RunState``, on ``schedstate.SchedulerState``, which keeps
 the bookkeeping testable without processes): ``remaining`` dependencies not
