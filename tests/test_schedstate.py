@@ -109,3 +109,14 @@ def test_a_claim_whose_inputs_were_not_reported_does_not_come_back_ready():
     state.report(0, [a, b], [], [ab], final=False)   # ab's inputs stayed on worker 0
     state.give_back(0, [])
     assert state.ready_count() == 0 and not state.claims
+
+
+def test_tasks_given_back_to_a_steal_request_go_first_and_are_no_longer_claimed():
+    plan, (a, b, ab, c1, c2) = diamond()
+    state = SchedulerState(plan=plan)
+    state.take(0, 2)
+    state.report(0, [a, b, ab], [ab], [c1, c2], final=False)  # W0 queued both consumers
+    state.ready.append(99)
+    state.returned(0, [c2])
+    assert state.claims == {c1: 0} and list(state.ready) == [c2, 99]
+    assert state.take(1, 1) == [c2]

@@ -4,11 +4,16 @@
       Worker.batch / _flush  -- Report ------->  _handle: counts, refs, records
       Worker._run (every 0.1 s) -- Progress -->  _handle: live count and records
       Worker.batch (a task failed) -- Failed ->  _handle: the run fails
+      Worker.give_away -- Returned ---------->  _returned: to an idle worker
 
 Each is pickled whole over the worker's pipe. The first field names the
 kind, so the scheduler dispatches on ``msg[0]`` as it does for the plain
 control tuples (``("up",)`` once booted, ``("gil", run, samples)``), and
 reads every other field by name.
+
+What the scheduler ships the other way is a plain tuple (see
+``engine/worker.py``), except the plan, stored once per run in shared memory
+as a ``ShippedPlan``.
 """
 
 from __future__ import annotations
@@ -48,3 +53,19 @@ class Failed(NamedTuple):
     failure: bytes           # a pickled runner.SentFailure: always loads
     stored: dict[int, Any]   # what the batch stored before: the scheduler frees it
 
+
+
+class Returned(NamedTuple):
+    """Tasks of the running batch, not started, handed back for an idle worker."""
+
+    kind: str                # "returned"
+    run: int
+    tasks: list[int]
+
+
+class ShippedPlan(NamedTuple):
+    """A run's plan as its workers load it: large text arguments lifted out
+    (``core/captured.py``), and the tasks whose arguments hold some."""
+
+    plan: Any                # core.plan.Plan
+    lifted: frozenset        # task indices to ``captured.land`` before they run

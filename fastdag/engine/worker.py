@@ -19,12 +19,15 @@ Messages (pickled over a duplex pipe; what a worker sends is a NamedTuple of
   scheduler -> worker   ("batch", run, plan_ref | None, tasks, refs, bundles)
                         ("cancel", run)   stop the current batch of ``run``
                         ("end", run)      drop everything kept for ``run``
+                        ("steal", run, batch)  an idle worker waits: give back
+                                          some tasks of that batch not started
                         ("stop",)
   worker -> scheduler   ("report", run, completed, boundary, consumed, stored,
                          bundles, claimed, records, final)
                         ("error", run, failure, stored)
                         ("progress", run, done, records)  tasks done since the
                                           last report, and the records not sent yet
+                        ("returned", run, tasks)  given back to a steal request
 
 ``completed`` is an array of task indices; ``boundary`` the completed tasks
 with a consumer not run here; ``consumed`` the stored results that tasks read
@@ -50,6 +53,7 @@ import sys
 import time
 from typing import Any
 
+from ..core import captured
 from ..core.gil import MIN_TASK_S, GilSampler
 from ..core.graph import ARGS_ARE_DEPS, NO_NODES, gc_paused
 from ..core.guard import writeable
@@ -62,7 +66,7 @@ from ..store.bundle import BUNDLE_ITEM_MAX, Bundle, BundleBuilder
 from .lifeline import exit_with_parent
 from ..store import files
 from ..store.shm import SharedMemoryStore
-from .messages import Failed, Report
+from .messages import Failed, Report, Returned, ShippedPlan
 from .messages import Progress as ProgressMessage
 from .step import TaskFailed, failure_bytes, own_arguments, retry_task, unsendable
 
@@ -74,6 +78,9 @@ WIDE = 8  # a task with more inputs: its inputs are fetched together, its readin
 # Measures GIL holding per task for the default executor's placement (see gil.py).
 SAMPLER = GilSampler() if os.environ.get("FASTDAG_GIL_SAMPLE") else None
 PROGRESS_INTERVAL = 0.1  # live views (fastdag.events) see a batch at least this often
+# Tasks handed back to a steal request are worth at least this much work: a
+# round trip and storing their inputs' readers' results cost about a millisecond.
+STEAL_MIN_S = 0.002
 
 
 class Held(dict):
@@ -132,10 +139,12 @@ class Held(dict):
 class RunData:
     """What a worker keeps for one run."""
 
-    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced", "scanned")
+    __slots__ = ("plan", "values", "refs", "done", "uses_left", "sizes", "announced", "scanned",
+                 "lifted")
 
-    def __init__(self, plan: Plan, store: SharedMemoryStore):
-        self.plan = plan
+    def __init__(self, shipped: ShippedPlan, store: SharedMemoryStore):
+        plan = self.plan = shipped.plan
+        self.lifted = set(shipped.lifted)        # tasks whose captured text is not loaded yet
         self.values = Held(store)
         self.refs = self.values.refs
         self.done = bytearray(len(plan))         # ran here
@@ -143,6 +152,15 @@ class RunData:
         self.sizes: dict[int, int] = {}          # output bytes of results known here
         self.announced: set[int] = set()         # already reported in a boundary
         self.scanned: dict[int, int] = {}        # wide fan-in -> leading inputs known here
+
+    def own_arguments(self, i: int) -> None:
+        """Task ``i``'s captured arguments, loaded if lifted (``captured.land``: only
+        the text of the tasks run here is decoded, each just before it runs), as
+        the task's own copy (``step.own_arguments``)."""
+        if i in self.lifted:
+            self.lifted.discard(i)
+            captured.land(self.plan, i)
+        own_arguments(self.plan, i)
 
 
 def _columns(plan: Plan) -> tuple:
@@ -185,6 +203,19 @@ class Cancelled(Exception):
     """The scheduler asked to stop the current batch."""
 
 
+class Batch:
+    """The batch a worker is running, as a steal request finds it (``Worker.give_away``)."""
+
+    __slots__ = ("run", "number", "stack", "tasks", "start")
+
+    def __init__(self, run: int, number: int, stack: list[int], tasks: list[int]):
+        self.run = run
+        self.number = number      # batches this worker was sent, this one included
+        self.stack = stack        # the batch loop's own stack: what is left to run
+        self.tasks = set(tasks)   # the batch as sent (continuations are not in it)
+        self.start = time.time()
+
+
 class Worker:
     def __init__(self, conn, wid: int, status_path: str, prefix: str,
                  spill_dir: str | None = None):
@@ -197,6 +228,8 @@ class Worker:
         os.close(fd)
         self.slot = wid * SLOT.size
         self.cancelled: set[int] = set()
+        self.batches = 0  # received: a steal request names the batch it is meant for
+        self.current: Batch | None = None
 
     def send(self, msg: tuple) -> None:
         self.conn.send_bytes(pickle.dumps(msg, protocol=5))
@@ -211,6 +244,7 @@ class Worker:
             with gc_paused():  # a batch may name 100,000 stored inputs
                 msg = pickle.loads(data)
             if msg[0] == "batch":
+                self.batches += 1
                 self.batch(*msg[1:])
             elif not self.control(msg):
                 return
@@ -223,9 +257,33 @@ class Worker:
         elif kind == "end":
             self.runs.pop(msg[1], None)
             self.cancelled.discard(msg[1])
+        elif kind == "steal":
+            self.give_away(msg[1], msg[2])
         elif kind == "stop":
             return False
         return True
+
+    def give_away(self, run: int, number: int) -> None:
+        """Hand back to the scheduler, for an idle worker, the tasks of batch ``number``
+        this worker would run last: half of those not started (rounded up), unless
+        at the batch's pace so far they would take less than ``STEAL_MIN_S``.
+
+        Read between tasks, so a task runs where it started. A request for a
+        batch already over is ignored: its final report answers it.
+        """
+        batch = self.current
+        if batch is None or batch.run != run or batch.number != number:
+            return
+        stack, tasks = batch.stack, batch.tasks
+        waiting = [t for t in stack if t in tasks]  # the bottom of the stack runs last
+        give = waiting[:(len(waiting) + 1) // 2]
+        pace = (time.time() - batch.start) / max(1, len(tasks) - len(waiting))
+        if not give or pace * len(give) < STEAL_MIN_S:
+            return
+        gone = set(give)
+        stack[:] = [t for t in stack if t not in gone]
+        tasks -= gone
+        self.send(Returned("returned", run, give))
 
     def poll_control(self, run: int) -> None:
         while self.conn.poll():
@@ -255,11 +313,12 @@ class Worker:
         progress = Progress()
         if SAMPLER is not None:
             SAMPLER.enter()
+        self.current = Batch(run, self.batches, tasks[::-1], tasks)
         try:
             # A batch allocates a few objects per task and makes no cycles of
             # its own; pausing the collector keeps big batches linear.
             with gc_paused():
-                self._run(run, data, tasks[::-1], progress)
+                self._run(run, data, self.current.stack, progress)
                 self._flush(run, data, progress, [], True)
         except Cancelled:
             self.send(Report("report", run, array("i"), [], [], progress.stored, [], [], [],
@@ -267,6 +326,7 @@ class Worker:
         except TaskFailed as failed:
             self.send(Failed("error", run, failure_bytes(failed.failure), progress.stored))
         finally:
+            self.current = None
             if SAMPLER is not None:
                 SAMPLER.exit()
 
@@ -289,7 +349,7 @@ class Worker:
             deps = deps_of[i]
             try:
                 if not simple[i]:
-                    own_arguments(plan, i)
+                    data.own_arguments(i)
                 source = values.gather(deps) if len(deps) > WIDE else values
                 if modes[i] == ARGS_ARE_DEPS and len(deps) == 2:
                     value = tasks[i].func(source[deps[0]], source[deps[1]])
@@ -515,13 +575,11 @@ def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,
 
 def main_from_argv(argv: list[str]) -> None:
     """Worker entry point: argv is FD WID STATUS PREFIX BLAS SPILL PARENT, as LocalExecutor
-    passes them (PARENT: the client's pid; the worker dies with it)."""
-    import sys
+    passes them (PARENT: the client's pid; the worker dies with it). The process
+    already has the caller's sys.path (``local._WORKER_BOOT``), so it imports user
+    modules exactly as the caller does."""
     from multiprocessing.connection import Connection
     fd, wid, status_path, prefix, blas, spill_dir, parent = argv
     exit_with_parent(int(parent))
-    conn = Connection(int(fd))
-    _, sys_path = pickle.loads(conn.recv_bytes())
-    sys.path[:] = sys_path  # import user modules exactly as the caller does
-    main(conn, int(wid), status_path, prefix, int(blas), spill_dir)
+    main(Connection(int(fd)), int(wid), status_path, prefix, int(blas), spill_dir)
 

@@ -50,6 +50,11 @@ Scheduling policy, in the order the scheduler applies it:
 3. Inside a batch the worker continues with consumers it can feed itself
    (see ``engine/worker.py``), reporting ``claimed`` tasks so they are not given
    out twice.
+4. When nothing is ready and a worker is idle, the busiest worker is asked
+   for tasks of its batch it has not started (``_steal``); it hands back
+   half of them, those it would run last, between two of its tasks, and
+   they go to the idle worker whole: a run's end is shared, not left to
+   the slowest batch.
 
 State per run (``RunState``, on ``schedstate.SchedulerState``, which keeps
 the bookkeeping testable without processes): ``remaining`` dependencies not
@@ -102,6 +107,7 @@ import cloudpickle
 from .. import events as ev
 from ..core.errors import (CancelledError, SchedulerDied, SerializationError, TaskError,
                       WorkerCrashedError, describe_exception, unloadable_result)
+from ..core import captured
 from ..core.graph import DAG, Node, gc_paused
 from ..core.records import END, RAW_WIDTH, START
 from ..metrics.runs import HOST
@@ -115,13 +121,17 @@ from ..store.constants import ConstantCache, Pins
 from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_bytes
 from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
+from ..engine.messages import Returned, ShippedPlan
 from .placement import INLINE, PROCESSES, Placement
 from .schedstate import SchedulerState
 from ..engine.worker import BLAS_THREAD_VARS, SLOT
 
 
 SMALL_SHM = 256 * 2**20
-_WORKER_BOOT = "import sys; from fastdag.executors.boot import boot; boot(sys.argv[1:])"
+# The worker imports everything, fastdag first, from the caller's sys.path (argv[1]): a
+# bare ``python -c`` would look in the current folder first, and could load another fastdag.
+_WORKER_BOOT = ("import sys; sys.path[:] = sys.argv[1].split('\\n'); "
+                "from fastdag.executors.boot import boot; boot(sys.argv[2:])")
 
 
 @dataclass
@@ -135,6 +145,8 @@ class WorkerHandle:
     alive: bool = True
     busy_run: int | None = None
     batch: list[int] = field(default_factory=list)
+    batches: int = 0          # sent: a steal request names the batch it is meant for
+    asked: bool = False       # a steal request for this batch is unanswered
     kill_at: float | None = None
 
     @property
@@ -296,7 +308,8 @@ class LocalExecutor(Executor):
         """Put the plan in shared memory; also return the cached constants it pins."""
         pins = Pins()
         try:
-            payload = dumps(plan, lambda array: self.constants.reducer(array, pins))
+            shipped = ShippedPlan(*captured.lift(plan))  # large text: out of band, read lazily
+            payload = dumps(shipped, lambda array: self.constants.reducer(array, pins))
             return self.store.put_payload("plan", payload), pins.names
         except Exception as exc:  # noqa: BLE001 - find the task to blame
             self.constants.unpin(pins.names)
@@ -418,13 +431,12 @@ class LocalExecutor(Executor):
             env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement
         prefix = f"{self.prefix}-{wid}.{generation}"
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOT, str(theirs.fileno()), str(wid),
-             self._status_path, prefix, str(self.blas_threads), self.store.spill_dir,
+            [sys.executable, "-c", _WORKER_BOOT, "\n".join(sys.path), str(theirs.fileno()),
+             str(wid), self._status_path, prefix, str(self.blas_threads), self.store.spill_dir,
              str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         conn = Connection(ours.detach())
-        conn.send_bytes(pickle.dumps(("init", sys.path)))
         handle = WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
                               sentinel=os.pidfd_open(proc.pid), prefix=prefix)
         ev.worker_changed(self.event_bus, handle.name, None)
@@ -552,6 +564,9 @@ class LocalExecutor(Executor):
             if self.placement is not None:
                 self.placement.from_worker(h.wid, msg, self._runs)
             return
+        if msg[0] == "returned":
+            self._returned(h, msg)
+            return
         if msg[0] == "progress":
             run = self._runs.get(msg.run)
             if run is not None:
@@ -574,6 +589,7 @@ class LocalExecutor(Executor):
             h.busy_run = None
             h.batch = []
             h.kill_at = None
+            h.asked = False
         run = self._runs.get(run_id)
         if run is None or run.closed:
             for ref in stored.values():
@@ -691,9 +707,10 @@ class LocalExecutor(Executor):
             return
         live = sum(1 for h in self._handles if h.alive)
         shares: dict[int, int] = {}  # per run: sized once per round, on what was ready
-        for h in idle:
+        for k, h in enumerate(idle):
             runs = [r for r in self._runs.values() if not r.closed and r.ready_count()]
             if not runs:
+                self._steal(len(idle) - k)
                 return
             own = [r for r in runs if r.local.get(h.wid)]
             run = own[0] if own else runs[self._rr % len(runs)]
@@ -703,6 +720,36 @@ class LocalExecutor(Executor):
                 share = shares[run.id] = batch_size(run.ready_count(), live, run.mean_task_s)
             self._send_batch(run, h, run.take(h.wid, share))
 
+    def _steal(self, thieves: int) -> None:
+        """Nothing is ready and ``thieves`` workers are idle: ask as many busy ones,
+        those with the largest batches, for tasks they have not started.
+
+        A batch is an even share of what was ready, but shares finish unevenly
+        (tasks differ, another process takes a core): the end of a run is then
+        shared out instead of waiting on the slowest worker. A worker asked
+        answers between two tasks (``Worker.give_away``), or not at all if it
+        has too little left; it is asked again only once it answered.
+        """
+        busy = [h for h in self._handles if h.alive and h.busy_run is not None and not h.asked
+                and len(h.batch) > 1 and not self._runs[h.busy_run].closed]  # busy: not forgotten
+        busy.sort(key=lambda h: len(h.batch), reverse=True)
+        for h in busy[:thieves]:
+            h.asked = True
+            self._send(h, ("steal", h.busy_run, h.batches))
+
+    def _returned(self, h: WorkerHandle, msg: Returned) -> None:
+        """Tasks ``h`` gave back to a steal request: to an idle worker, else shared."""
+        h.asked = False
+        run = self._runs.get(msg.run)
+        if run is None or run.closed:
+            return
+        gone = set(msg.tasks)
+        h.batch = [t for t in h.batch if t not in gone]
+        run.returned(h.wid, msg.tasks)
+        idle = [x for x in self._handles if x.alive and x.busy_run is None]
+        if idle:  # all of them: a share of them (``_dispatch``) would leave the rest waiting
+            self._send_batch(run, idle[0], run.take(idle[0].wid, len(msg.tasks)))
+
     def _send_batch(self, run: RunState, h: WorkerHandle, tasks: list[int]) -> None:
         deps = run.plan.deps
         stored = run.stored
@@ -710,6 +757,7 @@ class LocalExecutor(Executor):
         run.seen_by.add(h.wid)
         h.busy_run = run.id
         h.batch = tasks
+        h.batches += 1
         ev.tasks_ready(self.event_bus, run.future.run_id, tasks, h.name)
         with gc_paused():  # a wide fan-in's batch names 100,000 stored inputs
             needed = list(itertools.chain.from_iterable(map(deps.__getitem__, tasks)))

@@ -8,6 +8,7 @@
                       fan-in runs where its last input is), else shared
     stored results ─> count_readers(results) / read(results) -> those to free now
     W died ───────> give_back(W, batch): its batch and claims, shared again
+    W gave back ──> returned(W, tasks): tasks of its batch not started, for an idle worker
 
 The verbs follow ``graphlib.TopologicalSorter`` (``get_ready``/``done``/
 ``is_active``), with what a process pool adds: batches taken by a worker,
@@ -134,6 +135,15 @@ class SchedulerState:
                 del self.claims[t]
                 if not self.done[t] and not self.remaining[t] and t not in taken:
                     self.ready.append(t)
+
+    def returned(self, worker: int, tasks: list[int]) -> None:
+        """``worker`` handed back ``tasks`` of its batch, not started (a steal
+        request): no longer its claims, first in the shared queue."""
+        claims = self.claims
+        for t in tasks:
+            if claims.get(t) == worker:
+                del claims[t]
+        self.ready.extendleft(reversed(tasks))
 
     def clear(self) -> None:
         """Drop every queue: the run is over, nothing more is handed out."""
