@@ -119,3 +119,17 @@ def test_node_modes_are_named():
     assert add(a, b).mode == graph.ARGS_ARE_DEPS
     assert add(a, b=3).mode == graph.TOP_LEVEL
     assert add([a, b], 1).mode == graph.NESTED
+
+
+def test_guarded_and_private_copy_flat_containers_of_numbers_once():
+    from fastdag.core.guard import guarded, private
+    for copy in (guarded, private):
+        flat, nested, named = [1, 2.0, "x"], ([1], (2, 3), {"k": [4]}), {1, 2}
+        for value in (flat, nested, named):
+            out = copy(value)
+            assert out == value and out is not value
+        inner = copy(nested)
+        inner[0].append(5)
+        inner[2]["k"].append(6)
+        assert nested == ([1], (2, 3), {"k": [4]})
+        assert copy((1, "a")) == (1, "a")  # immutable: may be itself

@@ -92,7 +92,7 @@ class InlineRun(GuardedRun):
         """
         plan = self.plan
         funcs, deps, args = [t.func for t in plan.tasks], plan.deps, plan.args
-        direct = self._direct()
+        direct, repeats = self._direct()
         values, shared, uses, sizes = self.values, self.shared, self.uses_left, self.sizes
         needs_guard = bytearray(len(funcs))
         needing = 0
@@ -113,7 +113,7 @@ class InlineRun(GuardedRun):
                 elif kind == 5:
                     call_args = guarded(args[i])
                 else:
-                    order = [r.i for r in args[i][0]] if kind == 3 else mine
+                    order = repeats.get(i, mine) if kind == 3 else mine
                     call_args = [values[d] for d in order]
                     if needing:
                         call_args = [guarded(v) if needs_guard[d] else v
@@ -139,13 +139,16 @@ class InlineRun(GuardedRun):
                     values[d] = None
         return True
 
-    def _direct(self) -> bytearray:
+    def _direct(self) -> tuple[bytearray, dict[int, list[int]]]:
         """Per task: 1 to call with its plain captured arguments (5 with other captured
         arguments, guarded: ``f([0, 1])``, arrays), 2 with its inputs in
         order (``f(x, y, z)`` of Nodes; 4 when there are two), 3 with one list of inputs
         (``f([a, b])``), 0 for ``GuardedRun``'s path (other nesting, keywords, captured
         objects, a function known to write into its inputs). Worked out column-wise:
         a Python pass over 4,096 tasks cost as much as running them.
+
+        With the kinds, the input order of the kind-3 tasks whose list names
+        a Node twice (``f([a, a])``); the others' list is their ``deps``.
         """
         plan, n = self.plan, len(self.plan)
         modes = np.frombuffer(bytes(plan.modes), dtype=np.uint8)
@@ -155,14 +158,17 @@ class InlineRun(GuardedRun):
         kinds = np.where(modes == ARGS_ARE_DEPS, np.where(inputs == 2, 4, 2),
                          np.where(modes == NO_NODES, np.where(simple, 1, 5), 0)).astype(np.uint8)
         kinds[keywords] = 0
-        for i in np.flatnonzero((modes == NESTED) & ~keywords):
+        repeats: dict[int, list[int]] = {}
+        for i in np.flatnonzero((modes == NESTED) & ~keywords).tolist():
             if _one_list_of_refs(plan.args[i]):
                 kinds[i] = 3
+                if len(plan.args[i][0]) != len(plan.deps[i]):
+                    repeats[i] = [r.i for r in plan.args[i][0]]
         if self.writers:
             for i, task in enumerate(plan.tasks):
                 if function_key(task.func) in self.writers:
                     kinds[i] = 0
-        return bytearray(kinds.tobytes())
+        return bytearray(kinds.tobytes()), repeats
 
     def _call_slow(self, i: int) -> Any:
         """Task ``i`` by ``GuardedRun.guarded_call``, a failure turned into the run's TaskError."""
