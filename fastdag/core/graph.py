@@ -266,10 +266,12 @@ def _same_code_task(func: Callable) -> Task | None:
     if found is None:
         return None
     other = found.func
+    defaults = func.__defaults__
     if (other.__code__ is code and other.__globals__ is func.__globals__
-            and func.__closure__ is None and _defaults_key(other) == _defaults_key(func)
-            and other.__qualname__ == func.__qualname__ and not func.__kwdefaults__
-            and not func.__dict__):
+            and func.__closure__ is None and other.__qualname__ == func.__qualname__
+            and (defaults is None and other.__defaults__ is None
+                 or _defaults_key(other) == _defaults_key(func))
+            and not func.__kwdefaults__ and not func.__dict__):
         return found
     return None
 

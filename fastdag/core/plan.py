@@ -256,8 +256,6 @@ def _build_plan(dag: DAG) -> Plan:
     # Runs under walk_lock: Node._index is a scratch slot shared by all graphs.
     nodes = dag.nodes
     n = len(nodes)
-    for i, node in enumerate(nodes):
-        node._index = i
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     deps: list[tuple[int, ...]] = [()] * n
@@ -265,6 +263,7 @@ def _build_plan(dag: DAG) -> Plan:
     simple = bytearray(n)
     atomic = _ATOMIC
     for i, node in enumerate(nodes):
+        node._index = i  # numbered as met: its inputs, met before it, already are
         mode = node.mode
         if mode:
             node_deps = node.deps

@@ -60,6 +60,8 @@ class InlineRun(GuardedRun):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, sample=False, **kwargs)
         self.attempts: dict[int, int] = {}  # tasks that took more than one attempt
+        plan = self.plan  # per task, how many inputs: read by _direct and _block
+        self.fan_in = np.fromiter(map(len, plan.deps), dtype=np.int64, count=len(plan))
 
     def run(self) -> None:
         """Run every task in plan order; resolve the future (with the first error, if any)."""
@@ -76,7 +78,8 @@ class InlineRun(GuardedRun):
         self.future.tasks_done = n
         starts = array("d", [started]) + ends[:-1]  # each task starts as the one before ends
         self.bus.emit(ev.TaskBatch(self.future.run_id, time.time(), _worker_name(),
-                                   _block(starts, ends, sizes, self.plan, self.attempts)))
+                                   _block(starts, ends, sizes, self.plan, self.fan_in,
+                                          self.attempts)))
         self._learn(starts, ends)
         self.finish()
 
@@ -152,8 +155,9 @@ class InlineRun(GuardedRun):
         """
         plan, n = self.plan, len(self.plan)
         modes = np.frombuffer(bytes(plan.modes), dtype=np.uint8)
-        inputs = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
-        keywords = np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n)
+        inputs = self.fan_in
+        keywords = (np.zeros(n, dtype=bool) if plan.kwargs.count(None) == n else
+                    np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n))
         simple = np.frombuffer(plan.simple, dtype=np.uint8).astype(bool)
         kinds = np.where(modes == ARGS_ARE_DEPS, np.where(inputs == 2, 4, 2),
                          np.where(modes == NO_NODES, np.where(simple, 1, 5), 0)).astype(np.uint8)
@@ -213,11 +217,12 @@ def _one_list_of_refs(template: tuple) -> bool:
     return all(type(v) is Ref for v in template[0])
 
 
-def _block(starts: array, ends: array, sizes: list[int], plan: Any,
+def _block(starts: array, ends: array, sizes: list[int], plan: Any, lengths: np.ndarray,
            attempts: dict[int, int]) -> array:
     """The run's metrics records, flat ``RAW_FIELDS``, as one array (built column-wise).
 
-    A task was ready when the one before it ended (the loop runs them back to back).
+    A task was ready when the one before it ended (the loop runs them back to back);
+    ``lengths``: its number of inputs.
     """
     n = len(starts)
     table = np.zeros((n, RAW_WIDTH))
@@ -226,9 +231,10 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any,
     table[:, END] = np.frombuffer(ends)
     out_bytes = np.array(sizes, dtype=np.float64)
     table[:, OUTPUT_BYTES] = out_bytes
-    lengths = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
-    if lengths.any():
-        inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64)
+    edges = int(lengths.sum())
+    if edges:
+        inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64,
+                             count=edges)
         table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths),
                                             weights=out_bytes[inputs], minlength=n)
     table[:, ATTEMPTS] = 1.0
