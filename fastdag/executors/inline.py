@@ -60,8 +60,18 @@ class InlineRun(GuardedRun):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, sample=False, **kwargs)
         self.attempts: dict[int, int] = {}  # tasks that took more than one attempt
-        plan = self.plan  # per task, how many inputs: read by _direct and _block
-        self.fan_in = np.fromiter(map(len, plan.deps), dtype=np.int64, count=len(plan))
+
+    def counts(self) -> tuple[list[int], list[int]]:
+        """Only the readers left: one pass in plan order never asks which inputs are
+        missing. Counted column-wise from every task's inputs, which ``_direct``
+        (``fan_in``: how many) and ``_block`` (``inputs``: which) read again.
+        """
+        plan, n = self.plan, len(self.plan)
+        self.fan_in = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
+        self.inputs_flat = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64,
+                                       count=int(self.fan_in.sum()))
+        readers = np.bincount(self.inputs_flat, minlength=n)
+        return [], (readers + np.frombuffer(plan.wanted, dtype=np.uint8)).tolist()
 
     def run(self) -> None:
         """Run every task in plan order; resolve the future (with the first error, if any)."""
@@ -78,7 +88,7 @@ class InlineRun(GuardedRun):
         self.future.tasks_done = n
         starts = array("d", [started]) + ends[:-1]  # each task starts as the one before ends
         self.bus.emit(ev.TaskBatch(self.future.run_id, time.time(), _worker_name(),
-                                   _block(starts, ends, sizes, self.plan, self.fan_in,
+                                   _block(starts, ends, sizes, self.fan_in, self.inputs_flat,
                                           self.attempts)))
         self._learn(starts, ends)
         self.finish()
@@ -100,10 +110,9 @@ class InlineRun(GuardedRun):
         needs_guard = bytearray(len(funcs))
         needing = 0
         future, clock, immutable, fixed = self.future, time.time, IMMUTABLE, FIXED_SIZES.get
-        for i in range(len(funcs)):
+        for i, mine in enumerate(deps):
             if not i % _CANCEL_CHECK and future.done():
                 return False
-            mine = deps[i]
             kind = direct[i]
             if kind == 4 and not needing:  # f(a, b) of two Nodes, nothing to guard: the bulk
                 try:
@@ -131,8 +140,7 @@ class InlineRun(GuardedRun):
                 value = self._call_slow(i)
             ends[i] = clock()
             values[i] = value
-            size = fixed(type(value))
-            sizes[i] = nbytes(value) if size is None else size
+            sizes[i] = fixed(type(value)) or nbytes(value)
             if shared[i] and type(value) not in immutable:
                 needs_guard[i] = 1
                 needing += 1
@@ -217,12 +225,12 @@ def _one_list_of_refs(template: tuple) -> bool:
     return all(type(v) is Ref for v in template[0])
 
 
-def _block(starts: array, ends: array, sizes: list[int], plan: Any, lengths: np.ndarray,
-           attempts: dict[int, int]) -> array:
+def _block(starts: array, ends: array, sizes: list[int], lengths: np.ndarray,
+           inputs: np.ndarray, attempts: dict[int, int]) -> array:
     """The run's metrics records, flat ``RAW_FIELDS``, as one array (built column-wise).
 
     A task was ready when the one before it ended (the loop runs them back to back);
-    ``lengths``: its number of inputs.
+    ``lengths``: its number of inputs, ``inputs``: every task's, end to end.
     """
     n = len(starts)
     table = np.zeros((n, RAW_WIDTH))
@@ -231,10 +239,7 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any, lengths: np.
     table[:, END] = np.frombuffer(ends)
     out_bytes = np.array(sizes, dtype=np.float64)
     table[:, OUTPUT_BYTES] = out_bytes
-    edges = int(lengths.sum())
-    if edges:
-        inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64,
-                             count=edges)
+    if len(inputs):
         table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths),
                                             weights=out_bytes[inputs], minlength=n)
     table[:, ATTEMPTS] = 1.0
