@@ -32,6 +32,7 @@ on threads.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from array import array
 from typing import Any
@@ -52,6 +53,7 @@ from .inprocess import _worker_name
 
 # How often (in tasks) the loop looks whether the run was cancelled.
 _CANCEL_CHECK = 1024
+_FUNC = operator.attrgetter("func")
 
 
 class InlineRun(GuardedRun):
@@ -104,7 +106,7 @@ class InlineRun(GuardedRun):
         none, as in a tree of numbers, inputs are passed with no check.
         """
         plan = self.plan
-        funcs, deps, args = [t.func for t in plan.tasks], plan.deps, plan.args
+        funcs, deps, args = list(map(_FUNC, plan.tasks)), plan.deps, plan.args
         direct, repeats = self._direct()
         values, shared, uses, sizes = self.values, self.shared, self.uses_left, self.sizes
         needs_guard = bytearray(len(funcs))
