@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import pickle
 from array import array
 from collections.abc import Iterator, Sequence
@@ -315,10 +316,13 @@ def _build_plan(dag: DAG) -> Plan:
     wanted = bytearray(n)
     for o in outputs:
         wanted[o] = 1
-    return Plan(tasks=[node.task for node in nodes], args=args, kwargs=kwargs,
-                modes=[node.mode for node in nodes], deps=deps, dependents=None,
-                outputs=outputs, keys=[node.key for node in nodes], wanted=wanted,
+    return Plan(tasks=list(map(_TASK, nodes)), args=args, kwargs=kwargs,
+                modes=list(map(_MODE, nodes)), deps=deps, dependents=None,
+                outputs=outputs, keys=list(map(_KEY, nodes)), wanted=wanted,
                 simple=simple)
+
+
+_TASK, _MODE, _KEY = (operator.attrgetter(name) for name in ("task", "mode", "key"))
 
 
 def _template(node: Node, kw: dict | None) -> tuple[tuple, dict | None]:
