@@ -329,6 +329,28 @@ def test_inline_two_input_tasks_after_a_value_that_needs_guarding():
         place.shutdown()
 
 
+def _append_one(items):
+    items.append(1)
+    return items
+
+
+def test_inline_lists_of_inputs_and_captured_lists_keep_order_repeats_and_the_callers_list():
+    # f([a, b]) takes its inputs in the list's order, f([a, a]) twice the same one,
+    # and a captured list of numbers is copied before a task may change it.
+    place = _placement()
+    try:
+        _measured_tiny(place, _add, sum, list, _append_one)
+        captured = [1, 2]
+        a, b = fd.task(_add)(1, 2), fd.task(_add)(10, 20)
+        pair, twice, ordered, grown, same = _inline_run(
+            place, fd.task(sum)([a, b]), fd.task(sum)([a, a, b]), fd.task(list)([b, a]),
+            fd.task(_append_one)(captured), fd.task(sum)(captured)).result()
+        assert (pair, twice, ordered) == (33, 36, [30, 3])
+        assert grown == [1, 2, 1] and same == 3 and captured == [1, 2]
+    finally:
+        place.shutdown()
+
+
 def test_inline_runs_tell_a_plain_subscriber_every_task_and_the_failure():
     bus = EventBus(RunRecorder())
     seen = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import pickle
 import threading
 
@@ -119,3 +120,29 @@ def test_node_modes_are_named():
     assert add(a, b).mode == graph.ARGS_ARE_DEPS
     assert add(a, b=3).mode == graph.TOP_LEVEL
     assert add([a, b], 1).mode == graph.NESTED
+
+
+def test_guarded_and_private_copy_flat_containers_of_numbers_once():
+    from fastdag.core.guard import guarded, private
+    for copy in (guarded, private):
+        flat, nested, named = [1, 2.0, "x"], ([1], (2, 3), {"k": [4]}), {1, 2}
+        for value in (flat, nested, named):
+            out = copy(value)
+            assert out == value and out is not value
+        inner = copy(nested)
+        inner[0].append(5)
+        inner[2]["k"].append(6)
+        assert nested == ([1], (2, 3), {"k": [4]})
+        assert copy((1, "a")) == (1, "a")  # immutable: may be itself
+
+
+def test_a_plans_consumers_are_worked_out_from_its_deps_when_first_read():
+    a = fd.task(operator.add)(1, 2)
+    b = fd.task(operator.add)(a, 3)
+    c = fd.task(operator.add)(a, b)
+    plan = build_plan(graph.DAG([c, a]))
+    assert plan.refcounts() == [3, 1, 1]  # a: read by b and c, and wanted
+    assert plan.dependents == [[1, 2], [2], []]
+    assert plan.refcounts() == [3, 1, 1]
+    again = pickle.loads(pickle.dumps(plan))
+    assert again.dependents == [[1, 2], [2], []] and again.deps == plan.deps

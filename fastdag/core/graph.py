@@ -30,6 +30,7 @@ import inspect
 import itertools
 import operator
 import shutil
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -79,14 +80,14 @@ class Task:
         self.retries = retries
         self.nout = nout
         self.requires = tuple(requires)
-        self._arity = _positional_arity(func)  # (fewest, most) positional args, or None
+        # How many positional args a call without keywords may pass (empty: check each call).
+        self._accepts = _counts(_positional_arity(func))
         self._signature: inspect.Signature | None = None
         functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
         # Fail at call time, as the plain function would, on a wrong arity.
-        arity = self._arity
-        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:
+        if kwargs or len(args) not in self._accepts:
             self._check_call(args, kwargs)
         return Node(self, args, kwargs)
 
@@ -96,8 +97,8 @@ class Task:
                 self._signature = inspect.signature(self.func)
             except (TypeError, ValueError):  # builtins without a signature
                 return
-            if self._arity is None:  # builtins: their signature says it once
-                self._arity = _signature_arity(self._signature)
+            if not self._accepts:  # builtins: their signature says it once
+                self._accepts = _counts(_signature_arity(self._signature))
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -145,6 +146,15 @@ def _lookup(module: str, qualname: str) -> Any:
 
 def _rebuild_task(func, name, retries, nout, requires, gil=None) -> Task:
     return Task(func, name=name, retries=retries, nout=nout, requires=requires, gil=gil)
+
+
+def _counts(arity: tuple[int, float] | None) -> range:
+    """The positional-argument counts ``arity`` (fewest, most) allows, as a range:
+    one C-level ``in`` per call. Empty for None (every call checked by signature)."""
+    if arity is None:
+        return range(0)
+    fewest, most = arity
+    return range(fewest, sys.maxsize if most == float("inf") else int(most) + 1)
 
 
 def _positional_arity(func: Callable) -> tuple[int, float] | None:
@@ -266,10 +276,12 @@ def _same_code_task(func: Callable) -> Task | None:
     if found is None:
         return None
     other = found.func
+    defaults = func.__defaults__
     if (other.__code__ is code and other.__globals__ is func.__globals__
-            and func.__closure__ is None and _defaults_key(other) == _defaults_key(func)
-            and other.__qualname__ == func.__qualname__ and not func.__kwdefaults__
-            and not func.__dict__):
+            and func.__closure__ is None and other.__qualname__ == func.__qualname__
+            and (defaults is None and other.__defaults__ is None
+                 or _defaults_key(other) == _defaults_key(func))
+            and not func.__kwdefaults__ and not func.__dict__):
         return found
     return None
 

@@ -31,6 +31,8 @@ from typing import Any
 
 # Types whose values a task cannot change: handed over as they are.
 IMMUTABLE = frozenset({int, float, complex, str, bytes, bool, type(None), range, frozenset})
+# Rebuilt around guarded items (tested before the module-name tests of other types).
+_PLAIN_CONTAINERS = frozenset({list, tuple, set, dict})
 
 
 def guarded(value: Any) -> Any:
@@ -51,6 +53,8 @@ def _guarded(value: Any) -> Any:
     cls = type(value)
     if cls in IMMUTABLE:
         return value
+    if cls in _PLAIN_CONTAINERS:
+        return _rebuild(value, _guarded)
     module = cls.__module__
     if module == "numpy":
         if cls.__name__ == "ndarray":
@@ -64,7 +68,7 @@ def _guarded(value: Any) -> Any:
         view = value._new(value.im)
         view.readonly = 1
         return view
-    if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
         return _rebuild(value, _guarded)
     if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
@@ -80,18 +84,33 @@ def _private(value: Any) -> Any:
     cls = type(value)
     if cls in IMMUTABLE:
         return value
+    if cls in _PLAIN_CONTAINERS:
+        return _rebuild(value, _private)
     if cls.__module__ == "numpy" and cls.__name__ == "ndarray":
         return value.copy()
     if cls.__module__.startswith("PIL") and hasattr(value, "copy"):
         return value.copy()
-    if cls in (list, tuple, set, dict) or (isinstance(value, tuple) and hasattr(value, "_fields")):
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
         return _rebuild(value, _private)
     if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)
 
 
+# Containers whose items, all immutable, need only a shallow copy (a tuple not even that).
+_FLAT = {list: list.copy, set: set.copy, tuple: lambda t: t}
+
+
 def _rebuild(value: Any, leaf: Any) -> Any:
+    flat = _FLAT.get(type(value))
+    if flat is not None:
+        # ``f([0, 1])``: a type test per item, not a call per item (a tree of
+        # ``sum([a, b])`` leaves spent more on guarding than on summing).
+        for v in value:
+            if type(v) not in IMMUTABLE:
+                break
+        else:
+            return flat(value)
     if isinstance(value, dict):
         return type(value)({k: leaf(v) for k, v in value.items()})
     items = [leaf(v) for v in value]

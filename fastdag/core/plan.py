@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import pickle
 from array import array
 from collections.abc import Iterator, Sequence
@@ -66,7 +67,10 @@ class Plan:
     kwargs: list[dict | None]
     modes: list[int]
     deps: list[tuple[int, ...]]
-    dependents: list[list[int]]
+    # Per task, the tasks that consume it. None: worked out from ``deps`` when
+    # first read (``__getattr__``); a run inline in the caller's thread never
+    # reads it, and 4,096 lists cost it as much as a fifth of its tasks.
+    dependents: list[list[int]] | None
     outputs: list[int]
     keys: list[int]
     wanted: bytearray = field(default_factory=bytearray)
@@ -77,6 +81,20 @@ class Plan:
     # Per task, a name given by whoever built the plan (a Dask key), used
     # instead of "<function>-<number>" in errors and metrics.
     labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.dependents is None:
+            del self.dependents  # read through __getattr__ from now on
+
+    def __getattr__(self, name: str):
+        if name != "dependents":
+            raise AttributeError(name)
+        made: list[list[int]] = [[] for _ in self.deps]
+        for i, mine in enumerate(self.deps):
+            for d in mine:
+                made[d].append(i)
+        self.__dict__["dependents"] = made
+        return made
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -100,7 +118,13 @@ class Plan:
 
     def refcounts(self) -> list[int]:
         """Per task: how many consumers, plus one if the caller wants it."""
-        counts = list(map(len, self.dependents))
+        made = self.__dict__.get("dependents")
+        if made is not None:
+            counts = list(map(len, made))
+        else:  # counted from deps, the lists not made
+            counts = [0] * len(self.deps)
+            for d in itertools.chain.from_iterable(self.deps):
+                counts[d] += 1
         for i in itertools.compress(range(len(counts)), self.wanted):
             counts[i] += 1
         return counts
@@ -256,28 +280,21 @@ def _build_plan(dag: DAG) -> Plan:
     # Runs under walk_lock: Node._index is a scratch slot shared by all graphs.
     nodes = dag.nodes
     n = len(nodes)
-    for i, node in enumerate(nodes):
-        node._index = i
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     deps: list[tuple[int, ...]] = [()] * n
-    dependents: list[list[int]] = [[] for _ in range(n)]
     simple = bytearray(n)
     atomic = _ATOMIC
     for i, node in enumerate(nodes):
+        node._index = i  # numbered as met: its inputs, met before it, already are
         mode = node.mode
         if mode:
             node_deps = node.deps
             if len(node_deps) == 2:  # the commonest shape, without a comprehension
                 a, b = node_deps
-                mine = (a._index, b._index)
-                dependents[mine[0]].append(i)
-                dependents[mine[1]].append(i)
+                deps[i] = (a._index, b._index)
             else:
-                mine = tuple([d._index for d in node_deps])
-                for d in mine:
-                    dependents[d].append(i)
-            deps[i] = mine
+                deps[i] = tuple([d._index for d in node_deps])
             if mode == ARGS_ARE_DEPS:
                 simple[i] = 1
                 continue
@@ -299,10 +316,13 @@ def _build_plan(dag: DAG) -> Plan:
     wanted = bytearray(n)
     for o in outputs:
         wanted[o] = 1
-    return Plan(tasks=[node.task for node in nodes], args=args, kwargs=kwargs,
-                modes=[node.mode for node in nodes], deps=deps, dependents=dependents,
-                outputs=outputs, keys=[node.key for node in nodes], wanted=wanted,
+    return Plan(tasks=list(map(_TASK, nodes)), args=args, kwargs=kwargs,
+                modes=list(map(_MODE, nodes)), deps=deps, dependents=None,
+                outputs=outputs, keys=list(map(_KEY, nodes)), wanted=wanted,
                 simple=simple)
+
+
+_TASK, _MODE, _KEY = (operator.attrgetter(name) for name in ("task", "mode", "key"))
 
 
 def _template(node: Node, kw: dict | None) -> tuple[tuple, dict | None]:

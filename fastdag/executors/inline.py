@@ -32,6 +32,7 @@ on threads.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from array import array
 from typing import Any
@@ -52,6 +53,7 @@ from .inprocess import _worker_name
 
 # How often (in tasks) the loop looks whether the run was cancelled.
 _CANCEL_CHECK = 1024
+_FUNC = operator.attrgetter("func")
 
 
 class InlineRun(GuardedRun):
@@ -60,6 +62,18 @@ class InlineRun(GuardedRun):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, sample=False, **kwargs)
         self.attempts: dict[int, int] = {}  # tasks that took more than one attempt
+
+    def counts(self) -> tuple[list[int], list[int]]:
+        """Only the readers left: one pass in plan order never asks which inputs are
+        missing. Counted column-wise from every task's inputs, which ``_direct``
+        (``fan_in``: how many) and ``_block`` (``inputs``: which) read again.
+        """
+        plan, n = self.plan, len(self.plan)
+        self.fan_in = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
+        self.inputs_flat = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64,
+                                       count=int(self.fan_in.sum()))
+        readers = np.bincount(self.inputs_flat, minlength=n)
+        return [], (readers + np.frombuffer(plan.wanted, dtype=np.uint8)).tolist()
 
     def run(self) -> None:
         """Run every task in plan order; resolve the future (with the first error, if any)."""
@@ -76,7 +90,8 @@ class InlineRun(GuardedRun):
         self.future.tasks_done = n
         starts = array("d", [started]) + ends[:-1]  # each task starts as the one before ends
         self.bus.emit(ev.TaskBatch(self.future.run_id, time.time(), _worker_name(),
-                                   _block(starts, ends, sizes, self.plan, self.attempts)))
+                                   _block(starts, ends, sizes, self.fan_in, self.inputs_flat,
+                                          self.attempts)))
         self._learn(starts, ends)
         self.finish()
 
@@ -91,16 +106,15 @@ class InlineRun(GuardedRun):
         none, as in a tree of numbers, inputs are passed with no check.
         """
         plan = self.plan
-        funcs, deps, args = [t.func for t in plan.tasks], plan.deps, plan.args
-        direct = self._direct()
+        funcs, deps, args = list(map(_FUNC, plan.tasks)), plan.deps, plan.args
+        direct, repeats = self._direct()
         values, shared, uses, sizes = self.values, self.shared, self.uses_left, self.sizes
         needs_guard = bytearray(len(funcs))
         needing = 0
         future, clock, immutable, fixed = self.future, time.time, IMMUTABLE, FIXED_SIZES.get
-        for i in range(len(funcs)):
+        for i, mine in enumerate(deps):
             if not i % _CANCEL_CHECK and future.done():
                 return False
-            mine = deps[i]
             kind = direct[i]
             if kind == 4 and not needing:  # f(a, b) of two Nodes, nothing to guard: the bulk
                 try:
@@ -113,7 +127,7 @@ class InlineRun(GuardedRun):
                 elif kind == 5:
                     call_args = guarded(args[i])
                 else:
-                    order = [r.i for r in args[i][0]] if kind == 3 else mine
+                    order = repeats.get(i, mine) if kind == 3 else mine
                     call_args = [values[d] for d in order]
                     if needing:
                         call_args = [guarded(v) if needs_guard[d] else v
@@ -128,8 +142,7 @@ class InlineRun(GuardedRun):
                 value = self._call_slow(i)
             ends[i] = clock()
             values[i] = value
-            size = fixed(type(value))
-            sizes[i] = nbytes(value) if size is None else size
+            sizes[i] = fixed(type(value)) or nbytes(value)
             if shared[i] and type(value) not in immutable:
                 needs_guard[i] = 1
                 needing += 1
@@ -139,30 +152,37 @@ class InlineRun(GuardedRun):
                     values[d] = None
         return True
 
-    def _direct(self) -> bytearray:
+    def _direct(self) -> tuple[bytearray, dict[int, list[int]]]:
         """Per task: 1 to call with its plain captured arguments (5 with other captured
         arguments, guarded: ``f([0, 1])``, arrays), 2 with its inputs in
         order (``f(x, y, z)`` of Nodes; 4 when there are two), 3 with one list of inputs
         (``f([a, b])``), 0 for ``GuardedRun``'s path (other nesting, keywords, captured
         objects, a function known to write into its inputs). Worked out column-wise:
         a Python pass over 4,096 tasks cost as much as running them.
+
+        With the kinds, the input order of the kind-3 tasks whose list names
+        a Node twice (``f([a, a])``); the others' list is their ``deps``.
         """
         plan, n = self.plan, len(self.plan)
         modes = np.frombuffer(bytes(plan.modes), dtype=np.uint8)
-        inputs = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
-        keywords = np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n)
+        inputs = self.fan_in
+        keywords = (np.zeros(n, dtype=bool) if plan.kwargs.count(None) == n else
+                    np.fromiter(map(bool, plan.kwargs), dtype=bool, count=n))
         simple = np.frombuffer(plan.simple, dtype=np.uint8).astype(bool)
         kinds = np.where(modes == ARGS_ARE_DEPS, np.where(inputs == 2, 4, 2),
                          np.where(modes == NO_NODES, np.where(simple, 1, 5), 0)).astype(np.uint8)
         kinds[keywords] = 0
-        for i in np.flatnonzero((modes == NESTED) & ~keywords):
+        repeats: dict[int, list[int]] = {}
+        for i in np.flatnonzero((modes == NESTED) & ~keywords).tolist():
             if _one_list_of_refs(plan.args[i]):
                 kinds[i] = 3
+                if len(plan.args[i][0]) != len(plan.deps[i]):
+                    repeats[i] = [r.i for r in plan.args[i][0]]
         if self.writers:
             for i, task in enumerate(plan.tasks):
                 if function_key(task.func) in self.writers:
                     kinds[i] = 0
-        return bytearray(kinds.tobytes())
+        return bytearray(kinds.tobytes()), repeats
 
     def _call_slow(self, i: int) -> Any:
         """Task ``i`` by ``GuardedRun.guarded_call``, a failure turned into the run's TaskError."""
@@ -207,11 +227,12 @@ def _one_list_of_refs(template: tuple) -> bool:
     return all(type(v) is Ref for v in template[0])
 
 
-def _block(starts: array, ends: array, sizes: list[int], plan: Any,
-           attempts: dict[int, int]) -> array:
+def _block(starts: array, ends: array, sizes: list[int], lengths: np.ndarray,
+           inputs: np.ndarray, attempts: dict[int, int]) -> array:
     """The run's metrics records, flat ``RAW_FIELDS``, as one array (built column-wise).
 
-    A task was ready when the one before it ended (the loop runs them back to back).
+    A task was ready when the one before it ended (the loop runs them back to back);
+    ``lengths``: its number of inputs, ``inputs``: every task's, end to end.
     """
     n = len(starts)
     table = np.zeros((n, RAW_WIDTH))
@@ -220,9 +241,7 @@ def _block(starts: array, ends: array, sizes: list[int], plan: Any,
     table[:, END] = np.frombuffer(ends)
     out_bytes = np.array(sizes, dtype=np.float64)
     table[:, OUTPUT_BYTES] = out_bytes
-    lengths = np.fromiter(map(len, plan.deps), dtype=np.int64, count=n)
-    if lengths.any():
-        inputs = np.fromiter(itertools.chain.from_iterable(plan.deps), dtype=np.int64)
+    if len(inputs):
         table[:, INPUT_BYTES] = np.bincount(np.repeat(np.arange(n), lengths),
                                             weights=out_bytes[inputs], minlength=n)
     table[:, ATTEMPTS] = 1.0

@@ -52,8 +52,7 @@ class InProcessRun:
         self.sizes = [0] * len(self.plan)
         self.busy_s = 0.0   # task time so far, to tell tiny tasks from slow ones
         self.ran = 0
-        self.remaining = [len(d) for d in self.plan.deps]
-        self.uses_left = self.plan.refcounts()
+        self.remaining, self.uses_left = self.counts()
         self.records: dict[str, list[float]] = {}  # per thread: flat records not yet sent
         self.start = time.time()
         self.flushed_at = self.start
@@ -61,6 +60,11 @@ class InProcessRun:
         self.bus = events if events is not None else ev.EventBus()
         self.live = self.bus.watched  # subscribers present at the start see every task
         ev.run_submitted(self.bus, self.future.run_id, executor, self.plan, name, settings)
+
+    def counts(self) -> tuple[list[int], list[int]]:
+        """Per task: its inputs not computed yet, and the readers of its value still to
+        come (consumers, plus the caller if it wants it)."""
+        return [len(d) for d in self.plan.deps], self.plan.refcounts()
 
     def run_one(self, i: int, ready_at: float) -> Any:
         """Run task ``i``; record it; raise TaskError if it failed."""

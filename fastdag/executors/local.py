@@ -255,8 +255,9 @@ class LocalExecutor(Executor):
         if self._closed:
             raise RuntimeError("this LocalExecutor has been shut down")
         dag, single = as_dag(dag_or_nodes)
-        placed = self._placed(dag, single, options)
-        return placed if placed is not None else self.submit_plan(build_plan(dag), single, **options)
+        plan = build_plan(dag)  # placed by its task list, run from it wherever it goes
+        placed = self._placed(plan, single, options)
+        return placed if placed is not None else self.submit_plan(plan, single, **options)
 
     def submit_placed(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """A Plan built outside DAGs (a Dask graph), placed as ``submit`` places a DAG."""

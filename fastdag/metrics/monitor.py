@@ -146,7 +146,7 @@ def watch(future: Any, executor: Any, name: str, progress: bool | None,
     pids = getattr(executor, "worker_pids", None) or (lambda: [])
     w = Watch(future, pids, name or getattr(executor, "name", ""), wants_progress(progress),
               recorder)
-    w.sample()
-    if not future.done():
+    if not future.done():  # a run done already (inline) is sampled once, by stop()
+        w.sample()
         _MONITOR.add(w)
     return w
