@@ -1,6 +1,6 @@
 """DaskExecutor: a fastdag graph on a dask.distributed cluster.
 
-    submit(dag) ─> Plan ─> one Dask Task per fastdag task ──client.get──> scheduler
+    submit(dag) ─> Plan ─> one Dask Task per Cluster ──client.get──> scheduler
                                                                          │
     Future <── waiter thread: client.gather(outputs) <── worker memory ◄─┘
                               client.run(pop records) <── RECORDS[run] on each worker
@@ -17,19 +17,20 @@ past that the run fails with ``WorkerCrashedError``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .engine_executor import EngineExecutor, EngineRun, TaskSpec, run_spec, worker_name
+from .engine_executor import Cluster, EngineExecutor, EngineRun, run_cluster, worker_name
 
-RECORDS: dict[str, list[tuple[str, tuple]]] = {}  # on a worker: run id -> its records there
+RECORDS: dict[str, list[tuple[str, list]]] = {}  # on a worker: run id -> its records there
 
 
-def run_dask_task(spec: TaskSpec, run_id: str, ids: tuple[int, ...], *values: Any) -> Any:
-    """The function of every Dask task: run it, keep its record on this worker."""
-    value, record = run_spec(spec, ids, *values)
-    RECORDS.setdefault(run_id, []).append((worker_name(), record))
+def run_dask_task(cluster: Cluster, run_id: str, *values: Any) -> Any:
+    """The function of every Dask task: run the cluster, keep its records on this worker."""
+    value, records = run_cluster(cluster, *values)
+    RECORDS.setdefault(run_id, []).append((worker_name(), records))
     return value
 
 
@@ -49,6 +50,7 @@ class DaskExecutor(EngineExecutor):
 
     def __init__(self, client: Any, metrics: Any = None):
         import distributed
+        super().__init__()
         self._owns_client = not isinstance(client, distributed.Client)
         self.client = distributed.Client(client) if self._owns_client else client
         self.metrics = metrics
@@ -67,12 +69,13 @@ class DaskExecutor(EngineExecutor):
         from dask._task_spec import Task, TaskRef
         graph, run_id = run.graph, run.future.run_id
         n = len(graph.plan)
-        keys = [f"{spec.name}-{run_id}" for spec in graph.specs]
+        keys: dict[int, str] = {}  # a cluster's root -> its Dask key
         dsk = {}
-        for i, spec in enumerate(graph.specs):
-            ids = graph.inputs[i]
-            refs = [TaskRef(keys[d]) if d < n else graph.constants[d] for d in ids]
-            dsk[keys[i]] = Task(keys[i], run_dask_task, spec, run_id, ids, *refs)
+        for cluster in graph.clusters:
+            key = keys[cluster.root] = f"{cluster.specs[-1].name}-{run_id}"
+            refs = [TaskRef(keys[d]) if d < n else graph.constants[d] for d in cluster.inputs]
+            # The cluster inside the function, where Dask does not walk it for keys.
+            dsk[key] = Task(key, partial(run_dask_task, cluster, run_id), *refs)
         return self.client.get(dsk, [keys[o] for o in graph.plan.outputs], sync=False)
 
     def _outputs(self, run: EngineRun) -> list[Any]:
