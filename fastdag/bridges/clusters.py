@@ -16,7 +16,8 @@ cost microseconds each, and the engine moves one value per cluster.
 Policy:
 
 1. A task is tiny when its function was seen before on an engine with
-   inputs of about the size predicted for it (its producers' outputs seen),
+   inputs of about the size predicted for it (its producers' outputs seen;
+   within a factor of 64),
    taking under ``TINY_TASK_S`` on average and never returning more than
    ``SMALL_OUTPUT`` bytes. A function never seen is not tiny (its first
    run, task by task, measures it); a task that returned a large value
@@ -95,13 +96,21 @@ class TaskCosts:
                 if None in sizes:
                     continue
                 size = sum(sizes) + (extra_bytes[i] if extra_bytes else 0)  # type: ignore[arg-type]
-                seen = self._seen.get((keys[i], _size_class(size)))
+                seen = self._near(keys[i], _size_class(size))
                 if seen is None:
                     continue
                 out[i], mean = seen[2], seen[1] / seen[0]
                 if mean < TINY_TASK_S and seen[2] <= SMALL_OUTPUT:
                     tiny[i] = mean
         return tiny
+
+
+    def _near(self, key: Hashable, size_class: int) -> list[float] | None:
+        """What ``key`` cost on inputs of ``size_class``, or of the next class down or up:
+        sizes are predicted from the largest outputs seen, so they drift by a class."""
+        seen = self._seen
+        return seen.get((key, size_class)) or seen.get((key, size_class - 1)) or \
+            seen.get((key, size_class + 1))
 
 
 def _size_class(nbytes: float) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core.guard import private
 from ..core.errors import CancelledError, TaskError, WorkerCrashedError
 from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
 from .. import events as ev
@@ -105,6 +107,10 @@ class Cluster(NamedTuple):
 
     specs: tuple[TaskSpec, ...]
     inputs: tuple[int, ...]  # what the engine hands it: other clusters' roots, constant ids
+    # Copy-on-write, as between engine tasks: values more than one of its tasks read,
+    # and tasks whose captured arguments (unpickled once for all) need their own copy.
+    shared: frozenset[int] = frozenset()
+    copied: frozenset[int] = frozenset()
 
     @property
     def root(self) -> int:
@@ -188,7 +194,13 @@ def cluster_graph(graph: EngineGraph, costs: TaskCosts) -> list[Cluster]:
         specs = tuple(graph.specs[i] for i in members)
         inside = set(members)
         inputs = dict.fromkeys(r for spec in specs for r in spec.reads if r not in inside)
-        found.append(Cluster(specs, tuple(inputs)))
+        if len(specs) == 1:
+            found.append(Cluster(specs, tuple(inputs)))
+            continue
+        read = Counter(r for spec in specs for r in set(spec.reads))
+        shared = frozenset(r for r, times in read.items() if times > 1)
+        copied = frozenset(i for i in members if not graph.plan.simple[i])
+        found.append(Cluster(specs, tuple(inputs), shared, copied))
     graph.clusters = found
     return found
 
@@ -201,18 +213,37 @@ def run_cluster(cluster: Cluster, *values: Any) -> tuple[Any, list[float]]:
     """Run a cluster on an engine worker: (its root's value, its tasks' RAW_FIELDS records
     one after the other), or raise RemoteFailure for the first task that failed."""
     known = dict(zip(cluster.inputs, values))
+    reads = _Copies(known, cluster.shared) if cluster.shared else known
     records: list[float] = []
     value = None
     for spec in cluster.specs:
-        value = known[spec.index] = run_spec(spec, known, records)
+        if spec.index in cluster.copied:
+            spec = spec._replace(call_args=private(spec.call_args),
+                                 call_kwargs=private(spec.call_kwargs))
+        value = known[spec.index] = run_spec(spec, known, records, reads)
     return value, records
 
 
-def run_spec(spec: TaskSpec, known: dict[int, Any], records: list[float]) -> Any:
-    """Run one task with its inputs from ``known``; append its record to ``records``."""
+class _Copies:
+    """A cluster's values as its tasks read them: a private copy of those several read."""
+
+    __slots__ = ("known", "shared")
+
+    def __init__(self, known: dict[int, Any], shared: frozenset[int]):
+        self.known, self.shared = known, shared
+
+    def __getitem__(self, i: int) -> Any:
+        value = self.known[i]
+        return private(value) if i in self.shared else value
+
+
+def run_spec(spec: TaskSpec, known: dict[int, Any], records: list[float],
+             reads: Any = None) -> Any:
+    """Run one task with its inputs from ``known`` (read through ``reads`` if given);
+    append its record to ``records``."""
     start = time.time()
     try:
-        value, attempts = execute(spec, 0, known)  # type: ignore[arg-type] - a one-task Plan
+        value, attempts = execute(spec, 0, known if reads is None else reads)  # type: ignore[arg-type]
     except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - sys.exit() too: that task's failure
         sent = send_failure(describe_failure(spec.index, exc, spec.task.retries + 1))
     else:
