@@ -15,6 +15,7 @@ from fastdag.cli import main
 from fastdag.bridges.clusters import SMALL_OUTPUT, TaskCosts, group
 from fastdag.bridges.engine_executor import LARGE_ARRAY, cluster_graph, split_plan
 from fastdag.core.plan import Ref, build_plan
+from tasks import inc, total
 
 
 @pytest.fixture(scope="module")
@@ -156,16 +157,6 @@ def test_cancel_stops_the_run(engine, tmp_path):
     time.sleep(4.5)  # long enough for all four steps, had the run gone on
     assert len(list(tmp_path.iterdir())) <= 2, sorted(p.name for p in tmp_path.iterdir())
     assert engine.compute(add(5, 6)) == 11  # the executor is still usable
-
-
-@fd.task
-def inc(x):
-    return x + 1
-
-
-@fd.task
-def total(xs):
-    return sum(xs)
 
 
 @fd.task
