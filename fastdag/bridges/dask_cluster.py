@@ -17,7 +17,6 @@ past that the run fails with ``WorkerCrashedError``.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,26 @@ def run_dask_task(cluster: Cluster, run_id: str, *values: Any) -> Any:
     value, records = run_cluster(cluster, *values)
     RECORDS.setdefault(run_id, []).append((worker_name(), records))
     return value
+
+
+class ClusterCall:
+    """``run_dask_task`` for one cluster, as the function of its Dask Task.
+
+    Inside the function, the cluster is not walked by Dask for keys, and its
+    token is the run and the root: ``client.get`` tokenizes the whole graph,
+    which for the specs of a 4,095-task cluster took 0.65 s.
+    """
+
+    __slots__ = ("cluster", "run_id")
+
+    def __init__(self, cluster: Cluster, run_id: str):
+        self.cluster, self.run_id = cluster, run_id
+
+    def __call__(self, *values: Any) -> Any:
+        return run_dask_task(self.cluster, self.run_id, *values)
+
+    def __dask_tokenize__(self) -> tuple:
+        return (self.run_id, self.cluster.root)
 
 
 def pop_records(run_id: str) -> list[tuple[str, tuple]]:
@@ -74,8 +93,7 @@ class DaskExecutor(EngineExecutor):
         for cluster in graph.clusters:
             key = keys[cluster.root] = f"{cluster.specs[-1].name}-{run_id}"
             refs = [TaskRef(keys[d]) if d < n else graph.constants[d] for d in cluster.inputs]
-            # The cluster inside the function, where Dask does not walk it for keys.
-            dsk[key] = Task(key, partial(run_dask_task, cluster, run_id), *refs)
+            dsk[key] = Task(key, ClusterCall(cluster, run_id), *refs)
         return self.client.get(dsk, [keys[o] for o in graph.plan.outputs], sync=False)
 
     def _outputs(self, run: EngineRun) -> list[Any]:
