@@ -8,9 +8,9 @@ Ray's object store carries the results between tasks (numpy arrays are read
 by consumers without a copy, read-only) and large numpy arguments captured
 in the graph are ``ray.put`` once. The driver keeps references only to the
 outputs and to the small records, so Ray frees each intermediate result as
-soon as its consumers have run. A task whose worker died is retried by Ray
-up to the task's ``retries``; after that the run fails with
-``WorkerCrashedError``.
+soon as its consumers have run. A Ray task whose worker died is retried by
+Ray up to the largest ``retries`` of its fastdag tasks; after that the run
+fails with ``WorkerCrashedError``.
 """
 
 from __future__ import annotations
