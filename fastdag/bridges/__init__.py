@@ -4,6 +4,7 @@
         ──> Plan on a fastdag executor (Executor.dask_get, through core.hooks)
 
     fastdag DAG ──DaskExecutor / RayExecutor──> engine_executor.split_plan: one-task Plans
+        ──clusters.group──> one engine task per cluster (tiny tasks together)
         ──> dask.distributed / Ray workers, each running fastdag's runner (dask_cluster,
             ray_cluster)
 

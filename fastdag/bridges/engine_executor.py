@@ -1,4 +1,4 @@
-"""What DaskExecutor and RayExecutor share: a Plan run task by task on another engine.
+"""What DaskExecutor and RayExecutor share: a Plan run cluster by cluster on another engine.
 
 Data flow::
 
@@ -6,19 +6,23 @@ Data flow::
     ------                     --------------                      --------------
     submit(dag) ─> Plan ─> split_plan: one-task Plans (TaskSpec),
                            large numpy arrays ─engine.put─> object store / worker memory
-                           ─launch─> one engine task per fastdag task ─> run_spec(spec, ids, *inputs)
-                                                                         runner.execute (retries)
-    Future <── outputs ── waiter thread <── results ──────────────────── value
-                          records <── engine-specific channel ◄───────── (worker, RAW record)
+                           ─> clusters.group: tiny tasks together (Cluster)
+                           ─launch─> one engine task per Cluster ──> run_cluster(cluster, *inputs)
+                                                                     runner.execute each task (retries)
+    Future <── outputs ── waiter thread <── results ──────────────── the cluster root's value
+                          records <── engine-specific channel ◄───── (worker, RAW records, flat)
+                          TaskCosts.learn(records): what the next submit clusters by
 
-Each engine task gets only its own slice of the Plan (its function,
-argument template and dependency indices), so a worker unpickles one task,
-not the graph, and the engine moves the inputs: Dask between its workers'
-memories, Ray through its object store. The task body is fastdag's own
+Each engine task gets only its own slice of the Plan (its tasks' functions,
+argument templates and dependency indices), so a worker unpickles its
+tasks, not the graph, and the engine moves the inputs: Dask between its
+workers' memories, Ray through its object store. Most clusters are one task;
+tasks measured tiny in earlier runs share one (see ``clusters``), because
+the engine's cost per task dwarfs theirs. The task body is fastdag's own
 runner, so retries, argument substitution and failure capture behave as on
-the local executors; a failure travels as ``RemoteFailure`` and becomes the
-same ``TaskError`` (original exception as ``__cause__``, the worker's
-traceback in the message).
+the local executors, and every fastdag task gets its own metrics record; a
+failure travels as ``RemoteFailure`` and becomes the same ``TaskError``
+(original exception as ``__cause__``, the worker's traceback in the message).
 
 Events: ``RunSubmitted`` and ``TasksReady`` (the roots) at submit; the
 engine says nothing while it runs, so the records come at the end as
@@ -31,6 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core.guard import private
 from ..core.errors import CancelledError, TaskError, WorkerCrashedError
 from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
 from .. import events as ev
@@ -46,8 +52,10 @@ from ..core.plan import Plan, Ref, build_plan
 from ..core.runner import (INTERNAL_FILES, TASK_EXCEPTIONS, SentFailure, describe_failure, execute,
                            nbytes, received_error, send_failure)
 from ..engine.executor import Executor, RunFuture, as_dag, new_run_id
+from .clusters import TaskCosts, group
 
 LARGE_ARRAY = 1 << 20  # bytes: numpy arguments this big go through the engine's store
+COSTS = TaskCosts()
 INTERNAL_FILES.add(__file__)  # a worker's traceback starts at the user's function
 
 
@@ -67,6 +75,7 @@ class TaskSpec(NamedTuple):
     inputs: tuple[int, ...]   # dependency indices in the whole Plan
     index: int                # the task's index in the whole Plan (for records)
     name: str
+    reads: tuple[int, ...]    # its inputs, then the ids of its lifted arrays (input bytes)
 
     @property
     def tasks(self) -> tuple[Task]:
@@ -89,14 +98,38 @@ class TaskSpec(NamedTuple):
         return (self.inputs,)
 
 
+class Cluster(NamedTuple):
+    """Tasks one engine task runs in order; the value of the last, its root, is its result.
+
+    Only the root has consumers outside the cluster (``clusters.group``), so
+    the engine keeps one value per cluster.
+    """
+
+    specs: tuple[TaskSpec, ...]
+    inputs: tuple[int, ...]  # what the engine hands it: other clusters' roots, constant ids
+    # Copy-on-write, as between engine tasks: values more than one of its tasks read,
+    # and tasks whose captured arguments (unpickled once for all) need their own copy.
+    shared: frozenset[int] = frozenset()
+    copied: frozenset[int] = frozenset()
+
+    @property
+    def root(self) -> int:
+        return self.specs[-1].index
+
+    def plain(self, simple: bytearray) -> bool:
+        """Whether ``pickle`` alone can carry it (importable functions, plain arguments)."""
+        return all(simple[s.index] and s.task.importable() for s in self.specs)
+
+
 @dataclass
 class EngineGraph:
     """A Plan cut into engine tasks, with the large arrays lifted out of it."""
 
     plan: Plan
     specs: list[TaskSpec]
-    inputs: list[tuple[int, ...]]          # per task: dependency indices, then constant ids
     constants: dict[int, Any] = field(default_factory=dict)  # constant id -> engine reference
+    lifted_bytes: list[int] = field(default_factory=list)    # per task: its lifted arrays' bytes
+    clusters: list[Cluster] = field(default_factory=list)    # in an order the engine can launch
 
 
 class RemoteFailure(Exception):
@@ -124,8 +157,9 @@ def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
     from the inputs like any dependency.
     """
     n = len(plan)
-    graph = EngineGraph(plan, [], [])
+    graph = EngineGraph(plan, [])
     by_id: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # constant id -> bytes
 
     def lift(array: np.ndarray) -> Any:
         if array.nbytes < LARGE_ARRAY:
@@ -134,6 +168,7 @@ def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
         if ref is None:
             ref = by_id[id(array)] = n + len(by_id)
             graph.constants[ref] = put(array)
+            sizes[ref] = array.nbytes
         lifted.append(ref)
         return Ref(ref)
 
@@ -145,22 +180,70 @@ def split_plan(plan: Plan, put: Callable[[np.ndarray], Any]) -> EngineGraph:
             kwargs = map_nested(kwargs, np.ndarray, lift) if kwargs else kwargs
             if lifted:
                 mode = NESTED
+        lifted = list(dict.fromkeys(lifted))
         graph.specs.append(TaskSpec(plan.tasks[i], args, kwargs, mode, plan.deps[i], i,
-                                    plan.name(i)))
-        graph.inputs.append(plan.deps[i] + tuple(dict.fromkeys(lifted)))
+                                    plan.name(i), plan.deps[i] + tuple(lifted)))
+        graph.lifted_bytes.append(sum(sizes[c] for c in lifted))
     return graph
+
+
+def cluster_graph(graph: EngineGraph, costs: TaskCosts) -> list[Cluster]:
+    """``graph.clusters``: its tasks grouped by ``clusters.group``, tiny as ``costs`` say."""
+    found = []
+    for members in group(graph.plan, costs.tiny(graph.plan, graph.lifted_bytes)):
+        specs = tuple(graph.specs[i] for i in members)
+        inside = set(members)
+        inputs = dict.fromkeys(r for spec in specs for r in spec.reads if r not in inside)
+        if len(specs) == 1:
+            found.append(Cluster(specs, tuple(inputs)))
+            continue
+        read = Counter(r for spec in specs for r in set(spec.reads))
+        shared = frozenset(r for r, times in read.items() if times > 1)
+        copied = frozenset(i for i in members if not graph.plan.simple[i])
+        found.append(Cluster(specs, tuple(inputs), shared, copied))
+    graph.clusters = found
+    return found
 
 
 def worker_name() -> str:
     return f"{HOST}:{os.getpid()}"
 
 
-def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, tuple]:
-    """Run one task on an engine worker: (value, RAW_FIELDS record), or raise RemoteFailure."""
-    inputs = dict(zip(ids, values))
+def run_cluster(cluster: Cluster, *values: Any) -> tuple[Any, list[float]]:
+    """Run a cluster on an engine worker: (its root's value, its tasks' RAW_FIELDS records
+    one after the other), or raise RemoteFailure for the first task that failed."""
+    known = dict(zip(cluster.inputs, values))
+    reads = _Copies(known, cluster.shared) if cluster.shared else known
+    records: list[float] = []
+    value = None
+    for spec in cluster.specs:
+        if spec.index in cluster.copied:
+            spec = spec._replace(call_args=private(spec.call_args),
+                                 call_kwargs=private(spec.call_kwargs))
+        value = known[spec.index] = run_spec(spec, known, records, reads)
+    return value, records
+
+
+class _Copies:
+    """A cluster's values as its tasks read them: a private copy of those several read."""
+
+    __slots__ = ("known", "shared")
+
+    def __init__(self, known: dict[int, Any], shared: frozenset[int]):
+        self.known, self.shared = known, shared
+
+    def __getitem__(self, i: int) -> Any:
+        value = self.known[i]
+        return private(value) if i in self.shared else value
+
+
+def run_spec(spec: TaskSpec, known: dict[int, Any], records: list[float],
+             reads: Any = None) -> Any:
+    """Run one task with its inputs from ``known`` (read through ``reads`` if given);
+    append its record to ``records``."""
     start = time.time()
     try:
-        value, attempts = execute(spec, 0, inputs)  # type: ignore[arg-type] - a one-task Plan
+        value, attempts = execute(spec, 0, known if reads is None else reads)  # type: ignore[arg-type]
     except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - sys.exit() too: that task's failure
         sent = send_failure(describe_failure(spec.index, exc, spec.task.retries + 1))
     else:
@@ -170,9 +253,9 @@ def run_spec(spec: TaskSpec, ids: tuple[int, ...], *values: Any) -> tuple[Any, t
         # its __context__, and the task's own exception may not pickle.
         raise RemoteFailure(sent)
     end = time.time()
-    in_bytes = sum(nbytes(v) for v in values)
-    record = (spec.index, start, end, 0.0, 0.0, in_bytes, nbytes(value), attempts, start)
-    return value, record
+    in_bytes = sum([nbytes(known[r]) for r in spec.reads])
+    records += (spec.index, start, end, 0.0, 0.0, in_bytes, nbytes(value), attempts, start)
+    return value
 
 
 def remote_error(plan: Plan, exc: BaseException) -> BaseException:
@@ -212,10 +295,17 @@ class EngineRun:
 class EngineExecutor(Executor):
     """submit/compute over an engine; subclasses say how to put, launch, wait and cancel."""
 
+    def __init__(self) -> None:
+        # What each function cost on an engine, so which tasks to cluster: shared by
+        # every engine executor of the process, so a new one starts with what the
+        # others measured (a function costs the same on Dask as on Ray).
+        self.costs = COSTS
+
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         dag, single = as_dag(dag_or_nodes)
         plan = build_plan(dag)
         graph = split_plan(plan, self._put)
+        cluster_graph(graph, self.costs)
         run = EngineRun(graph, RunFuture(new_run_id(), single, events=self.event_bus), time.time())
         run.future._on_cancel = lambda: self._cancel(run)
         run.future.tasks_total = len(plan)
@@ -260,7 +350,9 @@ class EngineExecutor(Executor):
             ev.run_finished(bus, run_id, run.start, error)
             run.future.fail(error)
             return
-        ev.record_rows(bus, run_id, self._records(run))
+        rows = self._records(run)
+        ev.record_rows(bus, run_id, rows)
+        self.costs.learn(plan, rows)
         self._release(run)
         run.future.tasks_done = len(plan)
         ev.run_finished(bus, run_id, run.start, None)  # the run recorder makes the report
@@ -272,7 +364,7 @@ class EngineExecutor(Executor):
 
     @abstractmethod
     def _launch(self, run: EngineRun) -> Any:
-        """Hand every task of ``run.graph`` to the engine; return the engine's handle."""
+        """Hand every cluster of ``run.graph`` to the engine; return the engine's handle."""
 
     @abstractmethod
     def _outputs(self, run: EngineRun) -> list[Any]:
@@ -280,7 +372,7 @@ class EngineExecutor(Executor):
 
     @abstractmethod
     def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
-        """The (worker, RAW record) pairs of the run's tasks."""
+        """The run's records: (worker, RAW records flat) pairs, from ``run_cluster``."""
 
     @abstractmethod
     def _cancel(self, run: EngineRun) -> None:

@@ -1,16 +1,16 @@
 """RayExecutor: a fastdag graph on Ray (a cluster, or a local Ray).
 
-    submit(dag) ─> Plan ─> one Ray task per fastdag task, two returns each:
-                           (value ObjectRef, record ObjectRef)
+    submit(dag) ─> Plan ─> one Ray task per Cluster (one fastdag task, or many tiny ones),
+                           two returns each: (root value ObjectRef, records ObjectRef)
     Future <── waiter thread: ray.get(output refs), ray.get(record refs)
 
 Ray's object store carries the results between tasks (numpy arrays are read
 by consumers without a copy, read-only) and large numpy arguments captured
 in the graph are ``ray.put`` once. The driver keeps references only to the
 outputs and to the small records, so Ray frees each intermediate result as
-soon as its consumers have run. A task whose worker died is retried by Ray
-up to the task's ``retries``; after that the run fails with
-``WorkerCrashedError``.
+soon as its consumers have run. A Ray task whose worker died is retried by
+Ray up to the largest ``retries`` of its fastdag tasks; after that the run
+fails with ``WorkerCrashedError``.
 """
 
 from __future__ import annotations
@@ -22,27 +22,26 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .engine_executor import (EngineExecutor, EngineRun, RemoteFailure, TaskSpec, run_spec,
-                              worker_name)
+from .engine_executor import Cluster, EngineExecutor, EngineRun, RemoteFailure, run_cluster, worker_name
 
 
-def run_ray_task(call: bytes | tuple[TaskSpec, tuple[int, ...]], *values: Any) -> tuple[Any, tuple]:
-    """The function of every Ray task: (value, (worker, record)), returned as two objects.
+def run_ray_task(call: bytes | Cluster, *values: Any) -> tuple[Any, tuple]:
+    """The function of every Ray task: (value, (worker, records)), returned as two objects.
 
-    ``call`` is (spec, input ids), or those pickled by ``packed_call``.
+    ``call`` is the Cluster, or it pickled by ``packed_call``.
     """
-    spec, ids = pickle.loads(call) if type(call) is bytes else call
+    cluster = pickle.loads(call) if type(call) is bytes else call
     try:
-        value, record = run_spec(spec, ids, *values)
+        value, records = run_cluster(cluster, *values)
     except RemoteFailure:
         if _cancelled_by_ray():
             # ray.cancel() interrupts a running task with KeyboardInterrupt, which
-            # run_spec made a task failure; Ray must see its own cancel end the
+            # run_cluster made a task failure; Ray must see its own cancel end the
             # task (a failure reply for a task it cancelled aborts the driver:
             # "Tried to complete task that was not pending", Ray 2.60).
             raise KeyboardInterrupt from None
         raise
-    return value, (worker_name(), record)
+    return value, (worker_name(), records)
 
 
 def _cancelled_by_ray() -> bool:
@@ -53,22 +52,23 @@ def _cancelled_by_ray() -> bool:
         return False
 
 
-def packed_call(spec: TaskSpec, ids: tuple[int, ...], plain: bool) -> bytes | tuple:
-    """(spec, ids) for one Ray task, as bytes when the C pickler can carry them.
+def packed_call(cluster: Cluster, simple: bytearray) -> bytes | Cluster:
+    """A cluster for one Ray task, as bytes when the C pickler can carry it.
 
     Ray cloudpickles every argument that is not plain data (~12 us for a
-    TaskSpec here, in the driver, per task); bytes it ships as they are. A
-    spec whose function imports by name and whose arguments are plain data
-    (``plain``: ``Plan.simple``) pickles the same with ``pickle`` in a few
-    microseconds; any other goes as is, for Ray's cloudpickle.
+    one-task cluster here, in the driver, per task); bytes it ships as they
+    are. A cluster whose functions import by name and whose arguments are
+    plain data (``simple``: ``Plan.simple``) pickles the same with
+    ``pickle`` in a few microseconds; any other goes as is, for Ray's
+    cloudpickle.
     """
-    if plain and spec.task.importable():
-        return pickle.dumps((spec, ids), protocol=5)
-    return (spec, ids)
+    if cluster.plain(simple):
+        return pickle.dumps(cluster, protocol=5)
+    return cluster
 
 
 class RayRun(NamedTuple):
-    """The references a run keeps: its outputs' and every task's record."""
+    """The references a run keeps: its outputs' and every cluster's records."""
 
     outputs: list[Any]
     records: list[Any]
@@ -86,6 +86,7 @@ class RayExecutor(EngineExecutor):
 
     def __init__(self, address: str | None = None, metrics: Any = None, **init_options: Any):
         import ray
+        super().__init__()
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
@@ -108,16 +109,15 @@ class RayExecutor(EngineExecutor):
     def _launch(self, run: EngineRun) -> RayRun:
         graph = run.graph
         n = len(graph.plan)
-        values: list[Any] = [None] * n
-        records: list[Any] = [None] * n
-        remote, plain = self._remote, graph.plan.simple
-        for i, spec in enumerate(graph.specs):
-            ids = graph.inputs[i]
-            args = [values[d] if d < n else graph.constants[d] for d in ids]
-            retries = spec.task.retries
+        values: list[Any] = [None] * n  # by task index: its cluster's value, if it is a root
+        records: list[Any] = []
+        remote, simple = self._remote, graph.plan.simple
+        for cluster in graph.clusters:
+            args = [values[d] if d < n else graph.constants[d] for d in cluster.inputs]
+            retries = max(spec.task.retries for spec in cluster.specs)
             call = remote.options(max_retries=retries) if retries else remote
-            values[i], records[i] = call.remote(packed_call(spec, ids, bool(plain[i])),
-                                                *args)
+            values[cluster.root], record = call.remote(packed_call(cluster, simple), *args)
+            records.append(record)
         # Only the outputs stay referenced: Ray frees the rest once consumed.
         return RayRun([values[o] for o in graph.plan.outputs], records)
 
@@ -129,7 +129,7 @@ class RayExecutor(EngineExecutor):
 
     def _cancel(self, run: EngineRun) -> None:
         # Every task, not only the outputs: Ray's recursive cancel follows the
-        # tasks a task submitted, not its inputs. A task's record ref names it.
+        # tasks a task submitted, not its inputs. A task's records ref names it.
         if run.handle is not None:
             for ref in run.handle.records:
                 self._ray.cancel(ref)
