@@ -297,3 +297,32 @@ def test_tasks_in_one_cluster_do_not_see_each_others_writes(engine, patient):
     plan = build_plan(graph().dag)
     assert len(cluster_graph(split_plan(plan, lambda a: a), engine.costs)) == 1
     assert engine.compute(graph()) == ((2, 2), (2, 2))
+
+
+@fd.task
+def listed(i):
+    return [i]
+
+
+@fd.task
+def appended(xs, v):
+    xs.append(v)
+    return len(xs)
+
+
+@fd.task
+def doubled_in_place(a):
+    a *= 2  # in place, into an input another task reads too
+    return a
+
+
+def test_a_lone_task_writes_into_its_own_copy_of_a_shared_input(engine):
+    """Outside a cluster (functions never measured: no clustering), an engine
+    worker holds one value for all its readers; each reader still gets its own."""
+    base = listed(1)
+    assert engine.compute(pair(appended(base, 2), appended(base, 3))) == (2, 2)
+    arr = ones(4)
+    doubled, again = doubled_in_place(arr), doubled_in_place(arr)
+    first, second, original = engine.compute(doubled, again, arr)
+    assert first.tolist() == second.tolist() == [2.0] * 4 and original.tolist() == [1.0] * 4
+    assert first.flags.writeable and original.flags.writeable

@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..core.guard import private
+from ..core.guard import guarded, private, writeable, wrote_read_only
 from ..core.errors import CancelledError, TaskError, WorkerCrashedError
 from ..core.graph import ARGS_ARE_DEPS, DAG, NESTED, Node, Task, map_nested
 from .. import events as ev
@@ -194,8 +194,8 @@ def cluster_graph(graph: EngineGraph, costs: TaskCosts) -> list[Cluster]:
         specs = tuple(graph.specs[i] for i in members)
         inside = set(members)
         inputs = dict.fromkeys(r for spec in specs for r in spec.reads if r not in inside)
-        if len(specs) == 1:
-            found.append(Cluster(specs, tuple(inputs)))
+        if len(specs) == 1:  # guarded: an engine worker hands its one value to each reader
+            found.append(Cluster(specs, tuple(inputs), _read_by_others(graph.plan, inputs)))
             continue
         read = Counter(r for spec in specs for r in set(spec.reads))
         shared = frozenset(r for r, times in read.items() if times > 1)
@@ -203,6 +203,14 @@ def cluster_graph(graph: EngineGraph, costs: TaskCosts) -> list[Cluster]:
         found.append(Cluster(specs, tuple(inputs), shared, copied))
     graph.clusters = found
     return found
+
+
+def _read_by_others(plan: Plan, inputs: Iterable[int]) -> frozenset[int]:
+    """Inputs some other task or the caller also gets: tasks' values read twice or
+    wanted, and lifted constants (every reader gets the same engine object)."""
+    n = len(plan)
+    return frozenset(r for r in inputs
+                     if r >= n or plan.wanted[r] or len(plan.dependents[r]) > 1)
 
 
 def worker_name() -> str:
@@ -213,7 +221,10 @@ def run_cluster(cluster: Cluster, *values: Any) -> tuple[Any, list[float]]:
     """Run a cluster on an engine worker: (its root's value, its tasks' RAW_FIELDS records
     one after the other), or raise RemoteFailure for the first task that failed."""
     known = dict(zip(cluster.inputs, values))
-    reads = _Copies(known, cluster.shared) if cluster.shared else known
+    # Inside a cluster its tasks' small values are copied; a lone task's inputs are
+    # guarded (arrays as read-only views, a write retried on copies in run_spec).
+    copy = private if len(cluster.specs) > 1 else guarded
+    reads = _Copies(known, cluster.shared, copy) if cluster.shared else known
     records: list[float] = []
     value = None
     for spec in cluster.specs:
@@ -227,14 +238,15 @@ def run_cluster(cluster: Cluster, *values: Any) -> tuple[Any, list[float]]:
 class _Copies:
     """A cluster's values as its tasks read them: a private copy of those several read."""
 
-    __slots__ = ("known", "shared")
+    __slots__ = ("known", "shared", "copy")
 
-    def __init__(self, known: dict[int, Any], shared: frozenset[int]):
-        self.known, self.shared = known, shared
+    def __init__(self, known: dict[int, Any], shared: frozenset[int],
+                 copy: Callable[[Any], Any] = private):
+        self.known, self.shared, self.copy = known, shared, copy
 
     def __getitem__(self, i: int) -> Any:
         value = self.known[i]
-        return private(value) if i in self.shared else value
+        return self.copy(value) if i in self.shared else value
 
 
 def run_spec(spec: TaskSpec, known: dict[int, Any], records: list[float],
@@ -243,7 +255,15 @@ def run_spec(spec: TaskSpec, known: dict[int, Any], records: list[float],
     append its record to ``records``."""
     start = time.time()
     try:
-        value, attempts = execute(spec, 0, known if reads is None else reads)  # type: ignore[arg-type]
+        try:
+            value, attempts = execute(spec, 0, known if reads is None else reads)  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            if not wrote_read_only(exc):  # into a guarded input, or Ray's read-only array:
+                raise
+            own = _Copies(known, frozenset(spec.reads))  # again on private copies
+            value, attempts = execute(spec, 0, own)  # type: ignore[arg-type]
+        if reads is not None:  # a guarded input returned as it is: the caller's to write
+            value = writeable(value)
     except TASK_EXCEPTIONS as exc:  # noqa: BLE001 - sys.exit() too: that task's failure
         sent = send_failure(describe_failure(spec.index, exc, spec.task.retries + 1))
     else:

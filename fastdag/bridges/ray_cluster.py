@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core.guard import writeable
 from .engine_executor import Cluster, EngineExecutor, EngineRun, RemoteFailure, run_cluster, worker_name
 
 
@@ -122,7 +123,8 @@ class RayExecutor(EngineExecutor):
         return RayRun([values[o] for o in graph.plan.outputs], records)
 
     def _outputs(self, run: EngineRun) -> list[Any]:
-        return self._ray.get(run.handle.outputs)
+        # Ray hands out arrays as read-only views of its object store: the caller's are copies.
+        return [writeable(v) for v in self._ray.get(run.handle.outputs)]
 
     def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
         return self._ray.get(run.handle.records)
