@@ -379,25 +379,23 @@ class EventBus:
 
     def emit(self, event: Any) -> None:
         """Deliver ``event`` to every subscriber; a failing subscriber is dropped."""
-        with self._lock:
-            if self.recorder is not None:
-                self._deliver(self.recorder, event, None)
-            for callback, batched in self._subscribers:
-                if batched:
-                    self._deliver(callback, event, None)
-            if self._plain:
-                self._post(event)
+        self._emit(event, None)
 
     def emit_many(self, events: list[Any]) -> None:
         """Deliver several events (none a ``TaskBatch``) in order."""
+        self._emit(None, events)
+
+    def _emit(self, event: Any, each: list[Any] | None) -> None:
+        """One event, or the list ``each``: to the recorder and the batched subscribers
+        now, under the lock (emission order), queued for the plain ones."""
         with self._lock:
             if self.recorder is not None:
-                self._deliver(self.recorder, None, events)
+                self._deliver(self.recorder, event, each)
             for callback, batched in self._subscribers:
                 if batched:
-                    self._deliver(callback, None, events)
+                    self._deliver(callback, event, each)
             if self._plain:
-                self._post(events)
+                self._post(event if each is None else each)
 
     def _post(self, event: Any) -> None:
         """Queue ``event`` (or a list of them) for the plain subscribers; called under the lock.

@@ -68,11 +68,7 @@ def _guarded(value: Any) -> Any:
         view = value._new(value.im)
         view.readonly = 1
         return view
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
-        return _rebuild(value, _guarded)
-    if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
-        return value
-    return _deepcopy(value)
+    return _other(value, _guarded)
 
 
 def private(value: Any) -> Any:
@@ -90,8 +86,16 @@ def _private(value: Any) -> Any:
         return value.copy()
     if cls.__module__.startswith("PIL") and hasattr(value, "copy"):
         return value.copy()
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
-        return _rebuild(value, _private)
+    return _other(value, _private)
+
+
+def _other(value: Any, leaf: Any) -> Any:
+    """What ``_guarded`` and ``_private`` do alike with a value of no type they know:
+    a namedtuple rebuilt around ``leaf`` of its items, a plan reference as it is,
+    anything else deep-copied."""
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return _rebuild(value, leaf)
+    cls = type(value)
     if cls.__name__ == "Ref" and cls.__module__ == "fastdag.core.plan":
         return value
     return _deepcopy(value)
