@@ -308,7 +308,6 @@ class EventBus:
         self._subscribers: tuple[tuple[Callback, bool], ...] = ()
         self._plain: tuple[tuple[Callback, bool], ...] = ()   # the non-batched ones
         self._queue: collections.deque = collections.deque()  # (plain subscribers, event)
-        self._wake = threading.Event()  # the bus's thread looks at the queue now
         self._courier: threading.Thread | None = None  # the thread that empties _queue
         self._handing = threading.Lock()  # held by whoever hands out queued events: one at a time
         self._hander: threading.Thread | None = None  # the thread holding it
@@ -359,7 +358,9 @@ class EventBus:
         milliseconds. Returns at once inside a delivery (a subscriber that
         unsubscribes or computes): its own events come after it returns.
         """
-        if self._hander is threading.current_thread() or not self._queue:
+        if self._hander is threading.current_thread():
+            return True
+        if not self._queue and not self._handing.locked():  # none queued, none being handed
             return True
         with self._lock:
             self._waiting += 1
@@ -415,11 +416,10 @@ class EventBus:
 
     def _serve(self) -> None:
         """The bus's thread: hand out queued events until idle for COURIER_IDLE_S."""
-        items, wake = self._queue, self._wake
+        items = self._queue
         idle_since = time.monotonic()
         while True:
-            wake.wait(COURIER_POLL_S)
-            wake.clear()  # before looking: an event queued from now on is seen now or next time
+            time.sleep(COURIER_POLL_S)
             if not items:
                 if time.monotonic() - idle_since < COURIER_IDLE_S:
                     continue
