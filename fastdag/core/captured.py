@@ -32,6 +32,7 @@ import pickle
 from itertools import chain
 from typing import Any
 
+from .graph import map_nested
 from .plan import Plan
 from .serialize import OUT_OF_BAND_MIN, decode_text, text_buffer
 
@@ -91,9 +92,9 @@ def lift(plan: Plan) -> tuple[Plan, frozenset[int]]:
 def land(plan: Plan, i: int) -> None:
     """Put task ``i``'s captured values back in its arguments, in place."""
     if plan.args[i] is not None:
-        plan.args[i] = _landed(plan.args[i], 0)
+        plan.args[i] = map_nested(plan.args[i], Captured, Captured.load)
     if plan.kwargs[i]:
-        plan.kwargs[i] = _landed(plan.kwargs[i], 0)
+        plan.kwargs[i] = map_nested(plan.kwargs[i], Captured, Captured.load)
 
 
 def _any_large(values: Any) -> bool:
@@ -129,14 +130,3 @@ def _placed(template: Any, placeholders: dict[int, Captured], depth: int = 0) ->
         return {k: _placed(v, placeholders, depth + 1) for k, v in template.items()}
     return cls(_placed(v, placeholders, depth + 1) for v in template)
 
-
-def _landed(template: Any, depth: int) -> Any:
-    """Undo ``_placed``: the containers it rebuilt, rebuilt around the loaded values."""
-    cls = type(template)
-    if cls is Captured:
-        return template.load()
-    if depth > 1 or cls not in _CONTAINERS or len(template) > SCAN_MAX:
-        return template
-    if cls is dict:
-        return {k: _landed(v, depth + 1) for k, v in template.items()}
-    return cls(_landed(v, depth + 1) for v in template)
