@@ -302,6 +302,9 @@ def test_task_error_carries_worker_traceback(executor, workers):
     assert "on worker" in err.remote_traceback and "in fails" in err.remote_traceback
     assert "raise ValueError" in str(err)
     assert run_keys(executor) == []
+    report = fd.last_run()  # the failed run is reported, with the tasks that did run
+    assert report.run.state == "failed" and "bad input 3" in report.run.error
+    assert sorted(t.function for t in report.tasks) == ["add", "leaf", "leaf"]
     # the workers survive a task error and keep serving
     assert executor.compute(tree(16)) == 120
 

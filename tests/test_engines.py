@@ -89,6 +89,9 @@ def test_task_error_with_worker_traceback_and_retries(engine):
         engine.compute(add(broken(add(1, 2)), 1))
     assert isinstance(info.value.__cause__, KeyError)
     assert "in broken" in info.value.remote_traceback
+    report = fd.last_run()  # the failed run is reported, with the task that did run
+    assert report.run.state == "failed" and "KeyError" in report.run.error
+    assert [t.function for t in report.tasks] == ["add"]
 
 
 class _Unpicklable(Exception):

@@ -360,7 +360,7 @@ class EngineExecutor(Executor):
             error = CancelledError("the run was cancelled") if run.future.cancelled() \
                 else remote_error(plan, exc)
             try:
-                ev.record_rows(bus, run_id, self._records(run))  # the tasks that finished
+                ev.record_rows(bus, run_id, self._records_that_ran(run))
             except Exception:  # noqa: BLE001, S110 - a lost worker cannot be asked
                 pass
             self._release(run)
@@ -393,6 +393,10 @@ class EngineExecutor(Executor):
     @abstractmethod
     def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
         """The run's records: (worker, RAW records flat) pairs, from ``run_cluster``."""
+
+    def _records_that_ran(self, run: EngineRun) -> list[tuple[str, tuple]]:
+        """The records of the tasks that finished, in a run that failed."""
+        return self._records(run)
 
     @abstractmethod
     def _cancel(self, run: EngineRun) -> None:

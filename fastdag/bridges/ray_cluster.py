@@ -129,6 +129,18 @@ class RayExecutor(EngineExecutor):
     def _records(self, run: EngineRun) -> list[tuple[str, tuple]]:
         return self._ray.get(run.handle.records)
 
+    def _records_that_ran(self, run: EngineRun) -> list[tuple[str, tuple]]:
+        # One get for all would raise with the first failed task's error.
+        refs = list(run.handle.records)
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        found = []
+        for ref in ready:
+            try:
+                found.append(self._ray.get(ref))
+            except Exception:  # noqa: BLE001, S112 - the failed task and those it stopped
+                continue
+        return found
+
     def _cancel(self, run: EngineRun) -> None:
         # Every task, not only the outputs: Ray's recursive cancel follows the
         # tasks a task submitted, not its inputs. A task's records ref names it.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -168,7 +169,23 @@ class _Pickler(cloudpickle.Pickler):
             # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
             pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
             return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
+        elif type(obj) is types.CodeType and _CODE_REDUCE is not None:
+            return _code_with_its_file(obj)
         return super().reducer_override(obj)
+
+
+# cloudpickle names the file of every code object it sends by value (functions
+# of ``__main__``, notebooks, closures) "<dynamic-code>", for payloads that do
+# not depend on where they were made; a task's traceback from a worker would
+# then show neither the user's file nor the line of source. fastdag keeps the name.
+_CODE_REDUCE = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+_DYNAMIC = "<dynamic-code>"
+
+
+def _code_with_its_file(code: types.CodeType) -> tuple:
+    rebuild, args = _CODE_REDUCE(code)
+    return rebuild, tuple(code.co_filename if type(a) is str and a == _DYNAMIC else a
+                          for a in args)
 
 
 OUT_OF_BAND_MIN = 64 * 1024

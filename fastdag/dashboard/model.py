@@ -349,4 +349,4 @@ def events_of_report(report: RunReport) -> Iterator[Any]:
                           functions, deps)
     for worker, flat in by_worker.items():
         yield ev.TaskBatch(run.run_id, run.start + run.makespan, worker, flat)
-    yield ev.RunFinished(run.run_id, run.start + run.makespan, "done", run.makespan, "")
+    yield ev.RunFinished(run.run_id, run.start + run.makespan, run.state, run.makespan, run.error)

@@ -378,6 +378,9 @@ class Worker:
             final = self.io.submit(self._settle, ctx.run, mid.encode(), batch[0], self._send,
                                    ctx, mid, puts, groups, state.used, records)
             final.add_done_callback(_log_error)
+        except TaskFailed:
+            self._keep_records(ctx, state.take()[2])  # the run's report keeps what did run
+            raise
         finally:
             for fut, _ in state.inflight:   # an error: let the I/O thread finish first
                 fut.cancel()
@@ -456,9 +459,7 @@ class Worker:
             args.extend(used)
         keys = self.keys.complete_keys(ctx.run)
         if records:
-            key = self.keys.metrics(ctx.run)
-            pipe.rpush(key, *[json.dumps(r) for r in records])
-            pipe.expire(key, self.config.ttl)
+            _push_records(pipe, self.keys.metrics(ctx.run), records, self.config.ttl)
         pipe.evalsha(self.complete_sha, len(keys), *keys, *args)
         try:
             state, kept, uses = pipe.execute()[-1]
@@ -521,6 +522,12 @@ class Worker:
         pipe.xack(self.keys.stream, GROUP, mid)
         pipe.xdel(self.keys.stream, mid)
         pipe.execute()
+
+    def _keep_records(self, ctx: RunContext, records: list[list]) -> None:
+        if records:
+            pipe = self.client.pipeline(transaction=False)
+            _push_records(pipe, self.keys.metrics(ctx.run), records, self.config.ttl)
+            pipe.execute()
 
     def _fail_run(self, run: str, mid: bytes | None, payload: str) -> None:
         meta = self.keys.run(run, "meta")
@@ -612,3 +619,9 @@ def run_worker(config: WorkerConfig, signer: Signer, blas_threads: int | None = 
         f"{', INSECURE: payloads not authenticated' if signer.insecure else ''})")
     worker.serve()
     return 0
+
+
+def _push_records(pipe: Any, key: str, records: list[list], ttl: int) -> None:
+    """Queue on ``pipe`` the metrics records the client turns into the run's report."""
+    pipe.rpush(key, *[json.dumps(r) for r in records])
+    pipe.expire(key, ttl)

@@ -324,6 +324,8 @@ class Worker:
             self.send(Report("report", run, array("i"), [], [], progress.stored, [], [], [],
                              True))
         except TaskFailed as failed:
+            if len(progress.records) > progress.sent:  # the run's report keeps what did run
+                self._send_records(run, progress)
             self.send(Failed("error", run, failure_bytes(failed.failure), progress.stored))
         finally:
             self.current = None
@@ -398,11 +400,15 @@ class Worker:
         self.poll_control(run)
         progress.polled = now
         if now - progress.reported > PROGRESS_INTERVAL:
-            records = progress.records
-            self.send(ProgressMessage("progress", run, len(progress.completed),
-                                      records[progress.sent:]))
-            progress.sent = len(records)
+            self._send_records(run, progress)
             progress.reported = now
+
+    def _send_records(self, run: int, progress: Progress) -> None:
+        """The records of the tasks run since the last report or progress message."""
+        records = progress.records
+        self.send(ProgressMessage("progress", run, len(progress.completed),
+                                  records[progress.sent:]))
+        progress.sent = len(records)
 
     def _flush(self, run: int, data: RunData, progress: Progress, claimed: list[int],
                final: bool) -> None:

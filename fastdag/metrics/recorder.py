@@ -8,7 +8,8 @@ Data flow::
                                              TaskFinished        keeps one record (in-process
                                                                  runs that announce each task)
                                              DataMoved           adds to the bytes moved
-                                             RunFinished "done"  RunReport.of_run -> finished
+                                             RunFinished         RunReport.of_run -> finished
+                                                                 (failed and cancelled runs too)
     metrics.track's tracker ──take(run_id)──> the report: future.report, fd.last_run(), sinks
     monitor's progress line ──progress(run_id)──> (tasks done, tasks in the run)
 
@@ -71,12 +72,12 @@ class RunRecorder:
         elif kind is ev.RunFinished:
             del self._open[event.run_id]
             _keep(self._final, event.run_id, (rec.done, len(rec.submitted.names)))
-            if event.state == "done":
-                _keep(self._finished, event.run_id, RunReport.of_run(
-                    rec.submitted, rec.records, event.makespan, rec.bytes_moved))
+            _keep(self._finished, event.run_id, RunReport.of_run(
+                rec.submitted, rec.records, event.makespan, rec.bytes_moved,
+                event.state, event.error))
 
     def take(self, run_id: str) -> RunReport | None:
-        """The report of a run that finished (state "done"), once; None otherwise."""
+        """The report of a run that ended (done, failed or cancelled), once; None otherwise."""
         return self._finished.pop(run_id, None)
 
     def progress(self, run_id: str) -> tuple[int, int] | None:

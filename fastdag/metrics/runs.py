@@ -60,7 +60,12 @@ class TaskRecord:
 
 @dataclass
 class RunRecord:
-    """One run of a DAG as a whole. ``peak_memory``: bytes, summed RSS of the workers."""
+    """One run of a DAG as a whole. ``peak_memory``: bytes, summed RSS of the workers.
+
+    ``state`` is "done", "failed" or "cancelled"; a run that did not finish
+    is kept too (its tasks that ran, and ``error``: the first line of what
+    stopped it), so a failure can be looked into from the metrics.
+    """
 
     run_id: str
     workflow: str
@@ -71,6 +76,8 @@ class RunRecord:
     tasks: int
     bytes_moved: int = 0
     peak_memory: int = 0
+    state: str = "done"
+    error: str = ""
 
 
 class TaskNames(Sequence):
@@ -116,7 +123,8 @@ class RunReport:
 
     @classmethod
     def of_run(cls, submitted: Any, raw: list[tuple[str, Sequence[float]]],
-               makespan: float, bytes_moved: int = 0) -> "RunReport":
+               makespan: float, bytes_moved: int = 0, state: str = "done",
+               error: str = "") -> "RunReport":
         """The report of the run that ``submitted`` (its ``events.RunSubmitted``) announced.
 
         The one place a report of a run is built (by ``recorder.RunRecorder``
@@ -127,7 +135,8 @@ class RunReport:
                                  executor=submitted.executor,
                                  settings=dict(submitted.settings or {}),
                                  start=submitted.time, makespan=makespan,
-                                 tasks=len(submitted.names), bytes_moved=bytes_moved),
+                                 tasks=len(submitted.names), bytes_moved=bytes_moved,
+                                 state=state, error=error),
                    _raw=raw, _names=submitted.names, _functions=submitted.functions,
                    _deps=submitted.deps)
 
@@ -212,6 +221,7 @@ class RunReport:
             "run_id": self.run.run_id,
             "workflow": self.run.workflow,
             "executor": self.run.executor,
+            "state": self.run.state,
             "makespan_s": span,
             "tasks": len(tasks),
             "workers": len(workers),

@@ -2,7 +2,7 @@
 
     executor.submit ──track(future, executor, options)──> sink chosen (sinks.resolve_sink)
                                                           memory watch + progress (monitor)
-    run finishes ──future.finish──> report named, peak memory set ──> last_run()
+    run ends ──future.finish/fail──> report named, peak memory set ──> last_run()
                                                                  └──> sink: written now, or by
                                                                       the writer thread (sinkwriter)
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .runs import RunReport
@@ -23,7 +24,8 @@ _last: RunReport | None = None
 
 
 def last_run() -> RunReport | None:
-    """The report of the most recent run that finished in this process."""
+    """The report of the most recent run that ended in this process (``run.state``:
+    "done", "failed" or "cancelled")."""
     return _last
 
 
@@ -52,19 +54,24 @@ def track(future: Any, executor: Any, options: dict[str, Any]) -> None:
     tracker = _RunTracker(resolve_sink(spec), executor, options.get("name") or "",
                           monitor.watch(future, executor, options.get("name") or "",
                                         options.get("progress"), recorder), recorder)
-    original_finish = future.finish
+    future.finish = _first(tracker, future, future.finish)
+    future.fail = _first(tracker, future, future.fail)
+    future.add_done_callback(tracker.handle)
 
-    def finish(outputs: list[Any]) -> None:
+
+def _first(tracker: "_RunTracker", future: Any, resolve: Callable[[Any], None]
+           ) -> Callable[[Any], None]:
+    """``resolve`` (the future's finish or fail) after the run's report is handled,
+    so ``last_run()`` is this run when the caller wakes, whether it ended well or not."""
+    def first(outcome: Any) -> None:
         # Runs on the executor's scheduler thread: nothing here may stop it.
         try:
             tracker.handle(future)
         except Exception as exc:  # noqa: BLE001
             warnings.warn(f"fastdag: metrics of run {future.run_id} lost: {exc!r}",
                           RuntimeWarning, stacklevel=2)
-        original_finish(outputs)
-
-    future.finish = finish
-    future.add_done_callback(tracker.handle)
+        resolve(outcome)
+    return first
 
 
 class _RunTracker:
@@ -89,7 +96,8 @@ class _RunTracker:
 
     def handle(self, future: Any) -> None:
         if future.done():
-            future.__dict__.pop("finish", None)  # drop the wrapper: no cycle left
+            future.__dict__.pop("finish", None)  # drop the wrappers: no cycle left
+            future.__dict__.pop("fail", None)
         with self.lock:
             if self.handled:
                 return

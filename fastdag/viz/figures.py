@@ -242,6 +242,7 @@ def summary_rows(report: RunReport) -> list[tuple[str, str]]:
         ("run id", _cut(run.run_id, 48)),
         ("workflow", _cut(run.workflow or "(unnamed)", 48)),
         ("executor", run.executor),
+        *([] if run.state == "done" else [("state", _cut(f"{run.state}: {run.error}", 48))]),
         *_setting_rows(run.settings),
         ("started", started),
         ("makespan", human_seconds(s["makespan_s"])),
