@@ -111,13 +111,17 @@ class CostModel:
 
 
 def load_history(source: str | os.PathLike[str] | Iterable[RunReport] | None) -> list[RunReport]:
-    """Runs from a metrics path or URL (``fd.load_metrics``), a list of reports, or none."""
+    """Runs from a metrics path or URL (``fd.load_metrics``), a list of reports, or none.
+
+    Only the runs that finished: a failed or cancelled run's makespan and
+    overheads describe part of a graph.
+    """
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
         from ..metrics.sinks import load_metrics
-        return load_metrics(source)
-    return list(source)
+        source = load_metrics(source)
+    return [r for r in source if r.run.state == "done"]
 
 
 def select_runs(runs: Sequence[RunReport], workers: int) -> list[RunReport]:
