@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -800,3 +801,20 @@ def test_upload_on_request_and_janitor(redis_server):
     janitor.check()
     assert left("r3") == []
     client.close()
+
+
+def test_a_run_with_no_worker_serving_says_so_then_runs_when_one_comes(executor, workers,
+                                                                      monkeypatch):
+    from fastdag.distributed import executor as redis_executor
+    monkeypatch.setattr(redis_executor, "NO_WORKERS_WARN_S", 0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        future = executor.submit(add(leaf(1), leaf(2)))
+        deadline = time.time() + 10
+        while time.time() < deadline and not caught:
+            time.sleep(0.1)
+        time.sleep(1.0)  # more checks: still one warning
+    said = [str(w.message) for w in caught if "no worker serves" in str(w.message)]
+    assert len(said) == 1 and "fastdag worker --redis" in said[0]
+    workers.start(1)
+    assert future.result(timeout=30) == 3

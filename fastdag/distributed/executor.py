@@ -31,6 +31,7 @@ import os
 import secrets
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,10 @@ from .uploads import Uploads
 
 class RedisUnavailable(FastdagError):
     """The Redis server went away, or lost a run's state (restarted or flushed)."""
+
+
+# Seconds a run may wait with no live worker before the client says so (once).
+NO_WORKERS_WARN_S = 10.0
 
 
 @dataclass
@@ -110,6 +115,7 @@ class RedisExecutor(Executor):
         self._grouped = False
         self._counter = itertools.count(1)
         self._known_workers: set[str] = set()  # as last seen by workers()
+        self._told_no_workers = False  # warned that runs wait with no worker serving
         self._serve_dashboard(dashboard)
 
     @staticmethod
@@ -265,7 +271,15 @@ class RedisExecutor(Executor):
             else:
                 state.future.tasks_done = int(ndone or 0)
                 self._emit_records(run, state)
-        self.workers()  # workers that started or went silent meanwhile
+        live = self.workers()  # workers that started or went silent meanwhile
+        waiting = time.time() - min(state.start for _, state in runs)
+        if not live and waiting > NO_WORKERS_WARN_S and not self._told_no_workers:
+            self._told_no_workers = True
+            warnings.warn(f"fastdag: runs have waited {waiting:.0f} s and no worker serves "
+                          f"{redacted(self.url)} (prefix {self.keys.prefix!r}); start some with "
+                          "`fastdag worker --redis URL` (same prefix and FASTDAG_SECRET)",
+                          RuntimeWarning, stacklevel=1)
+        self._told_no_workers = self._told_no_workers and not live
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
