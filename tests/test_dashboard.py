@@ -417,6 +417,8 @@ def test_report_html_is_one_file_that_shows_the_run_offline(tmp_path, page):
     from fastdag.cli import main
     assert main(["report", str(path), "--html", "-o", str(tmp_path / "out")]) == 0
     html = (tmp_path / "out" / "report.html").read_text()
+    assert main(["report", str(path), "--html", "-o", str(tmp_path / "named.html")]) == 0
+    assert (tmp_path / "named.html").read_text() == html  # -o a file: that file
     assert "static/" not in html and "<script type=\"module\">" in html
     page.route(re.compile(r"^https?://"), lambda route: route.abort())  # offline
     page.goto((tmp_path / "out" / "report.html").as_uri())

@@ -108,8 +108,9 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: plots)")
     p.add_argument("--run", default=None, help="run id to draw (default: the latest run; "
                    "'all': every run, each in its own subdirectory)")
-    p.add_argument("--html", action="store_true", help="write report.html instead: the "
-                   "dashboard of the run in one file that works offline")
+    p.add_argument("--html", action="store_true", help="write report.html instead (or the "
+                   "file -o names when it ends in .html): the dashboard of the run in one "
+                   "file that works offline")
     p.set_defaults(handler=report_command)
 
 

@@ -49,9 +49,15 @@ def report_html(report: RunReport) -> str:
 
 
 def write_report_html(report: RunReport, folder: str | os.PathLike[str]) -> str:
-    """Write ``report.html`` in ``folder``; return its path."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "report.html")
+    """Write ``report.html`` in ``folder``, or the file ``folder`` names when it ends
+    in ``.html``; return its path."""
+    folder = os.fspath(folder)
+    if folder.lower().endswith((".html", ".htm")):
+        path = folder
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    else:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "report.html")
     with open(path, "w", encoding="utf-8") as f:
         f.write(report_html(report))
     return path
