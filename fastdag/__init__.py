@@ -73,6 +73,9 @@ def __getattr__(name: str) -> Any:
         from .bridges import ray_cluster as module
     elif name == "plan_report":  # the planner from history: statistics and the simulator
         from .predict import text as module
+    elif name == "dask":  # ``fastdag.dask.get`` after a plain ``import fastdag``
+        import importlib  # not ``from . import``: that asks this hook again
+        return importlib.import_module(f"{__name__}.dask")
     else:
         raise AttributeError(f"module 'fastdag' has no attribute {name!r}")
     value = getattr(module, name)

@@ -24,6 +24,19 @@ class TestGetFunction(GetFunctionTestMixin):
     get = staticmethod(fastdag.dask.get)
 
 
+def test_fastdag_dask_get_after_a_plain_import_fastdag():
+    """``dask.compute(x, scheduler=fastdag.dask.get)`` as written, with no other import."""
+    import subprocess
+    import sys
+    code = ("import dask, dask.array as da, fastdag\n"
+            "x = da.ones((40, 40), chunks=10)\n"
+            "print(int(dask.compute(x.sum(), scheduler=fastdag.dask.get)[0]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1600"
+
+
 def _fail(x):
     raise ValueError(f"bad chunk {x}")
 
