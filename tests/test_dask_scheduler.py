@@ -238,3 +238,47 @@ def test_dataframe_sizes_come_from_their_buffers(monkeypatch):
     monkeypatch.setattr(pd.DataFrame, "__sizeof__", lambda self: pytest.fail("deep memory_usage"))
     assert nbytes(frame) == shallow
     assert nbytes(frame.set_index("a")) == int(frame.set_index("a").memory_usage().sum())
+
+
+@pytest.mark.parametrize("kind", ["default", "local"])
+def test_dask_local_callbacks_see_every_task(kind, local_executor, capsys):
+    from dask.callbacks import Callback
+    from dask.diagnostics import ProgressBar
+    get = fastdag.dask.get if kind == "default" else local_executor.dask_get
+    seen: list = []
+
+    class Hooks(Callback):
+        def _start(self, dsk):
+            seen.append(("start", len(dsk)))
+
+        def _pretask(self, key, dsk, state):
+            seen.append(("pre", key))
+
+        def _posttask(self, key, result, dsk, state, worker):
+            seen.append(("post", key, len(state["finished"])))
+
+        def _finish(self, dsk, state, errored):
+            seen.append(("finish", errored, len(state["finished"]), len(state["waiting"])))
+
+    x = da.arange(64, chunks=8)
+    expr = (x * 2 + 1).sum()
+    with Hooks(), ProgressBar(dt=0.01):
+        assert int(expr.compute(scheduler=get)) == sum(2 * i + 1 for i in range(64))
+    n = seen[0][1]
+    assert seen[0][0] == "start" and n > 8
+    pre = [e[1] for e in seen if e[0] == "pre"]
+    post = [e[1] for e in seen if e[0] == "post"]
+    assert len(pre) == len(post) == n and set(pre) == set(post)  # every task, once
+    assert seen[-1] == ("finish", False, n, 0)
+    assert "100% Completed" in capsys.readouterr().out
+
+    seen.clear()
+    bad = da.from_delayed(dask.delayed(_fail)(1), shape=(2,), dtype=float).sum()
+    with Hooks(), pytest.raises(ValueError):
+        bad.compute(scheduler=get)
+    assert seen[-1][:2] == ("finish", True)
+
+    seen.clear()
+    hooks = Hooks()  # dask.compute(..., callbacks=[...]) as well as `with`: tuples, as Dask takes
+    dask.compute(expr, scheduler=get, callbacks=[hooks._callback])
+    assert seen[-1][:2] == ("finish", False)

@@ -8,9 +8,11 @@
 Dask code catches the exceptions its tasks raise (``except ValueError``), so
 a failed task reaches the caller as the original exception, not fastdag's
 ``TaskError``; the Dask key and the worker's traceback are attached as a note.
-Options Dask passes to every scheduler (``num_workers``, ``pool``,
-``chunksize``...) mean nothing here and are ignored; fastdag's own run
-options (``metrics``, ``name``, ``progress``) are passed on.
+Dask's local callbacks (``ProgressBar``, ``Profiler``, ``callbacks=``) are
+called from the run's events (``dask_callbacks.py``). Options Dask passes to
+every scheduler (``num_workers``, ``pool``, ``chunksize``...) mean nothing
+here and are ignored; fastdag's own run options (``metrics``, ``name``,
+``progress``) are passed on.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import TaskError
+from .dask_callbacks import dask_callbacks
 from .dask_graph import nest_results, to_plan
 
 RUN_OPTIONS = ("metrics", "name", "progress")
@@ -35,12 +38,15 @@ def run_dask_graph(executor: Any, wait: Callable[[Any], Any], dsk: Any, keys: An
     if submit_plan is None:
         raise TypeError(f"{type(executor).__name__} cannot run Dask graphs; use a "
                         "LocalExecutor, ThreadExecutor or SyncExecutor")
-    converted = to_plan(dsk, keys)
     options = {k: kwargs[k] for k in RUN_OPTIONS if k in kwargs}
-    try:
-        values = wait(submit_plan(converted.plan, False, **options))
-    except TaskError as err:
-        raise original_exception(err) from None
+    with dask_callbacks(executor, dsk, kwargs.get("callbacks")) as bind:
+        converted = to_plan(dsk, keys)
+        try:
+            future = submit_plan(converted.plan, False, **options)
+            bind(future)
+            values = wait(future)
+        except TaskError as err:
+            raise original_exception(err) from None
     return nest_results(keys, converted.position, values)
 
 
