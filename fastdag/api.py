@@ -11,6 +11,7 @@ by ``fastdag/__init__.py``: core never imports it.
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,19 @@ def set_default_executor(executor: Executor | None) -> Executor | None:
 def _is_executor(value: Any) -> bool:
     from .engine.executor import Executor
     return isinstance(value, Executor)
+
+
+def _forget_in_forked_child() -> None:
+    """A child made by ``os.fork`` (a ``multiprocessing`` fork pool) has none of the
+    default executor's threads and must not use its workers: it makes its own
+    when it first computes. Executors that hold nothing of the kind stay."""
+    global _default, _default_lock
+    _default_lock = threading.Lock()  # it may have been held by another thread at fork
+    if _default is not None and not getattr(_default, "survives_fork", False):
+        _default = None
+
+
+os.register_at_fork(after_in_child=_forget_in_forked_child)
 
 
 @atexit.register

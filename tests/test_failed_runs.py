@@ -39,7 +39,6 @@ def test_a_failed_run_is_reported_with_the_tasks_that_ran(kind, local_executor, 
     assert report.run.state == "failed"
     assert "cannot take 42" in report.run.error
     assert [t.function for t in report.tasks] == ["inc"]  # the task that ran before the failure
-    fd.flush_metrics()
     stored = [r for r in fd.load_metrics(path) if r.run.run_id == report.run.run_id]
     assert len(stored) == 1
     assert stored[0].run.state == "failed" and "cannot take 42" in stored[0].run.error

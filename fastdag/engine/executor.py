@@ -109,6 +109,7 @@ class Executor(ABC):
     name = "executor"
     dashboard_url: str | None = None  # set when the executor serves the web dashboard
     metrics: Any = None  # default metrics sink (a path, Redis URL or sink) for every run
+    survives_fork = False  # usable in a child made by os.fork (no threads or workers of its own)
 
     @abstractmethod
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:

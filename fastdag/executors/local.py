@@ -227,7 +227,8 @@ class LocalExecutor(Executor):
         self._rr = 0
         self._status: mmap.mmap | None = None
         self._status_path: str | None = None  # made at start, under a fresh name
-        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix)
+        self._pid = os.getpid()  # a forked child must leave this process's workers and files be
+        self._finalizer = weakref.finalize(self, _emergency_cleanup, self.prefix, self._pid)
         atexit.register(_shutdown_ref, weakref.ref(self))
         sigterm.watch(self)
         self._feed = ev.RecordFeed(self.event_bus)
@@ -252,8 +253,7 @@ class LocalExecutor(Executor):
 
     # -- caller side --------------------------------------------------------
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
-        if self._closed:
-            raise RuntimeError("this LocalExecutor has been shut down")
+        self._check_usable()
         dag, single = as_dag(dag_or_nodes)
         plan = build_plan(dag)  # placed by its task list, run from it wherever it goes
         placed = self._placed(plan, single, options)
@@ -261,8 +261,7 @@ class LocalExecutor(Executor):
 
     def submit_placed(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """A Plan built outside DAGs (a Dask graph), placed as ``submit`` places a DAG."""
-        if self._closed:
-            raise RuntimeError("this LocalExecutor has been shut down")
+        self._check_usable()
         placed = self._placed(plan, single, options)
         return placed if placed is not None else self.submit_plan(plan, single, **options)
 
@@ -279,8 +278,7 @@ class LocalExecutor(Executor):
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
-        if self._closed:
-            raise RuntimeError("this LocalExecutor has been shut down")
+        self._check_usable()
         run_id = next(self._run_ids)
         with gc_paused():
             plan_ref, constants = self._store_plan(plan)
@@ -325,7 +323,20 @@ class LocalExecutor(Executor):
         except OSError:
             pass
 
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise RuntimeError("this LocalExecutor has been shut down")
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"this LocalExecutor belongs to process {self._pid}, which this one was forked "
+                "from: its workers serve that process only. Make a new executor here "
+                "(fd.compute() without one makes its own default in each process)")
+
     def shutdown(self, wait: bool = True) -> None:
+        if os.getpid() != self._pid:  # a forked child: the workers and files are the parent's
+            self._closed = True
+            self._finalizer.detach()
+            return
         with self._lock:
             if self._closed:
                 return
@@ -893,5 +904,7 @@ def _shutdown_ref(ref: weakref.ref) -> None:
         executor.shutdown(wait=False)
 
 
-def _emergency_cleanup(prefix: str) -> None:
+def _emergency_cleanup(prefix: str, pid: int) -> None:
+    if os.getpid() != pid:  # a forked child's exit: the files are its parent's
+        return
     SharedMemoryStore(prefix).sweep()  # segments, spilled ones and the status file

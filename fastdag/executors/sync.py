@@ -19,6 +19,7 @@ class SyncExecutor(Executor):
     """Runs a graph in the calling thread, one task at a time."""
 
     name = "sync"
+    survives_fork = True  # nothing but the calling thread
 
     def __init__(self, metrics: Any = None):
         self.metrics = metrics

@@ -31,11 +31,13 @@ class ThreadExecutor(Executor):
     """A pool of ``workers`` threads (default: one per core)."""
 
     name = "threads"
+    survives_fork = True  # a forked child makes a pool of its own (``_get_pool``)
 
     def __init__(self, workers: int | None = None, metrics: Any = None):
         self.workers = workers or os.cpu_count() or 1
         self.metrics = metrics
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0  # the process whose threads the pool holds
         self._lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
@@ -43,8 +45,10 @@ class ThreadExecutor(Executor):
 
     def _get_pool(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._pool is None:
+            if self._pool is None or self._pool_pid != os.getpid():
+                # After os.fork the parent's pool has no threads here: it would never run.
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fastdag")
+                self._pool_pid = os.getpid()
             return self._pool
 
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
