@@ -46,6 +46,7 @@ class RunFuture(concurrent.futures.Future):
         self.tasks_done = 0
         self._on_cancel = on_cancel
         self.scheduler: threading.Thread | None = None  # waiting on it would wait forever
+        self.never_started = False  # submit() raised: the caller has the error, no report is kept
 
     def cancel(self) -> bool:
         cancelled = super().cancel()

@@ -104,7 +104,7 @@ class _RunTracker:
             self.handled = True
         peak = self.watch.stop()
         report = None if self.recorder is None else self.recorder.take(future.run_id)
-        if report is not None:
+        if report is not None and not future.never_started:  # submit() raised: no run to keep
             future.report = report
             _complete(report, self.name, peak, self.sink, self.owner())
 
