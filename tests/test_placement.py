@@ -484,3 +484,18 @@ def test_a_first_graph_keeps_here_the_tasks_whose_inputs_cost_more_to_ship_than_
         assert place.offload(run, index[id(big)]) == "remote"
     finally:
         place.shutdown()
+
+
+def test_data_the_graph_captured_weighs_for_threads():
+    """Half GIL-held: processes for small inputs, threads once shipping the inputs to
+    the workers costs more than the second core saves (a pandas groupby on its frame)."""
+    place = _placement()
+    try:
+        _record(place, total, 0.01, 0.006)  # 60% GIL-held: 1.2 x what 2 cores overlap
+        small = fd.DAG([total(np.zeros(1000)) for _ in range(4)])
+        big = fd.DAG([total(np.zeros(2_000_000)) for _ in range(4)])  # 16 MB each
+        assert place.where(small) == "processes" and not place.prefers_threads(small)
+        assert place.prefers_threads(big) and place.where(big) == "threads"
+    finally:
+        place.shutdown()
+
