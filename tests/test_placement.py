@@ -499,3 +499,15 @@ def test_data_the_graph_captured_weighs_for_threads():
     finally:
         place.shutdown()
 
+
+
+def test_a_run_on_threads_is_tracked_before_its_first_task(threads):
+    """The caller's metrics bookkeeping is done before the tasks compete with it for the GIL."""
+    order = []
+
+    def work(x):
+        order.append("task")
+        return x
+
+    future = threads.start(fd.task(work)(1).dag, True, "", lambda f: order.append("track"))
+    assert future.result(timeout=30) == 1 and order == ["track", "task"]

@@ -253,11 +253,14 @@ class Placement:
             held += count * stats.mean_s * (1.0 if fraction is None else fraction)
         return Expected(work, held, alone, known, True, declared_free, functions)
 
-    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
-        """Start ``graph`` on the threads; started before the workers are up, its
-        GIL-holding tasks move to them once they are (``offload``)."""
+    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "",
+                       track: Callable[[RunFuture], Any] | None = None) -> RunFuture:
+        """Start ``graph`` on the threads (``track``: as ``ThreadExecutor.start``); started
+        before the workers are up, its GIL-holding tasks move to them once they are
+        (``offload``)."""
         early = self._submit is not None and not self.ready.is_set()
-        return self.threads.start(graph, single, name, offload=self.offload if early else None)
+        return self.threads.start(graph, single, name, track,
+                                  offload=self.offload if early else None)
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
         """Task ``i`` of a graph started on threads before the workers were up, sent to one
