@@ -511,3 +511,58 @@ def test_a_run_on_threads_is_tracked_before_its_first_task(threads):
 
     future = threads.start(fd.task(work)(1).dag, True, "", lambda f: order.append("track"))
     assert future.result(timeout=30) == 1 and order == ["track", "task"]
+
+
+def test_short_runs_are_judged_by_their_sum():
+    """2 ms runs are too short to sample one by one; summed, they tell GIL-free from
+    GIL-bound (a dask.dataframe groupby chunk), wherever the sampler's cycles ended."""
+    place = _placement()
+    try:
+        a = np.zeros(3)
+        for k in range(100):  # GIL-free: no sampler cycle ever late
+            place.profile.record(total.func, 0.002, 0.0)
+        assert place.profile.get(total.func).held_fraction == 0.0
+        assert place.where(fd.DAG([total(a) for _ in range(16)])) == "threads"
+        for k in range(100):  # GIL-bound: a 7 ms late cycle ends in every third or so run
+            place.profile.record(bump.func, 0.002, 0.007 if k % 7 in (0, 3) else 0.0)
+        assert place.profile.get(bump.func).held_fraction > 0.9
+        assert place.where(fd.DAG([bump(a) for _ in range(16)])) == "processes"
+        place.from_worker(0, ("gil", 7, [], [0, 0.06, 0.0]), {7: _Run(ident(a).dag)})
+        place.profile.record(ident.func, 0.002, None)  # its run time, from the run's records
+        assert place.profile.get(ident.func).held_fraction == 0.0
+    finally:
+        place.shutdown()
+
+
+class _Run:
+    """What ``Placement.from_worker`` reads of a run: its plan."""
+
+    def __init__(self, dag: fd.DAG):
+        from fastdag.core.plan import build_plan
+        self.plan = build_plan(dag)
+
+
+def test_the_sampler_tells_short_python_runs_from_short_waits():
+    """Measured for real, on one thread at a time: 2 ms runs summed."""
+    pool = GuardedThreads(1, GilProfile(), dict)
+    try:
+        loop, nap = fd.task(_python_loop), fd.task(time.sleep)
+        for _ in range(4):
+            pool.compute(*[loop(0.002) for _ in range(20)])
+            pool.compute(*[nap(0.002) for _ in range(20)])
+        python, sleep = pool.profile.get(_python_loop), pool.profile.get(time.sleep)
+        assert python.held_fraction > 0.3 > sleep.held_fraction, (python, sleep)
+    finally:
+        pool.shutdown()
+
+
+def test_workers_send_the_sums_of_their_short_runs():
+    with fd.LocalExecutor(workers=2, placement="auto") as ex:
+        assert ex.compute(ident(1)) == 1
+        assert ex.placement.ready.wait(60), "workers never said they were up"
+        ex.compute(*[fd.task(_python_loop)(0.001) for _ in range(60)])  # never seen: processes
+        assert fd.last_run().run.settings.get("placement", "processes") == "processes"
+        stats = ex.placement.profile.get(_python_loop)
+        assert stats.runs == 60 and stats.window_s > 0, stats
+        prefix = ex.prefix
+    assert _segments(prefix) == []

@@ -288,7 +288,8 @@ class Placement:
         return self.threads.run_inline(graph, single, name, InlineRun)
 
     def from_worker(self, wid: int, msg: tuple, runs: dict[int, Any]) -> None:
-        """A worker's ("up",) or ("gil", run, [task, wall, held, ...]) message."""
+        """A worker's ("up",) or ("gil", run, [task, wall, held, ...], windows) message;
+        ``windows``: the same triples for the sums of a function's short runs."""
         if msg[0] == "up":
             self._up.add(wid)
             if len(self._up) >= self.workers:
@@ -300,6 +301,10 @@ class Placement:
         tasks, samples = run.plan.tasks, msg[2]
         for k in range(0, len(samples), 3):
             self.profile.record(tasks[int(samples[k])].func, samples[k + 1], samples[k + 2])
+        windows = msg[3] if len(msg) > 3 else ()
+        for k in range(0, len(windows), 3):
+            self.profile.record_window(tasks[int(windows[k])].func, windows[k + 1],
+                                       windows[k + 2])
 
     def learn_run(self, plan: Plan, records: list[tuple[str, Any]]) -> None:
         """Run times of the tasks no worker sampled (shorter than ``MIN_TASK_S``), from a
