@@ -27,6 +27,7 @@ behaviour).
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -238,6 +239,17 @@ class GilProfile:
             return
         for k, i in enumerate(first):
             self.record_durations(tasks[i].func, durations[group == k])
+
+    def mean_typical_s(self, tasks: list) -> float | None:
+        """The mean ``typical_s`` of ``tasks`` (objects with a ``func``, repeats counted);
+        None if a function among them was never measured."""
+        total = 0.0
+        for task, count in collections.Counter(tasks).items():  # Tasks hash by identity
+            stats = self.get(task.func)
+            if stats is None or not stats.runs:
+                return None
+            total += count * stats.typical_s
+        return total / len(tasks) if tasks else None
 
     def _entry(self, func: Callable) -> FunctionStats:
         key = function_key(func)
