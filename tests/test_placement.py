@@ -584,3 +584,21 @@ def test_a_run_on_threads_sizes_its_first_batches_by_the_profile(threads):
     finally:
         pool.submit = original
     assert submitted[:8] == [2] * 8, submitted
+
+
+def test_runs_of_well_measured_functions_sample_the_gil_one_in_eight(threads):
+    """The sampler takes the GIL every 2 ms: once a function's share is known, it is
+    measured again now and then, not on every run."""
+    def sampled(dag: fd.DAG, runs: int) -> list[bool]:
+        made = [threads.new_run(dag, False) for _ in range(runs)]
+        for run in made:
+            run._stop_sampling()  # never started: let the sampler rest
+        return [run.sample for run in made]
+
+    graph = fd.DAG([total(np.zeros(3)) for _ in range(4)])
+    assert all(sampled(graph, 10))  # never measured
+    for _ in range(100):
+        threads.profile.record(total.func, 0.02, 0.0)  # 2 s sampled
+    assert sampled(graph, 16).count(True) == 2
+    assert all(sampled(fd.DAG([total(np.zeros(3)), bump(np.zeros(3))]), 10))  # bump: never
+    assert threads.sampler._users == 0

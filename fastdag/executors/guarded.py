@@ -67,7 +67,7 @@ class GuardedRun(InProcessRun):
         # Asked before each task: a worker's future for it, or None to run it here.
         self.offload: Offload | None = None
         self.sampling = threading.Lock()  # held while this run keeps the sampler on
-        self.sample = sample
+        self.sample = sample = sample and profile.wants_samples(plan.tasks)
         if sample:
             self.sampling.acquire()
             self.sampler.enter()
