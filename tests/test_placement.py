@@ -484,3 +484,121 @@ def test_a_first_graph_keeps_here_the_tasks_whose_inputs_cost_more_to_ship_than_
         assert place.offload(run, index[id(big)]) == "remote"
     finally:
         place.shutdown()
+
+
+def test_data_the_graph_captured_weighs_for_threads():
+    """Half GIL-held: processes for small inputs, threads once shipping the inputs to
+    the workers costs more than the second core saves (a pandas groupby on its frame)."""
+    place = _placement()
+    try:
+        _record(place, total, 0.01, 0.006)  # 60% GIL-held: 1.2 x what 2 cores overlap
+        small = fd.DAG([total(np.zeros(1000)) for _ in range(4)])
+        big = fd.DAG([total(np.zeros(2_000_000)) for _ in range(4)])  # 16 MB each
+        assert place.where(small) == "processes" and not place.prefers_threads(small)
+        assert place.prefers_threads(big) and place.where(big) == "threads"
+    finally:
+        place.shutdown()
+
+
+
+def test_a_run_on_threads_is_tracked_before_its_first_task(threads):
+    """The caller's metrics bookkeeping is done before the tasks compete with it for the GIL."""
+    order = []
+
+    def work(x):
+        order.append("task")
+        return x
+
+    future = threads.start(fd.task(work)(1).dag, True, "", lambda f: order.append("track"))
+    assert future.result(timeout=30) == 1 and order == ["track", "task"]
+
+
+def test_short_runs_are_judged_by_their_sum():
+    """2 ms runs are too short to sample one by one; summed, they tell GIL-free from
+    GIL-bound (a dask.dataframe groupby chunk), wherever the sampler's cycles ended."""
+    place = _placement()
+    try:
+        a = np.zeros(3)
+        for k in range(100):  # GIL-free: no sampler cycle ever late
+            place.profile.record(total.func, 0.002, 0.0)
+        assert place.profile.get(total.func).held_fraction == 0.0
+        assert place.where(fd.DAG([total(a) for _ in range(16)])) == "threads"
+        for k in range(100):  # GIL-bound: a 7 ms late cycle ends in every third or so run
+            place.profile.record(bump.func, 0.002, 0.007 if k % 7 in (0, 3) else 0.0)
+        assert place.profile.get(bump.func).held_fraction > 0.9
+        assert place.where(fd.DAG([bump(a) for _ in range(16)])) == "processes"
+        place.from_worker(0, ("gil", 7, [], [0, 0.06, 0.0]), {7: _Run(ident(a).dag)})
+        place.profile.record(ident.func, 0.002, None)  # its run time, from the run's records
+        assert place.profile.get(ident.func).held_fraction == 0.0
+    finally:
+        place.shutdown()
+
+
+class _Run:
+    """What ``Placement.from_worker`` reads of a run: its plan."""
+
+    def __init__(self, dag: fd.DAG):
+        from fastdag.core.plan import build_plan
+        self.plan = build_plan(dag)
+
+
+def test_the_sampler_tells_short_python_runs_from_short_waits():
+    """Measured for real, on one thread at a time: 2 ms runs summed."""
+    pool = GuardedThreads(1, GilProfile(), dict)
+    try:
+        loop, nap = fd.task(_python_loop), fd.task(time.sleep)
+        for _ in range(4):
+            pool.compute(*[loop(0.002) for _ in range(20)])
+            pool.compute(*[nap(0.002) for _ in range(20)])
+        python, sleep = pool.profile.get(_python_loop), pool.profile.get(time.sleep)
+        assert python.held_fraction > 0.3 > sleep.held_fraction, (python, sleep)
+    finally:
+        pool.shutdown()
+
+
+def test_workers_send_the_sums_of_their_short_runs():
+    with fd.LocalExecutor(workers=2, placement="auto") as ex:
+        assert ex.compute(ident(1)) == 1
+        assert ex.placement.ready.wait(60), "workers never said they were up"
+        ex.compute(*[fd.task(_python_loop)(0.001) for _ in range(60)])  # never seen: processes
+        assert fd.last_run().run.settings.get("placement", "processes") == "processes"
+        stats = ex.placement.profile.get(_python_loop)
+        assert stats.window_s > 0, stats
+        prefix = ex.prefix
+    assert _segments(prefix) == []
+
+
+def test_a_run_on_threads_sizes_its_first_batches_by_the_profile(threads):
+    """Known 10 ms tasks go to the pool two by two (``TARGET_BATCH_SECONDS``), not 8 and 8."""
+    graph = fd.DAG([total(np.zeros(3)) for _ in range(16)])
+    assert threads.new_run(graph, False).mean_task_s() is None  # never measured
+    for _ in range(3):
+        threads.profile.record(total.func, 0.01, 0.0)
+    assert threads.new_run(graph, False).mean_task_s() == pytest.approx(0.01)
+    submitted = []
+    pool = threads._get_pool()
+    original = pool.submit
+    pool.submit = lambda fn, batch, *rest: submitted.append(len(batch)) or original(fn, batch, *rest)
+    try:
+        assert len(threads.compute(*graph.sinks)) == 16
+    finally:
+        pool.submit = original
+    assert submitted[:8] == [2] * 8, submitted
+
+
+def test_runs_of_well_measured_functions_sample_the_gil_one_in_eight(threads):
+    """The sampler takes the GIL every 2 ms: once a function's share is known, it is
+    measured again now and then, not on every run."""
+    def sampled(dag: fd.DAG, runs: int) -> list[bool]:
+        made = [threads.new_run(dag, False) for _ in range(runs)]
+        for run in made:
+            run._stop_sampling()  # never started: let the sampler rest
+        return [run.sample for run in made]
+
+    graph = fd.DAG([total(np.zeros(3)) for _ in range(4)])
+    assert all(sampled(graph, 10))  # never measured
+    for _ in range(100):
+        threads.profile.record(total.func, 0.02, 0.0)  # 2 s sampled
+    assert sampled(graph, 16).count(True) == 2
+    assert all(sampled(fd.DAG([total(np.zeros(3)), bump(np.zeros(3))]), 10))  # bump: never
+    assert threads.sampler._users == 0

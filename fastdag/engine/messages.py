@@ -8,7 +8,7 @@
 
 Each is pickled whole over the worker's pipe. The first field names the
 kind, so the scheduler dispatches on ``msg[0]`` as it does for the plain
-control tuples (``("up",)`` once booted, ``("gil", run, samples)``), and
+control tuples (``("up",)`` once booted, ``("gil", run, samples, windows)``), and
 reads every other field by name.
 
 What the scheduler ships the other way is a plain tuple (see

@@ -173,7 +173,7 @@ def _columns(plan: Plan) -> tuple:
 class Progress:
     """What a batch has done since its last report."""
 
-    __slots__ = ("completed", "stored", "records", "consumed", "sent", "gil", "polled",
+    __slots__ = ("completed", "stored", "records", "consumed", "sent", "gil", "short", "polled",
                  "reported")
 
     def __init__(self) -> None:
@@ -183,6 +183,8 @@ class Progress:
         self.consumed: list[int] = []
         self.sent = 0  # numbers of ``records`` already sent in progress messages
         self.gil = array("d")  # (task, wall s, GIL-held s) of sampled tasks, flat
+        # Tasks too short to sample one by one, summed per Task: [a task, wall s, held s]
+        self.short: dict[Any, list] = {}
         self.polled = self.reported = 0.0  # when control messages were read, records sent
 
     def lists(self) -> tuple[list[int], dict[int, StoredRef], array, list[int]]:
@@ -197,6 +199,26 @@ class Progress:
         self.consumed.clear()
         self.sent = 0
         del self.gil[:]
+        self.short.clear()
+
+    def sample(self, i: int, task: Any, wall: float, held: float) -> None:
+        """Task ``i``'s GIL sample: its own if it ran long enough, else summed with its
+        function's other short runs (``gil.GilProfile.record_window``)."""
+        if wall >= MIN_TASK_S:
+            self.gil.extend((i, wall, held))
+            return
+        window = self.short.get(task)
+        if window is None:
+            self.short[task] = [i, wall, held]
+        else:
+            window[1] += wall
+            window[2] += held
+
+    def gil_message(self, run: int) -> tuple | None:
+        """("gil", run, samples, windows) for the client's placement, or None if none."""
+        if not self.gil and not self.short:
+            return None
+        return ("gil", run, self.gil, array("d", [x for w in self.short.values() for x in w]))
 
 
 class Cancelled(Exception):
@@ -365,8 +387,8 @@ class Worker:
             if not simple[i]:  # its guarded arguments' views are not the caller's to keep
                 value = writeable(value)
             ran = clock()
-            if SAMPLER is not None and ran - start >= MIN_TASK_S:
-                progress.gil.extend((i, ran - start, SAMPLER.held - held))
+            if SAMPLER is not None:
+                progress.sample(i, tasks[i], ran - start, SAMPLER.held - held)
             # Inputs go first: a task that returns one, modified, holds its only reference.
             in_bytes = 0
             for d in deps:
@@ -444,8 +466,9 @@ class Worker:
                 boundary.append(i)
         announced.update(boundary)
         bundles = self._store_leaving(data, progress, leaving) if leaving else []
-        if progress.gil:
-            self.send(("gil", run, progress.gil))  # before the report that may end the run
+        gil = progress.gil_message(run)
+        if gil is not None:
+            self.send(gil)  # before the report that may end the run
         self.send(Report("report", run, array("i", progress.completed), boundary,
                          progress.consumed, progress.stored, bundles, list(claimed),
                          progress.records, final))

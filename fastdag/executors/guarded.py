@@ -69,7 +69,7 @@ class GuardedRun(InProcessRun):
         # Asked before each task: a worker's future for it, or None to run it here.
         self.offload: Offload | None = None
         self.sampling = threading.Lock()  # held while this run keeps the sampler on
-        self.sample = sample
+        self.sample = sample = sample and profile.wants_samples(plan.tasks)
         if sample:
             self.sampling.acquire()
             self.sampler.enter()
@@ -86,6 +86,17 @@ class GuardedRun(InProcessRun):
         self.profile.record(func, wall, self.sampler.held - held if self.sample else None,
                             time.thread_time() - cpu)
         return result
+
+    def mean_task_s(self) -> float | None:
+        """This run's mean task time so far; before its first task ends, the profile's
+        (each task's function's typical run), so that the first tasks are handed
+        to the pool in batches sized for them, not as one share per thread:
+        16 pandas groupbys of ~8 ms split 8 and 8 left a thread that another
+        process slowed with half the graph while the other idled."""
+        measured = super().mean_task_s()
+        if measured is not None:
+            return measured
+        return self.profile.mean_typical_s(self.plan.tasks)
 
     @staticmethod
     def _remote_result(remote: RunFuture) -> Any:

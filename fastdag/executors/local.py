@@ -273,8 +273,11 @@ class LocalExecutor(Executor):
         where = self.placement.where(graph)
         if where == PROCESSES:
             return None
-        run = self.placement.run_inline if where == INLINE else self.placement.run_on_threads
-        return self._track(run(graph, single, options.get("name", "")), options)
+        name = options.get("name", "")
+        if where == INLINE:  # done on return: tracked then, as a run that ended at once
+            return self._track(self.placement.run_inline(graph, single, name), options)
+        return self.placement.run_on_threads(graph, single, name,
+                                             lambda future: self._track(future, options))
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""

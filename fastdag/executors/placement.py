@@ -5,8 +5,8 @@
     submit(dag) or a Dask graph's Plan ──> Placement.where(graph)
                       │ every function measured, the whole graph
                       │   cheaper to run than to hand off ───────> inline (InlineRun, this thread)
-                      │ every function measured, GIL-held work
-                      │   no more than the cores can overlap ────> threads (GuardedThreads)
+                      │ every function measured, GIL-held work no
+                      │   longer than the processes would take ──> threads (GuardedThreads)
                       │ workers still starting ──────────────────> threads; GIL-holding tasks
                       │                                             move to the workers once up
                       └ otherwise (a function never seen, pure
@@ -27,6 +27,15 @@ tiny (``A``, the sum of their typical run times) runs inline when
 handing ``n`` tasks off costs (``HANDOFF_FIXED_S``, ``HANDOFF_PER_TASK_S``).
 A function never seen runs on the processes (the safe default: isolation,
 parallel pure Python), which measure it for next time.
+
+Worker processes also pay for what the graph captured (the arrays and
+frames passed into task calls): hashed into the constants cache here,
+mapped and read by a worker, ``C`` seconds at ``CAPTURED_BYTES_PER_S``,
+whatever the tasks do with it. So threads win when ``H <= W / cores + C``:
+a pandas groupby holds the GIL for about half its run, which the cores
+alone (``H <= W / 2``) put on the fence between threads and processes
+from one measurement to the next, while shipping its 12 MB frame to a
+worker (4 ms) costs as much as a second process saves of its 8 ms run.
 
 Measurements are noisy on a loaded machine, so the choice made for a set of
 functions is kept until the evidence against it is clear (``MARGIN``).
@@ -78,6 +87,11 @@ MARGIN = 0.5
 # worker pays for its inputs and result: measured on this VM (see
 # ``predict/history.py``, which learns it per machine from run records).
 SHIP_BYTES_PER_S = 0.45e9
+# Bytes a second a graph's captured arguments cost a run on the workers once the
+# constants cache holds them (``store/constants.py``: hashed here, mapped and
+# read there): 16 DataFrames of 12 MB added 40-80 ms to a run on this VM. The
+# first run, which writes them, pays more: counting this rate errs toward processes.
+CAPTURED_BYTES_PER_S = 3e9
 
 
 class Expected(NamedTuple):
@@ -92,13 +106,32 @@ class Expected(NamedTuple):
     functions: frozenset  # the graph's functions (``function_key``): what a decision is kept for
 
 
-def _threads_score(expected: Expected, workers: int) -> float:
-    """GIL-bound time over the time of the whole on every core: threads win at <= 1."""
+def _threads_score(expected: Expected, workers: int, graph: DAG | Plan | None = None) -> float:
+    """GIL-bound time over the processes' time (the whole on every core, plus shipping
+    what ``graph`` captured): threads win at <= 1."""
     if not expected.measured:
         return math.inf
     if expected.work == 0.0:
         return 0.0 if expected.declared_free else math.inf
-    return expected.held / (expected.work / workers)
+    captured = 0.0 if graph is None else _captured_s(graph)
+    return expected.held / (expected.work / workers + captured)
+
+
+def _captured_s(graph: DAG | Plan) -> float:
+    """Seconds the worker processes would spend on the arguments ``graph`` captured
+    (``CAPTURED_BYTES_PER_S``): what its tasks were called with besides other tasks'
+    results, summed per task (each worker maps what its tasks read)."""
+    if isinstance(graph, Plan):
+        rows: Any = zip(graph.modes, graph.args, graph.kwargs)
+    else:
+        rows = ((n.mode, n.args, n.kwargs) for n in graph.nodes)
+    size = 0
+    for mode, args, kwargs in rows:
+        if args and mode != ARGS_ARE_DEPS:
+            size += nbytes(args)
+        if kwargs:
+            size += nbytes(tuple(kwargs.values()))
+    return size / CAPTURED_BYTES_PER_S
 
 
 def _inline_score(expected: Expected, tasks: int, workers: int) -> float:
@@ -108,15 +141,19 @@ def _inline_score(expected: Expected, tasks: int, workers: int) -> float:
     return expected.alone * (1 - 1 / workers) / (HANDOFF_FIXED_S + tasks * HANDOFF_PER_TASK_S)
 
 
-def _decide(inline: float, threads: float, previous: str | None) -> str:
-    """The first placement whose score fits, with ``MARGIN`` of hysteresis around ``previous``."""
+def _decide(inline: float, threads: Callable[[], float], previous: str | None) -> str:
+    """The first placement whose score fits, with ``MARGIN`` of hysteresis around ``previous``.
+
+    ``threads`` is called only when inline does not fit: it weighs the
+    graph's captured data, which a graph run inline never needs to know.
+    """
     def fits(score: float, where: str) -> bool:
         if previous is None:
             return score <= 1.0
         return score <= (1.0 + MARGIN if where == previous else 1.0 / (1.0 + MARGIN))
     if fits(inline, INLINE):
         return INLINE
-    if fits(threads, THREADS):
+    if fits(threads(), THREADS):
         return THREADS
     return PROCESSES
 
@@ -179,7 +216,7 @@ class Placement:
         tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
         expected = self.expected(tasks)
         choice = _decide(_inline_score(expected, len(tasks), self.workers),
-                         _threads_score(expected, self.workers),
+                         lambda: _threads_score(expected, self.workers, graph),
                          self._decisions.get(expected.functions))
         if choice == PROCESSES and not self.ready.is_set():
             return THREADS
@@ -190,7 +227,7 @@ class Placement:
     def prefers_threads(self, graph: DAG | Plan) -> bool:
         """The threads-or-processes rule alone (no memory), from the functions' profiles."""
         tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
-        return _threads_score(self.expected(tasks), self.workers) <= 1.0
+        return _threads_score(self.expected(tasks), self.workers, graph) <= 1.0
 
     def expected(self, tasks: list[Task]) -> Expected:
         """What the profile predicts for these tasks (one entry per task, repeats included)."""
@@ -216,11 +253,14 @@ class Placement:
             held += count * stats.mean_s * (1.0 if fraction is None else fraction)
         return Expected(work, held, alone, known, True, declared_free, functions)
 
-    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
-        """Start ``graph`` on the threads; started before the workers are up, its
-        GIL-holding tasks move to them once they are (``offload``)."""
+    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "",
+                       track: Callable[[RunFuture], Any] | None = None) -> RunFuture:
+        """Start ``graph`` on the threads (``track``: as ``ThreadExecutor.start``); started
+        before the workers are up, its GIL-holding tasks move to them once they are
+        (``offload``)."""
         early = self._submit is not None and not self.ready.is_set()
-        return self.threads.start(graph, single, name, offload=self.offload if early else None)
+        return self.threads.start(graph, single, name, track,
+                                  offload=self.offload if early else None)
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
         """Task ``i`` of a graph started on threads before the workers were up, sent to one
@@ -248,7 +288,8 @@ class Placement:
         return self.threads.run_inline(graph, single, name, InlineRun)
 
     def from_worker(self, wid: int, msg: tuple, runs: dict[int, Any]) -> None:
-        """A worker's ("up",) or ("gil", run, [task, wall, held, ...]) message."""
+        """A worker's ("up",) or ("gil", run, [task, wall, held, ...], windows) message;
+        ``windows``: the same triples for the sums of a function's short runs."""
         if msg[0] == "up":
             self._up.add(wid)
             if len(self._up) >= self.workers:
@@ -260,6 +301,10 @@ class Placement:
         tasks, samples = run.plan.tasks, msg[2]
         for k in range(0, len(samples), 3):
             self.profile.record(tasks[int(samples[k])].func, samples[k + 1], samples[k + 2])
+        windows = msg[3] if len(msg) > 3 else ()
+        for k in range(0, len(windows), 3):
+            self.profile.record_window(tasks[int(windows[k])].func, windows[k + 1],
+                                       windows[k + 2])
 
     def learn_run(self, plan: Plan, records: list[tuple[str, Any]]) -> None:
         """Run times of the tasks no worker sampled (shorter than ``MIN_TASK_S``), from a
