@@ -32,6 +32,7 @@ import operator
 import shutil
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -103,6 +104,16 @@ class Task:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.name}(): {exc}") from None
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """``@fd.task`` on a method: ``obj.method(x)`` is a Node of ``method(obj, x)``.
+
+        A Task stored on a class binds as the plain function it wraps would;
+        a builtin, a ``staticmethod`` or a partial does not bind, as in Python.
+        """
+        if instance is None or type(self.func) is not _FUNCTION:
+            return self
+        return types.MethodType(self, instance)
 
     def __repr__(self) -> str:
         return f"<fd.task {self.name}>"
@@ -424,6 +435,7 @@ def _collect_nested(container: Any, deps: dict[Node, None]) -> bool:
     """Add Nodes found at any depth in ``container`` to ``deps``; True if any."""
     found = False
     stack = [container]
+    seen = {id(container)}  # a list that holds itself is a valid argument
     while stack:
         obj = stack.pop()
         items = obj.values() if isinstance(obj, dict) else obj
@@ -431,7 +443,8 @@ def _collect_nested(container: Any, deps: dict[Node, None]) -> bool:
             if type(value) is Node:
                 found = True
                 deps[value] = None
-            elif isinstance(value, _CONTAINERS):
+            elif isinstance(value, _CONTAINERS) and id(value) not in seen:
+                seen.add(id(value))
                 stack.append(value)
         if isinstance(obj, dict):
             for k in obj:
