@@ -75,3 +75,45 @@ def test_argument_that_holds_itself(executors):
     table["self"] = table
     _each(executors, lambda: fd.task(_length)(looped), 3)
     _each(executors, lambda: fd.task(_length)(table), 2)
+
+
+# -- a task's own exception, as the caller catches it
+
+class ApiError(Exception):
+    """The usual custom exception: more than a message, so plain pickle cannot rebuild it."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
+
+
+def _call_api(x):
+    try:
+        {}["missing"]
+    except KeyError as err:
+        raise ApiError(f"bad {x}", 503) from err
+
+
+def _unpicklable_attribute(x):
+    import threading
+    err = ValueError(f"locked {x}")
+    err.lock = threading.Lock()
+    err.hint = "kept"
+    raise err
+
+
+def test_custom_exception_arrives_whole(executors):
+    for name, ex in executors.items():
+        with pytest.raises(fd.TaskError) as info:
+            fd.compute(fd.task(_call_api)(fd.task(abs)(-1)), executor=ex)
+        cause = info.value.__cause__
+        assert type(cause) is ApiError and cause.status == 503, name
+        assert cause.args == ("bad 1",), name
+        assert type(cause.__cause__) is KeyError, name  # raise ... from err is kept
+        assert "_call_api" in str(info.value), name
+
+        with pytest.raises(fd.TaskError) as info:
+            fd.compute(fd.task(_unpicklable_attribute)(fd.task(abs)(-2)), executor=ex)
+        cause = info.value.__cause__
+        assert type(cause) is ValueError and cause.args == ("locked 2",), name
+        assert cause.hint == "kept", name
