@@ -7,6 +7,10 @@ argument), checked on every executor against plain Python.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import fastdag as fd
@@ -117,3 +121,44 @@ def test_custom_exception_arrives_whole(executors):
         cause = info.value.__cause__
         assert type(cause) is ValueError and cause.args == ("locked 2",), name
         assert cause.hint == "kept", name
+
+
+# -- a script's own classes, sent by value to worker processes and back
+
+SCRIPT = '''
+from dataclasses import dataclass
+import fastdag as fd
+
+class Pair:
+    __slots__ = ("a", "b")
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+@dataclass(slots=True, frozen=True)
+class Point:
+    x: int
+    y: list
+
+@fd.task
+def make(n):
+    return Pair(n, [n]), Point(n, [n])
+
+@fd.task
+def shift(pair):
+    return Pair(pair[0].a + 1, pair[0].b), not hasattr(pair[0], "__dict__")
+
+with fd.LocalExecutor(2) as ex:
+    pair, point = make(1).compute(executor=ex)
+    moved, slotted = shift(make(2)).compute(executor=ex)
+    print(type(pair) is Pair, pair.a, pair.b, point, type(moved) is Pair, moved.a, slotted)
+'''
+
+
+def test_slotted_classes_of_a_script_travel_both_ways(tmp_path):
+    script = tmp_path / "slots_script.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(fd.__file__))}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "True 1 [1] Point(x=1, y=[1]) True 3 True"

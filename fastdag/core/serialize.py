@@ -168,7 +168,28 @@ class _Pickler(cloudpickle.Pickler):
             # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
             pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
             return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
-        return super().reducer_override(obj)
+        reduced = super().reducer_override(obj)
+        if type(reduced) is tuple and reduced[0] is _MAKE_CLASS and "__slots__" in obj.__dict__:
+            return _with_slots(reduced, obj.__slots__)
+        return reduced
+
+
+_MAKE_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+
+
+def _with_slots(reduced: tuple, slots: Any) -> tuple:
+    """A class sent by value (``__main__``, a notebook) made again with its ``__slots__``.
+
+    cloudpickle makes the class first and sets ``__slots__`` afterwards,
+    when it no longer creates slots: the copy in a worker has a ``__dict__``
+    instead, its instances pickle their fields as one, and the caller's
+    class, which has no ``__dict__``, cannot load them back. Passing
+    ``__slots__`` to the class statement's namespace, as the original was
+    made, keeps the two alike.
+    """
+    func, args, *rest = reduced
+    kwargs = {**args[3], "__slots__": slots}
+    return (func, (*args[:3], kwargs, *args[4:]), *rest)
 
 
 OUT_OF_BAND_MIN = 64 * 1024
