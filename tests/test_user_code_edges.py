@@ -162,3 +162,17 @@ def test_slotted_classes_of_a_script_travel_both_ways(tmp_path):
                          timeout=120, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[0] == "True 1 [1] Point(x=1, y=[1]) True 3 True"
+
+
+# -- Executor.compute takes what fd.compute takes
+
+def test_executor_compute_takes_containers_and_plain_values(executors):
+    add = fd.task(lambda a, b: a + b)
+    for name, ex in executors.items():
+        if ex is None:
+            ex = fd.get_default_executor()
+        a, b = add(1, 2), add(3, 4)
+        assert ex.compute([a, b]) == [3, 7], name
+        assert ex.compute({"a": a, "rest": (b, 5)}) == {"a": 3, "rest": (7, 5)}, name
+        assert ex.compute(a) == 3 and ex.compute(a, [b]) == (3, [7]), name
+        assert ex.compute(5) == 5, name
