@@ -7,6 +7,7 @@ argument), checked on every executor against plain Python.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -176,3 +177,37 @@ def test_executor_compute_takes_containers_and_plain_values(executors):
         assert ex.compute({"a": a, "rest": (b, 5)}) == {"a": 3, "rest": (7, 5)}, name
         assert ex.compute(a) == 3 and ex.compute(a, [b]) == (3, [7]), name
         assert ex.compute(5) == 5, name
+
+
+# -- Nodes inside dataclass instances are dependencies, as in dask.delayed
+
+@dataclasses.dataclass
+class Config:
+    scale: object
+    name: str = "run"
+    extra: object = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Frozen:
+    value: object
+
+
+def _use(config, items):
+    return (config.scale * 10 + sum(f.value for f in items), config.name, config.extra)
+
+
+def test_nodes_inside_dataclasses(executors):
+    inc = fd.task(lambda x: x + 1)
+    use = fd.task(_use)
+
+    def build():
+        one = inc(0)
+        config = Config(inc(one), extra=[Frozen(one)])
+        return use(config, [Frozen(inc(4)), Frozen(one), Frozen(3)])
+
+    _each(executors, build, (20 + 5 + 1 + 3, "run", [Frozen(1)]))
+    config = Config(inc(0))
+    for name, ex in executors.items():
+        assert fd.compute(config, executor=ex) == (Config(1),), name
+        assert type(config.scale) is fd.Node, name  # the caller's instance is left alone
