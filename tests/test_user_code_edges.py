@@ -211,3 +211,25 @@ def test_nodes_inside_dataclasses(executors):
     for name, ex in executors.items():
         assert fd.compute(config, executor=ex) == (Config(1),), name
         assert type(config.scale) is fd.Node, name  # the caller's instance is left alone
+
+
+# -- a task that calls another task gets a Node: the error says what to do
+
+@fd.task
+def _inner(x):
+    return x + 1
+
+
+def _outer_forgets_compute(x):
+    return _inner(x)
+
+
+def _outer_computes(x):
+    return _inner(x).compute() + _inner.func(x)
+
+
+def test_calling_a_task_inside_a_task(executors):
+    outer = fd.task(_outer_forgets_compute)
+    with pytest.raises(fd.SerializationError, match=r"\.compute\(\) on it there.*_inner\.func"):
+        outer(1).compute(executor=executors["local"])
+    _each(executors, lambda: fd.task(_outer_computes)(1), 4)
