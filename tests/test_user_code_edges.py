@@ -145,6 +145,10 @@ def make(n):
     return Pair(n, [n]), Point(n, [n])
 
 @fd.task
+def fails(x):
+    return {"a": x}["missing key"]
+
+@fd.task
 def shift(pair):
     return Pair(pair[0].a + 1, pair[0].b), not hasattr(pair[0], "__dict__")
 
@@ -152,6 +156,10 @@ with fd.LocalExecutor(2) as ex:
     pair, point = make(1).compute(executor=ex)
     moved, slotted = shift(make(2)).compute(executor=ex)
     print(type(pair) is Pair, pair.a, pair.b, point, type(moved) is Pair, moved.a, slotted)
+    try:
+        fails(1).compute(executor=ex)
+    except fd.TaskError as err:
+        print(" | ".join(str(err).splitlines()))
 '''
 
 
@@ -162,7 +170,10 @@ def test_slotted_classes_of_a_script_travel_both_ways(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == "True 1 [1] Point(x=1, y=[1]) True 3 True"
+    lines = out.stdout.split("\n")
+    assert lines[0] == "True 1 [1] Point(x=1, y=[1]) True 3 True"
+    # the worker's traceback names the script and quotes its line, as a local run's does
+    assert "slots_script.py" in lines[1] and 'return {"a": x}["missing key"]' in lines[1], lines[1]
 
 
 # -- Executor.compute takes what fd.compute takes

@@ -16,6 +16,7 @@ import io
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import cloudpickle
@@ -168,10 +169,28 @@ class _Pickler(cloudpickle.Pickler):
             # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
             pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
             return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
+        elif type(obj) is CodeType and _CODE_REDUCE is not None:
+            return _code_with_filename(obj)
         reduced = super().reducer_override(obj)
         if type(reduced) is tuple and reduced[0] is _MAKE_CLASS and "__slots__" in obj.__dict__:
             return _with_slots(reduced, obj.__slots__)
         return reduced
+
+
+_CODE_REDUCE = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+
+def _code_with_filename(code: CodeType) -> tuple:
+    """The code of a function sent by value, keeping its file name.
+
+    cloudpickle writes ``<dynamic-code>`` instead (for byte-identical pickles
+    across machines), so a task from a script or notebook that fails in a
+    worker shows ``File "<dynamic-code>", line 9`` and no source line; with
+    the real name the worker's traceback quotes the line, as a local run's does.
+    """
+    func, args = _CODE_REDUCE(code)
+    return func, tuple(code.co_filename if type(a) is str and a == "<dynamic-code>" else a
+                       for a in args)
 
 
 _MAKE_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
