@@ -11,6 +11,8 @@ import dataclasses
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -244,3 +246,25 @@ def test_calling_a_task_inside_a_task(executors):
     with pytest.raises(fd.SerializationError, match=r"\.compute\(\) on it there.*_inner\.func"):
         outer(1).compute(executor=executors["local"])
     _each(executors, lambda: fd.task(_outer_computes)(1), 4)
+
+
+# -- leaving a with block while runs are still going
+
+def _nap(x):
+    time.sleep(0.3)
+    return x
+
+
+def test_with_block_ends_after_its_pending_runs():
+    outcome = {}
+
+    def use():
+        with fd.LocalExecutor(2) as ex:  # the DESIGN idiom: submit, leave the block
+            outcome["futures"] = [ex.submit(fd.task(_nap)(i)) for i in range(3)]
+        outcome["left"] = True
+
+    thread = threading.Thread(target=use, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert outcome.get("left"), "shutdown() at the end of the with block never returned"
+    assert [f.result(0) for f in outcome["futures"]] == [0, 1, 2]
