@@ -7,6 +7,7 @@ argument), checked on every executor against plain Python.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import subprocess
@@ -255,16 +256,38 @@ def _nap(x):
     return x
 
 
-def test_with_block_ends_after_its_pending_runs():
+@pytest.mark.parametrize("make", [lambda: fd.LocalExecutor(2), lambda: fd.ThreadExecutor(2),
+                                  lambda: fd.LocalExecutor(2, placement="auto")],
+                         ids=["local", "threads", "auto"])
+def test_with_block_ends_after_its_pending_runs(make):
     outcome = {}
+    nap, add = fd.task(_nap), fd.task(lambda a, b: a + b)
 
     def use():
-        with fd.LocalExecutor(2) as ex:  # the DESIGN idiom: submit, leave the block
-            outcome["futures"] = [ex.submit(fd.task(_nap)(i)) for i in range(3)]
+        with make() as ex:  # the DESIGN idiom: submit, leave the block
+            outcome["futures"] = [ex.submit(add(nap(i), nap(i))) for i in range(4)]
         outcome["left"] = True
 
     thread = threading.Thread(target=use, daemon=True)
     thread.start()
     thread.join(60)
     assert outcome.get("left"), "shutdown() at the end of the with block never returned"
-    assert [f.result(0) for f in outcome["futures"]] == [0, 1, 2]
+    assert [f.result(5) for f in outcome["futures"]] == [0, 2, 4, 6]
+
+
+def test_shutdown_without_waiting_cancels_runs_on_threads():
+    ex = fd.ThreadExecutor(1)
+    nap = fd.task(_nap)
+    future = ex.submit(nap(nap(nap(1))))
+    ex.shutdown(wait=False)
+    with pytest.raises(concurrent.futures.CancelledError):
+        future.result(10)
+
+
+def test_one_except_catches_every_cancellation():
+    assert issubclass(fd.CancelledError, concurrent.futures.CancelledError)
+    with fd.LocalExecutor(1) as ex:
+        future = ex.submit(fd.task(_nap)(1))
+        ex.shutdown(wait=False)  # the run is closed with fd.CancelledError
+        with pytest.raises(concurrent.futures.CancelledError):
+            future.result(10)
