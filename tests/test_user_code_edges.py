@@ -291,3 +291,22 @@ def test_one_except_catches_every_cancellation():
         ex.shutdown(wait=False)  # the run is closed with fd.CancelledError
         with pytest.raises(concurrent.futures.CancelledError):
             future.result(10)
+
+
+def _collect_errors(n):
+    """Errors kept as values (a batch job's failures), not raised."""
+    return [ApiError(f"item {i}", 500 + i) for i in range(n)]
+
+
+def test_exceptions_as_values(executors):
+    def check(got):
+        assert [type(e) for e in got] == [ApiError, ApiError]
+        assert [(e.args, e.status) for e in got] == [(("item 0",), 500), (("item 1",), 501)]
+
+    statuses = fd.task(lambda errs: [e.status for e in errs])
+    for name, ex in executors.items():
+        errs = fd.task(_collect_errors)(2)
+        got, codes, echoed = fd.compute(errs, statuses(errs), fd.task(list)([ApiError("x", 1)]),
+                                        executor=ex)
+        check(got)
+        assert codes == [500, 501] and echoed[0].status == 1, name

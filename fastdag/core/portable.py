@@ -97,10 +97,24 @@ class _ByFields:
             except Exception:  # noqa: BLE001 - an attribute that cannot travel stays behind
                 continue
             state[name] = value
-        return (_rebuild, (type(exc), exc.args, state))
+        return (rebuild_exception, (type(exc), exc.args, state))
 
 
-def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
+def reduce_exception(exc: BaseException) -> tuple | None:
+    """A reduce tuple that rebuilds ``exc`` without calling its ``__init__``, for an
+    exception pickled by ``BaseException``'s own reduce (which calls ``cls(*args)``
+    and so fails for ``__init__(self, msg, code)``); None for one that pickles itself."""
+    cls = type(exc)
+    if cls.__reduce__ is not _BASE_REDUCE or cls.__reduce_ex__ is not _BASE_REDUCE_EX:
+        return None
+    return (rebuild_exception, (cls, exc.args, dict(getattr(exc, "__dict__", {}))))
+
+
+_BASE_REDUCE, _BASE_REDUCE_EX = BaseException.__reduce__, BaseException.__reduce_ex__
+
+
+def rebuild_exception(cls: type, args: tuple, state: dict) -> BaseException:
+    """An exception of type ``cls`` with these ``args`` and attributes, ``__init__`` not called."""
     exc = cls.__new__(cls, *args)
     exc.args = args
     exc.__dict__.update(state)

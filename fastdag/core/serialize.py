@@ -21,6 +21,8 @@ from typing import Any
 
 import cloudpickle
 
+from .portable import reduce_exception
+
 PICKLE = 0
 ARROW_TABLE = 1
 ARROW_BATCH = 2
@@ -171,6 +173,10 @@ class _Pickler(cloudpickle.Pickler):
             return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
         elif type(obj) is CodeType and _CODE_REDUCE is not None:
             return _code_with_filename(obj)
+        elif isinstance(obj, BaseException):  # a result, or an argument: as a raised one travels
+            reduced = reduce_exception(obj)
+            if reduced is not None:
+                return reduced
         reduced = super().reducer_override(obj)
         if type(reduced) is tuple and reduced[0] is _MAKE_CLASS and "__slots__" in obj.__dict__:
             return _with_slots(reduced, obj.__slots__)
