@@ -7,6 +7,7 @@ argument), checked on every executor against plain Python.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import os
@@ -310,3 +311,26 @@ def test_exceptions_as_values(executors):
                                         executor=ex)
         check(got)
         assert codes == [500, 501] and echoed[0].status == 1, name
+
+
+# -- async def tasks give what the coroutine returns
+
+@fd.task
+async def _fetch(x, delay=0.001):
+    await asyncio.sleep(delay)
+    return x * 2
+
+
+async def _plain_async(x):
+    await asyncio.sleep(0)
+    return x + 1
+
+
+def test_async_functions_as_tasks(executors):
+    _each(executors, lambda: _fetch(fd.task(_plain_async)(1), delay=0), 4)
+    for name, ex in executors.items():
+        async def caller():  # computed from async code, maybe inline in this loop's thread
+            return await fd.acompute(_fetch(fd.task(_plain_async)(2)), executor=ex)
+        assert asyncio.run(caller()) == 6, name
+    with pytest.raises(TypeError, match="_fetch"):
+        _fetch(1, 2, 3)  # the async function's own signature is checked
