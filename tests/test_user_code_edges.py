@@ -19,15 +19,10 @@ import time
 import pytest
 
 import fastdag as fd
+import test_user_idioms
 
 
-@pytest.fixture(scope="module")
-def executors():
-    """Every executor a user may pick: the default (None), sync, threads and processes."""
-    threads, local = fd.ThreadExecutor(2), fd.LocalExecutor(2)
-    yield {"default": None, "sync": fd.SyncExecutor(), "threads": threads, "local": local}
-    threads.shutdown()
-    local.shutdown()
+executors = test_user_idioms.executors  # the fixture: every executor a user may pick
 
 
 def _each(executors, build, expected):

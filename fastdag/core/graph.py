@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from . import hooks
+from .coroutines import synchronous
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
@@ -78,16 +79,18 @@ class Task:
             raise ValueError(f"nout must be a non-negative int or None, got {nout!r}")
         if gil not in (None, True, False):
             raise ValueError(f"gil must be True, False or None, got {gil!r}")
+        # How many positional args a call without keywords may pass (empty: check each call).
+        self._accepts = _counts(_positional_arity(func))
+        self._signature: inspect.Signature | None = None
+        functools.update_wrapper(self, func, updated=())
+        if inspect.iscoroutinefunction(func):  # async def: the value is what it returns
+            func = synchronous(func)
         self.func = func
         self.gil = gil
         self.name = name or getattr(func, "__name__", type(func).__name__)
         self.retries = retries
         self.nout = nout
         self.requires = tuple(requires)
-        # How many positional args a call without keywords may pass (empty: check each call).
-        self._accepts = _counts(_positional_arity(func))
-        self._signature: inspect.Signature | None = None
-        functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
         # Fail at call time, as the plain function would, on a wrong arity.
