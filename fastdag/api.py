@@ -71,6 +71,17 @@ def _is_executor(value: Any) -> bool:
     return isinstance(value, Executor)
 
 
+def _executor(executor: Any) -> Executor:
+    """``executor``, or the default one for None; a clear error for anything else
+    (``executor="threads"``, as Dask's ``scheduler=`` is written)."""
+    if executor is None:
+        return get_default_executor()
+    if not _is_executor(executor):
+        raise TypeError(f"executor= takes an fd executor (fd.LocalExecutor(), "
+                        f"fd.ThreadExecutor(), fd.SyncExecutor(), ...), not {executor!r}")
+    return executor
+
+
 @atexit.register
 def _shutdown_default() -> None:
     executor = set_default_executor(None)
@@ -94,8 +105,7 @@ def compute_async(*args: Any, executor: Executor | None = None, **options: Any) 
         raise TypeError("compute_async() takes fd.Node arguments only")
     if not nodes:
         raise TypeError("compute_async() needs at least one Node")
-    ex = executor or get_default_executor()
-    return ex.submit(nodes, **options)
+    return _executor(executor).submit(nodes, **options)
 
 
 def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tuple:
@@ -112,8 +122,7 @@ def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tup
     if not nodes and not inner:
         return tuple(args)
     from .engine.executor import wait_for
-    ex = executor or get_default_executor()
-    values = wait_for(ex.submit(nodes + list(inner), **options))
+    values = wait_for(_executor(executor).submit(nodes + list(inner), **options))
     if inner:
         found = {id(n): v for n, v in zip(nodes + list(inner), values)}
         return tuple(map_nested(a, Node, lambda n: found[id(n)]) for a in args)

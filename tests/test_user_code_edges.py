@@ -329,3 +329,12 @@ def test_async_functions_as_tasks(executors):
         assert asyncio.run(caller()) == 6, name
     with pytest.raises(TypeError, match="_fetch"):
         _fetch(1, 2, 3)  # the async function's own signature is checked
+
+
+def test_executor_must_be_an_executor():
+    node = fd.task(abs)(-1)
+    for call in (lambda: fd.compute(node, executor="threads"), lambda: node.compute("sync"),
+                 lambda: fd.compute_async(node, executor="processes")):
+        with pytest.raises(TypeError, match="takes an fd executor"):
+            call()
+    assert node.compute(executor=None) == 1
