@@ -20,6 +20,7 @@ import pytest
 
 import fastdag as fd
 import test_user_idioms
+from test_user_idioms import REPEATS
 
 
 executors = test_user_idioms.executors  # the fixture: every executor a user may pick
@@ -240,7 +241,7 @@ def _outer_computes(x):
 
 def test_calling_a_task_inside_a_task(executors):
     outer = fd.task(_outer_forgets_compute)
-    with pytest.raises(fd.SerializationError, match=r"\.compute\(\) on it there.*_inner\.func"):
+    with pytest.raises(fd.SerializationError, match=r"\.compute\(\) on it there.*f\.func"):
         outer(1).compute(executor=executors["local"])
     _each(executors, lambda: fd.task(_outer_computes)(1), 4)
 
@@ -338,3 +339,18 @@ def test_executor_must_be_an_executor():
         with pytest.raises(TypeError, match="takes an fd executor"):
             call()
     assert node.compute(executor=None) == 1
+
+
+def _missing(key):
+    return {}[key]
+
+
+def test_traceback_starts_at_the_users_function(executors):
+    lookup, ident = fd.task(_missing), fd.task(lambda x: x)
+    for name, ex in executors.items():
+        for attempt in range(REPEATS):  # the default moves tiny graphs inline after a few runs
+            with pytest.raises(fd.TaskError) as info:
+                fd.compute(ident(lookup(ident("k"))), executor=ex)
+            frames = [line for line in str(info.value).splitlines() if line.strip().startswith("File")]
+            assert frames and "_missing" in frames[0], f"{name} {attempt}: {frames}"
+            assert not any("fastdag" in f for f in frames), f"{name} {attempt}: {frames}"

@@ -427,9 +427,7 @@ class Node:
     def __reduce__(self):
         raise TypeError(
             f"{self.name} is a lazy fd.Node and cannot be pickled; pass it as an "
-            "argument of another task, or compute() it first (inside a task, calling "
-            f"an @fd.task function builds a Node: call .compute() on it there, or call "
-            f"the plain function, {self.task.name}.func)")
+            "argument of another task, or compute() it first")
 
 
 def is_node_list(items: list) -> bool:

@@ -20,13 +20,15 @@ from ..core.graph import DAG, gc_paused
 from ..core.gil import GilProfile, GilSampler, function_key
 from ..core.guard import guarded, private, writeable, wrote_read_only
 from ..core.plan import Plan
-from ..core.runner import execute
+from ..core.runner import INTERNAL_FILES, execute
 from ..core.errors import TaskError
 from ..engine.executor import RunFuture, wait_for
 from ..engine.step import own_arguments
 from .inprocess import InProcessRun
 from .threads import ThreadExecutor
 
+
+INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's function
 
 # A hook that may send task ``i`` of a run to a worker process (see placement.py).
 Offload = Callable[["GuardedRun", int], "RunFuture | None"]
