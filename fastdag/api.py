@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # imported on first call: a worker process boots without them
     from .engine.executor import Executor, RunFuture
 
 _default: Executor | None = None
+_made: Executor | None = None  # the default made here, not one the user set
 _default_lock = threading.Lock()
 _factory: Callable[[], Executor] | None = None  # what makes the default; None: a LocalExecutor
 
@@ -32,10 +33,11 @@ def get_default_executor() -> Executor:
     Its placement is "auto": GIL-releasing graphs run on threads here, the
     others on its worker processes (see ``executors/placement.py``).
     """
-    global _default
+    global _default, _made
     with _default_lock:
-        if _default is None:
-            _default = _factory() if _factory is not None else _local_executor()
+        if _default is None or (_default is _made and _default.closed):
+            # made on first use, and again after someone shut it down
+            _default = _made = _factory() if _factory is not None else _local_executor()
         return _default
 
 

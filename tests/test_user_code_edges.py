@@ -354,3 +354,17 @@ def test_traceback_starts_at_the_users_function(executors):
             frames = [line for line in str(info.value).splitlines() if line.strip().startswith("File")]
             assert frames and "_missing" in frames[0], f"{name} {attempt}: {frames}"
             assert not any("fastdag" in f for f in frames), f"{name} {attempt}: {frames}"
+
+
+def test_default_executor_comes_back_after_shutdown():
+    node = fd.task(abs)(-3)
+    first = fd.get_default_executor()
+    first.shutdown()  # a notebook freeing its workers
+    assert node.compute() == 3
+    assert fd.get_default_executor() is not first
+    own = fd.SyncExecutor()
+    previous = fd.set_default_executor(own)
+    try:
+        assert fd.get_default_executor() is own  # one the user set is kept
+    finally:
+        fd.set_default_executor(previous)

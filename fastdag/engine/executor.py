@@ -130,6 +130,11 @@ class Executor(ABC):
         """Release workers and stored data. Idempotent."""
         self._wait_for_metrics()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown()`` made this executor refuse new runs."""
+        return bool(self.__dict__.get("_closed", False))
+
     def _wait_for_metrics(self) -> None:
         """Block until this executor's runs' metrics are written (bounded, logged)
         and its plain event subscribers have had every event (bounded too).
