@@ -368,3 +368,15 @@ def test_default_executor_comes_back_after_shutdown():
         assert fd.get_default_executor() is own  # one the user set is kept
     finally:
         fd.set_default_executor(previous)
+
+
+def _squares(n):
+    for i in range(n):
+        yield i * i
+
+
+def test_generator_result_says_return_a_list(executors):
+    with pytest.raises(fd.SerializationError, match=r"return a list"):
+        fd.task(_squares)(3).compute(executor=executors["local"])
+    got = fd.task(_squares)(3).compute(executor=executors["sync"])  # in-process: as Dask does
+    assert list(got) == [0, 1, 4]

@@ -295,4 +295,7 @@ def _arrow_ipc(obj: Any):
 
 def describe_unpicklable(value: Any, exc: BaseException) -> str:
     """Name the type that could not be pickled, for an error message."""
-    return f"{type(value).__module__}.{type(value).__qualname__} cannot be pickled ({exc})"
+    text = f"{type(value).__module__}.{type(value).__qualname__} cannot be pickled ({exc})"
+    if "'generator' object" in str(exc):  # a generator function as a task, most likely
+        text += "; a generator only runs where it is made: return a list (list(...)) instead"
+    return text
