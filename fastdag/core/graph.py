@@ -371,7 +371,8 @@ class Node:
                 if mode == NO_NODES:
                     mode = TOP_LEVEL
                 deps[value] = None
-            elif (isinstance(value, _CONTAINERS) or _is_dataclass(value)) \
+            elif (isinstance(value, _CONTAINERS)
+                  or cls not in _SCALARS and hasattr(cls, _DATACLASS)) \
                     and _collect_nested(value, deps):
                 mode = NESTED
         if mode == TOP_LEVEL and not kwargs and len(deps) == len(args):
