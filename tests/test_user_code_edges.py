@@ -52,9 +52,15 @@ class Scaler:
 plain_add = fd.task(lambda a, b: a + b)
 
 
+def _module_function(x):
+    return x + 100
+
+
 class Holder:
-    add = plain_add  # a Task of a lambda stored on a class binds, as the lambda would
+    add = fd.task(lambda self, b: b)  # a lambda written in the class body binds
     builtin_max = fd.task(max)  # a builtin does not bind
+    step = fd.task(_module_function)  # nor a module's function put there (as dask.delayed)
+    other = plain_add  # nor a lambda written elsewhere
 
 
 def test_task_decorating_a_method_binds_the_instance(executors):
@@ -65,6 +71,7 @@ def test_task_decorating_a_method_binds_the_instance(executors):
     assert Holder().builtin_max(1, 5).compute() == 5
     holder = Holder()
     assert holder.add(1).args == (holder, 1)  # self comes first, as for the lambda itself
+    assert holder.step(1).compute() == 101 and holder.other(1, 2).args == (1, 2)
 
 
 # -- arguments that hold themselves

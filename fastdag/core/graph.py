@@ -114,10 +114,15 @@ class Task:
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         """``@fd.task`` on a method: ``obj.method(x)`` is a Node of ``method(obj, x)``.
 
-        A Task stored on a class binds as the plain function it wraps would;
-        a builtin, a ``staticmethod`` or a partial does not bind, as in Python.
+        Only a function written in a class body binds (its ``__qualname__``
+        is ``Class.name``): ``step = fd.task(module_function)`` on a class
+        stays unbound, as a ``dask.delayed`` function there does; builtins,
+        ``staticmethod`` and partials do not bind, as in Python.
         """
         if instance is None or type(self.func) is not _FUNCTION:
+            return self
+        owner_name = self.func.__qualname__.rpartition(".")[0]
+        if not owner_name or owner_name.endswith("<locals>"):
             return self
         return types.MethodType(self, instance)
 
