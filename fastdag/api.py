@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported on first call: a worker process boots without them
     from .engine.executor import Executor, RunFuture
 
 _default: Executor | None = None
+_made: Executor | None = None  # the default made here, not one the user set
 _default_lock = threading.Lock()
 _factory: Callable[[], Executor] | None = None  # what makes the default; None: a LocalExecutor
 
@@ -33,10 +34,11 @@ def get_default_executor() -> Executor:
     Its placement is "auto": GIL-releasing graphs run on threads here, the
     others on its worker processes (see ``executors/placement.py``).
     """
-    global _default
+    global _default, _made
     with _default_lock:
-        if _default is None:
-            _default = _factory() if _factory is not None else _local_executor()
+        if _default is None or (_default is _made and _default.closed):
+            # made on first use, and again after someone shut it down
+            _default = _made = _factory() if _factory is not None else _local_executor()
         return _default
 
 
@@ -76,13 +78,24 @@ def _forget_in_forked_child() -> None:
     """A child made by ``os.fork`` (a ``multiprocessing`` fork pool) has none of the
     default executor's threads and must not use its workers: it makes its own
     when it first computes. Executors that hold nothing of the kind stay."""
-    global _default, _default_lock
+    global _default, _made, _default_lock
     _default_lock = threading.Lock()  # it may have been held by another thread at fork
     if _default is not None and not getattr(_default, "survives_fork", False):
-        _default = None
+        _default = _made = None
 
 
 os.register_at_fork(after_in_child=_forget_in_forked_child)
+
+
+def _executor(executor: Any) -> Executor:
+    """``executor``, or the default one for None; a clear error for anything else
+    (``executor="threads"``, as Dask's ``scheduler=`` is written)."""
+    if executor is None:
+        return get_default_executor()
+    if not _is_executor(executor):
+        raise TypeError(f"executor= takes an fd executor (fd.LocalExecutor(), "
+                        f"fd.ThreadExecutor(), fd.SyncExecutor(), ...), not {executor!r}")
+    return executor
 
 
 @atexit.register
@@ -108,8 +121,7 @@ def compute_async(*args: Any, executor: Executor | None = None, **options: Any) 
         raise TypeError("compute_async() takes fd.Node arguments only")
     if not nodes:
         raise TypeError("compute_async() needs at least one Node")
-    ex = executor or get_default_executor()
-    return ex.submit(nodes, **options)
+    return _executor(executor).submit(nodes, **options)
 
 
 def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tuple:
@@ -126,8 +138,7 @@ def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tup
     if not nodes and not inner:
         return tuple(args)
     from .engine.executor import wait_for
-    ex = executor or get_default_executor()
-    values = wait_for(ex.submit(nodes + list(inner), **options))
+    values = wait_for(_executor(executor).submit(nodes + list(inner), **options))
     if inner:
         found = {id(n): v for n, v in zip(nodes + list(inner), values)}
         return tuple(map_nested(a, Node, lambda n: found[id(n)]) for a in args)

@@ -103,7 +103,11 @@ def test_an_unsendable_result_fails_its_task_and_the_failure_always_loads():
         def __reduce__(self):
             raise TypeError("no")
 
-    failed.failure.exc = Unpicklable("x")
+    failed.failure.exc = Unpicklable("x")  # its own reduce fails: rebuilt by its fields
+    rebuilt = received_error("add", pickle.loads(failure_bytes(failed.failure))).__cause__
+    assert type(rebuilt) is Unpicklable and rebuilt.args == ("x",)
+
+    failed.failure.exc = Unpicklable(lock)  # nothing of it pickles: described instead
     sent = pickle.loads(failure_bytes(failed.failure))
     assert isinstance(sent, SentFailure) and sent.exc == b"" and sent.type_name.endswith("Unpicklable")
     assert "could not be pickled" in str(received_error("add", sent))

@@ -7,6 +7,8 @@ stack to learn which of their functions went wrong.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 
 class FastdagError(Exception):
     """Base class of every fastdag error."""
@@ -36,8 +38,12 @@ class SerializationError(TaskError, TypeError):
     """A task's argument or result cannot be pickled, so it cannot cross processes."""
 
 
-class CancelledError(FastdagError):
-    """The run was cancelled before it finished."""
+class CancelledError(FastdagError, concurrent.futures.CancelledError):
+    """The run was cancelled before it finished (or its executor shut down under it).
+
+    Also a ``concurrent.futures.CancelledError``, what ``result()`` raises
+    after ``future.cancel()``: one ``except`` catches both.
+    """
 
 
 class SchedulerDied(FastdagError):

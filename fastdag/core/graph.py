@@ -2,8 +2,9 @@
 
 Calling a task runs nothing: it returns a ``Node`` that remembers the function
 and its arguments. Arguments may be Nodes, or containers (list, tuple, dict,
-set, frozenset, namedtuple) holding Nodes at any depth; those Nodes are the
-node's dependencies. Everything else is captured by value at call time.
+set, frozenset, namedtuple, dataclass instance) holding Nodes at any depth;
+those Nodes are the node's dependencies. Everything else is captured by
+value at call time.
 
 Nodes are built by the million in big graphs, so a Node is a slotted object
 whose constructor does only what it must: one scan of the arguments to find
@@ -23,6 +24,8 @@ nothing in core imports upward.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import functools
 import gc
 import importlib
@@ -32,11 +35,13 @@ import operator
 import shutil
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from . import hooks
+from .coroutines import synchronous
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 _SCALARS = frozenset({int, float, complex, str, bytes, bool, type(None)})
@@ -74,16 +79,18 @@ class Task:
             raise ValueError(f"nout must be a non-negative int or None, got {nout!r}")
         if gil not in (None, True, False):
             raise ValueError(f"gil must be True, False or None, got {gil!r}")
+        # How many positional args a call without keywords may pass (empty: check each call).
+        self._accepts = _counts(_positional_arity(func))
+        self._signature: inspect.Signature | None = None
+        functools.update_wrapper(self, func, updated=())
+        if inspect.iscoroutinefunction(func):  # async def: the value is what it returns
+            func = synchronous(func)
         self.func = func
         self.gil = gil
         self.name = name or getattr(func, "__name__", type(func).__name__)
         self.retries = retries
         self.nout = nout
         self.requires = tuple(requires)
-        # How many positional args a call without keywords may pass (empty: check each call).
-        self._accepts = _counts(_positional_arity(func))
-        self._signature: inspect.Signature | None = None
-        functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: Any, **kwargs: Any) -> Node:
         # Fail at call time, as the plain function would, on a wrong arity.
@@ -103,6 +110,21 @@ class Task:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.name}(): {exc}") from None
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """``@fd.task`` on a method: ``obj.method(x)`` is a Node of ``method(obj, x)``.
+
+        Only a function written in a class body binds (its ``__qualname__``
+        is ``Class.name``): ``step = fd.task(module_function)`` on a class
+        stays unbound, as a ``dask.delayed`` function there does; builtins,
+        ``staticmethod`` and partials do not bind, as in Python.
+        """
+        if instance is None or type(self.func) is not _FUNCTION:
+            return self
+        owner_name = self.func.__qualname__.rpartition(".")[0]
+        if not owner_name or owner_name.endswith("<locals>"):
+            return self
+        return types.MethodType(self, instance)
 
     def __repr__(self) -> str:
         return f"<fd.task {self.name}>"
@@ -354,7 +376,9 @@ class Node:
                 if mode == NO_NODES:
                     mode = TOP_LEVEL
                 deps[value] = None
-            elif isinstance(value, _CONTAINERS) and _collect_nested(value, deps):
+            elif (isinstance(value, _CONTAINERS)
+                  or cls not in _SCALARS and hasattr(cls, _DATACLASS)) \
+                    and _collect_nested(value, deps):
                 mode = NESTED
         if mode == TOP_LEVEL and not kwargs and len(deps) == len(args):
             mode = ARGS_ARE_DEPS  # every argument is a distinct Node: the args are the deps
@@ -424,14 +448,18 @@ def _collect_nested(container: Any, deps: dict[Node, None]) -> bool:
     """Add Nodes found at any depth in ``container`` to ``deps``; True if any."""
     found = False
     stack = [container]
+    seen = {id(container)}  # a list that holds itself is a valid argument
     while stack:
         obj = stack.pop()
-        items = obj.values() if isinstance(obj, dict) else obj
+        items = obj.values() if isinstance(obj, dict) else \
+            obj if isinstance(obj, _CONTAINERS) else _field_values(obj)
         for value in items:
             if type(value) is Node:
                 found = True
                 deps[value] = None
-            elif isinstance(value, _CONTAINERS):
+            elif (isinstance(value, _CONTAINERS) or _is_dataclass(value)) \
+                    and id(value) not in seen:
+                seen.add(id(value))
                 stack.append(value)
         if isinstance(obj, dict):
             for k in obj:
@@ -444,7 +472,8 @@ def map_nested(template: Any, cls: type, fn: Callable[[Any], Any]) -> Any:
     """Rebuild ``template`` with every instance of ``cls`` replaced by ``fn(obj)``.
 
     Containers (list, tuple, namedtuple, dict, set, frozenset) are copied at
-    every depth; other values are returned as they are.
+    every depth, a dataclass instance where one of its fields changes
+    (``_map_fields``); other values are returned as they are.
     """
     if type(template) is cls:
         return fn(template)
@@ -453,14 +482,51 @@ def map_nested(template: Any, cls: type, fn: Callable[[Any], Any]) -> Any:
         return items if type(template) is dict else type(template)(items)
     if isinstance(template, _CONTAINERS):
         # Leaves handled inline: a fan-in's list of 100,000 Nodes costs no recursion.
-        items = [fn(v) if type(v) is cls else
-                 map_nested(v, cls, fn) if isinstance(v, _CONTAINERS) else v for v in template]
+        items = [fn(v) if type(v) is cls else v if type(v) in _SCALARS else map_nested(v, cls, fn)
+                 if isinstance(v, _CONTAINERS) or hasattr(type(v), _DATACLASS) else v
+                 for v in template]
         if type(template) is list:
             return items
         if hasattr(template, "_fields"):  # namedtuple
             return type(template)(*items)
         return type(template)(items)
+    if _is_dataclass(template):
+        return _map_fields(template, cls, fn)
     return template
+
+
+def _is_dataclass(value: Any) -> bool:
+    """Whether ``value`` is a dataclass instance (not a dataclass itself)."""
+    return hasattr(type(value), _DATACLASS)  # a dataclass's own type is ``type``: no fields
+
+
+_DATACLASS = "__dataclass_fields__"
+
+
+def _field_values(obj: Any) -> list:
+    """The values of a dataclass instance's fields (a field never set is left out)."""
+    missing = object()
+    values = [getattr(obj, f.name, missing) for f in dataclasses.fields(obj)]
+    return [v for v in values if v is not missing]
+
+
+def _map_fields(obj: Any, cls: type, fn: Callable[[Any], Any]) -> Any:
+    """A shallow copy of dataclass instance ``obj`` with ``map_nested`` applied to its
+    fields, or ``obj`` itself if none changes. Fields are set as ``copy`` sets them,
+    without calling ``__init__`` again, so frozen and slotted dataclasses work too."""
+    changed = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name, changed)
+        if value is not changed:
+            new = map_nested(value, cls, fn)
+            if new is not value:
+                changed[f.name] = new
+    if not changed:
+        return obj
+    out = copy.copy(obj)
+    for name, value in changed.items():
+        object.__setattr__(out, name, value)
+    return out
 
 
 class DAG:

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import TaskError, describe_exception, task_failure
 from .graph import ARGS_ARE_DEPS, NESTED, TOP_LEVEL, map_nested
 from .plan import Plan, Ref
+from .portable import dumps_exception
 
 
 # What a task may raise and still be only that task's failure: sys.exit() and a
@@ -50,14 +51,11 @@ class SentFailure:
 
 
 def send_failure(failure: Failure) -> SentFailure:
-    """``failure`` in a form that pickles, and loads, whatever its exception is."""
-    import cloudpickle
-    try:
-        data = cloudpickle.dumps(failure.exc)
-    except Exception:  # noqa: BLE001 - described by name and traceback instead
-        data = b""
+    """``failure`` in a form that pickles, and loads, whatever its exception is
+    (rebuilt field by field if need be, its cause and context kept: ``core/portable.py``)."""
     return SentFailure(index=failure.index, type_name=type(failure.exc).__qualname__,
-                       traceback=failure.traceback, attempts=failure.attempts, exc=data)
+                       traceback=failure.traceback, attempts=failure.attempts,
+                       exc=dumps_exception(failure.exc))
 
 
 def received_error(task: str, sent: SentFailure) -> TaskError:

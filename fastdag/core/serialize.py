@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import io
 import pickle
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import cloudpickle
+
+from .portable import reduce_exception
 
 PICKLE = 0
 ARROW_TABLE = 1
@@ -169,23 +171,50 @@ class _Pickler(cloudpickle.Pickler):
             # A writeable buffer, so that readers get writeable pixels (bytes would be read-only).
             pixels = pickle.PickleBuffer(bytearray(obj.tobytes()))
             return (_pil_image, (obj.mode, obj.size, dict(obj.info), pixels))
-        elif type(obj) is types.CodeType and _CODE_REDUCE is not None:
-            return _code_with_its_file(obj)
-        return super().reducer_override(obj)
+        elif type(obj) is CodeType and _CODE_REDUCE is not None:
+            return _code_with_filename(obj)
+        elif isinstance(obj, BaseException):  # a result, or an argument: as a raised one travels
+            reduced = reduce_exception(obj)
+            if reduced is not None:
+                return reduced
+        reduced = super().reducer_override(obj)
+        if type(reduced) is tuple and reduced[0] is _MAKE_CLASS and "__slots__" in obj.__dict__:
+            return _with_slots(reduced, obj.__slots__)
+        return reduced
 
 
-# cloudpickle names the file of every code object it sends by value (functions
-# of ``__main__``, notebooks, closures) "<dynamic-code>", for payloads that do
-# not depend on where they were made; a task's traceback from a worker would
-# then show neither the user's file nor the line of source. fastdag keeps the name.
 _CODE_REDUCE = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
-_DYNAMIC = "<dynamic-code>"
 
 
-def _code_with_its_file(code: types.CodeType) -> tuple:
-    rebuild, args = _CODE_REDUCE(code)
-    return rebuild, tuple(code.co_filename if type(a) is str and a == _DYNAMIC else a
-                          for a in args)
+def _code_with_filename(code: CodeType) -> tuple:
+    """The code of a function sent by value, keeping its file name.
+
+    cloudpickle writes ``<dynamic-code>`` instead (for byte-identical pickles
+    across machines), so a task from a script or notebook that fails in a
+    worker shows ``File "<dynamic-code>", line 9`` and no source line; with
+    the real name the worker's traceback quotes the line, as a local run's does.
+    """
+    func, args = _CODE_REDUCE(code)
+    return func, tuple(code.co_filename if type(a) is str and a == "<dynamic-code>" else a
+                       for a in args)
+
+
+_MAKE_CLASS = getattr(cloudpickle.cloudpickle, "_make_skeleton_class", None)
+
+
+def _with_slots(reduced: tuple, slots: Any) -> tuple:
+    """A class sent by value (``__main__``, a notebook) made again with its ``__slots__``.
+
+    cloudpickle makes the class first and sets ``__slots__`` afterwards,
+    when it no longer creates slots: the copy in a worker has a ``__dict__``
+    instead, its instances pickle their fields as one, and the caller's
+    class, which has no ``__dict__``, cannot load them back. Passing
+    ``__slots__`` to the class statement's namespace, as the original was
+    made, keeps the two alike.
+    """
+    func, args, *rest = reduced
+    kwargs = {**args[3], "__slots__": slots}
+    return (func, (*args[:3], kwargs, *args[4:]), *rest)
 
 
 OUT_OF_BAND_MIN = 64 * 1024
@@ -266,4 +295,7 @@ def _arrow_ipc(obj: Any):
 
 def describe_unpicklable(value: Any, exc: BaseException) -> str:
     """Name the type that could not be pickled, for an error message."""
-    return f"{type(value).__module__}.{type(value).__qualname__} cannot be pickled ({exc})"
+    text = f"{type(value).__module__}.{type(value).__qualname__} cannot be pickled ({exc})"
+    if "'generator' object" in str(exc):  # a generator function as a task, most likely
+        text += "; a generator only runs where it is made: return a list (list(...)) instead"
+    return text

@@ -116,17 +116,26 @@ class Executor(ABC):
     def submit(self, dag_or_nodes: DAG | Node | Iterable[Node], **options: Any) -> RunFuture:
         """Start running; return a Future of the value (a tuple for a DAG or list)."""
 
-    def compute(self, *nodes: Node, **options: Any) -> Any:
-        """Run and wait: one node gives its value, several give a tuple."""
+    def compute(self, *nodes: Any, **options: Any) -> Any:
+        """Run and wait: one argument gives its value, several give a tuple.
+
+        Arguments are taken as ``fd.compute`` takes them (Nodes inside lists,
+        tuples, dicts and sets computed, other values returned as they are),
+        so ``ex.compute([a, b])`` is ``[va, vb]``.
+        """
         if not nodes:
             raise TypeError("compute() needs at least one Node")
-        future = self.submit(list(nodes), **options)
-        result = wait_for(future)
+        result = hooks.compute(*nodes, executor=self, **options)
         return result[0] if len(nodes) == 1 else result
 
     def shutdown(self, wait: bool = True) -> None:
         """Release workers and stored data. Idempotent."""
         self._wait_for_metrics()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``shutdown()`` made this executor refuse new runs."""
+        return bool(self.__dict__.get("_closed", False))
 
     def _wait_for_metrics(self) -> None:
         """Block until this executor's runs' metrics are written (bounded, logged)

@@ -128,8 +128,12 @@ def unsendable(plan: Plan, i: int, value: Any, exc: BaseException, where: str) -
     """The failure of task ``i`` whose result could not be stored ``where`` (it will
     not pickle, say): the task's own failure, named for the user, not the worker's."""
     name = plan.name(i)
+    hint = ""
+    if "is a lazy fd.Node" in str(exc):
+        hint = ("; a task that calls an @fd.task function gets a Node back: call .compute() "
+                "on it there, or call the plain function (f.func(...))")
     err = SerializationError(f"the result of task {name!r} cannot be sent {where}: "
-                             f"{describe_unpicklable(value, exc)}", task=name)
+                             f"{describe_unpicklable(value, exc)}{hint}", task=name)
     err.__cause__ = exc
     return TaskFailed(describe_failure(i, err, 1))
 

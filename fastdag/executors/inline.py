@@ -47,7 +47,8 @@ from ..core.graph import ARGS_ARE_DEPS, NESTED, NO_NODES
 from ..core.records import (ATTEMPTS, END, INDEX, INPUT_BYTES, OUTPUT_BYTES, RAW_WIDTH, READY,
                             START)
 from ..core.plan import Ref
-from ..core.runner import INTERNAL_FILES, FIXED_SIZES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
+from ..core.runner import (FIXED_SIZES, INTERNAL_FILES, TASK_EXCEPTIONS, describe_failure,
+                           execute, nbytes)
 from .guarded import GuardedRun
 from .inprocess import _worker_name
 
@@ -56,6 +57,7 @@ INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's function
 # How often (in tasks) the loop looks whether the run was cancelled.
 _CANCEL_CHECK = 1024
 _FUNC = operator.attrgetter("func")
+
 
 
 class InlineRun(GuardedRun):

@@ -27,7 +27,7 @@ from ..core.plan import Plan, build_plan
 from ..core.runner import INTERNAL_FILES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from ..engine.executor import RunFuture, new_run_id
 
-INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's function
+INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's function, as in a worker
 
 # Seconds between two TaskBatch events of a run nobody watches task by task.
 FLUSH_EVERY = 0.1

@@ -219,6 +219,7 @@ class LocalExecutor(Executor):
         self._thread: threading.Thread | None = None
         self._broken: SchedulerDied | None = None
         self._closed = False
+        self._stop_when_idle = False  # shutdown(wait=True) came while runs were open
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._handles: list[WorkerHandle] = []
@@ -490,6 +491,8 @@ class LocalExecutor(Executor):
                     self._worker_died(h, stopping)
             self._kill_overdue()
             self.constants.expire()
+            if self._stop_when_idle and all(r.closed for r in self._runs.values()):
+                stopping = True
             if stopping:
                 self._stop_workers()
                 return
@@ -529,7 +532,9 @@ class LocalExecutor(Executor):
                     self._close_run(run, CancelledError("the run was cancelled"))
             elif kind == "stop":
                 if item[1] and any(not r.closed for r in self._runs.values()):
-                    self._inbox.put(item)  # let the runs finish first, then stop
+                    # Let the runs finish first: _schedule stops once they have (no
+                    # wake-up byte would come to read a "stop" put back in the inbox).
+                    self._stop_when_idle = True
                     return stop
                 for run in list(self._runs.values()):
                     self._close_run(run, CancelledError("the executor was shut down"))

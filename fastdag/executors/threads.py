@@ -10,6 +10,7 @@ thread: queued behind the tasks that wait for it, it could never start.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import threading
 import time
@@ -39,6 +40,7 @@ class ThreadExecutor(Executor):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0  # the process whose threads the pool holds
         self._lock = threading.Lock()
+        self._open: set[RunFuture] = set()  # runs started and not done, for shutdown()
 
     def settings(self) -> dict[str, Any]:
         return {"workers": self.workers}
@@ -81,16 +83,35 @@ class ThreadExecutor(Executor):
         if getattr(_running, "pool", None) is pool:
             run_inline(run)
         else:
+            with self._lock:
+                self._open.add(run.future)
+            run.future.add_done_callback(self._closed_run)
             _PoolRun(run, pool, self.workers).start()
         return run.future
+
+    def _closed_run(self, future: RunFuture) -> None:
+        with self._lock:
+            self._open.discard(future)
 
     def new_run(self, plan: Plan | DAG, single: bool, name: str = "") -> InProcessRun:
         """The run state of one submitted graph (a subclass may guard inputs or profile)."""
         return InProcessRun(plan, single, self.name, self.settings(), self.event_bus, name)
 
     def shutdown(self, wait: bool = True) -> None:
+        """Let the runs started finish (``wait``) or cancel them, then stop the pool.
+
+        A run's later tasks are queued on the pool as earlier ones finish, so
+        the pool is stopped only once no run needs it: cancelling its queue
+        under a run would leave that run's future pending for ever.
+        """
         with self._lock:
             pool, self._pool = self._pool, None
+            runs = list(self._open)
+        if wait:
+            concurrent.futures.wait(runs)
+        else:
+            for future in runs:
+                future.cancel()
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=True)
         self._wait_for_metrics()
