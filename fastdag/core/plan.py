@@ -284,7 +284,7 @@ def _build_plan(dag: DAG) -> Plan:
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     deps: list[tuple[int, ...]] = [()] * n
-    simple = bytearray(n)
+    simple = bytearray(b"\1") * n  # cleared below where an argument is not plain data
     atomic = _ATOMIC
     for i, node in enumerate(nodes):
         node._mark = i  # numbered as met: its inputs, met before it, already are
@@ -297,7 +297,6 @@ def _build_plan(dag: DAG) -> Plan:
             else:
                 deps[i] = tuple([d._mark for d in node_deps])
             if mode == ARGS_ARE_DEPS:
-                simple[i] = 1
                 continue
         kw = node.kwargs or None
         if mode == NO_NODES:
@@ -306,12 +305,13 @@ def _build_plan(dag: DAG) -> Plan:
             a, kw = _template(node, kw)
         args[i] = a
         kwargs[i] = kw
-        if kw is None:
-            for v in a:
-                if type(v) not in atomic:
-                    break
-            else:
-                simple[i] = 1
+        if kw is not None:
+            simple[i] = 0
+            continue
+        for v in a:
+            if type(v) not in atomic:
+                simple[i] = 0
+                break
 
     outputs = [o._mark for o in dag.outputs]
     wanted = bytearray(n)
