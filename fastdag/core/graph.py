@@ -224,7 +224,9 @@ def task(func: Callable | None = None, /, **options: Any) -> Any:
         found = _same_code_task(func)
         if found is not None:
             return found
-    return _task_with_options(func, **options) if func is not None else _task_with_options(**options)
+    if func is None:  # @fd.task(...), or fd.task(func=f)
+        return _task_with_options(**options)
+    return _task_with_options(func, **options)
 
 
 def _task_with_options(func: Callable | None = None, *, name: str | None = None,
@@ -315,7 +317,8 @@ def _same_code_task(func: Callable) -> Task | None:
     defaults = func.__defaults__
     if (same_code is code and globals_ is func.__globals__ and func.__closure__ is None
             and not func.__kwdefaults__ and not func.__dict__ and qualname == func.__qualname__
-            and (defaults_key is None if defaults is None else _defaults_key(func) == defaults_key)):
+            and (defaults_key is None if defaults is None
+                 else _defaults_key(func) == defaults_key)):
         return ref()
     return None
 
