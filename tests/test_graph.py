@@ -141,3 +141,29 @@ def test_namedtuple_arguments_keep_their_type():
         return type(p).__name__, p.x + p.y
 
     assert norm(Point(inc(1), 3)).compute(executor=fd.SyncExecutor()) == ("Point", 5)
+
+
+def test_a_list_of_two_nodes_a_node_twice_and_a_list_of_numbers():
+    from fastdag.core.graph import NESTED, NO_NODES
+    total = fd.task(sum)
+    a = total([1, 2])
+    assert a.mode == NO_NODES and a.deps == ()
+    twice = total([a, a])
+    assert twice.mode == NESTED and twice.deps == (a,)
+    mixed = total([a, 4])
+    assert mixed.mode == NESTED and mixed.deps == (a,)
+    pair = total([a, mixed])
+    assert pair.deps == (a, mixed)
+    assert fd.compute(twice, mixed, pair) == (6, 7, 10)
+
+
+def test_a_task_that_grows_its_captured_list_never_changes_it():
+    def grow(items):
+        items.append(0)
+        return len(items)
+
+    leaf = fd.task(grow)([1, 2])
+    both = fd.task(lambda x, y: x + y)(leaf, fd.task(grow)([leaf, leaf]))
+    for _ in range(3):  # the default executor, inline once the functions are measured
+        assert fd.compute(both) == (6,)
+    assert leaf.args == ([1, 2],)

@@ -90,3 +90,32 @@ def test_wrong_calls_still_fail_at_call_time_after_the_arity_is_known():
                 assert task.name in str(exc)
             else:
                 raise AssertionError(f"{task.name}{args} did not raise")
+
+
+def test_the_options_are_checked_and_named_as_before():
+    import inspect
+    assert fd.task(func=add) is fd.task(add)
+    assert list(inspect.signature(fd.task).parameters) == [
+        "func", "name", "retries", "nout", "requires", "gil"]
+    try:
+        fd.task(add, colour="red")
+    except TypeError as exc:
+        assert "task()" in str(exc) and "colour" in str(exc)
+    else:
+        raise AssertionError("an unknown option was accepted")
+    assert fd.task(add, retries=0) is fd.task(add)  # the defaults spelled out: the same Task
+
+
+def test_same_code_in_other_globals_or_with_attributes_is_another_task():
+    source = "lambda x: x + offset"
+    one = eval(source, {"offset": 1})
+    two = eval(source, {"offset": 2})
+    assert one.__code__ == two.__code__
+    first, second = fd.task(one), fd.task(two)
+    assert first is not second
+    assert fd.task(eval(source, one.__globals__)) is first  # same globals: the same task
+    tagged = eval(source, one.__globals__)
+    tagged.note = "kept"
+    assert fd.task(tagged) is not first
+    executor = fd.SyncExecutor()
+    assert fd.compute(first(10), second(10), executor=executor) == (11, 12)

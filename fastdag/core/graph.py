@@ -54,6 +54,8 @@ TOP_LEVEL = 1      # Nodes only directly in args/kwargs: replace those
 NESTED = 2         # Nodes inside containers: map over the containers
 ARGS_ARE_DEPS = 3  # the positional args are exactly ``deps``: func(*values of deps)
 _next_key = itertools.count().__next__
+_new_node = object.__new__
+_NO_KWARGS: dict = {}  # the kwargs of every Node called without keywords: never written to
 
 
 class Task:
@@ -96,6 +98,20 @@ class Task:
         # Fail at call time, as the plain function would, on a wrong arity.
         if kwargs or len(args) not in self._accepts:
             self._check_call(args, kwargs)
+        elif len(args) == 2:
+            a, b = args
+            if type(a) is Node and type(b) is Node and a is not b:
+                # f(a, b) of two Nodes, the bulk of big graphs: made here, without a
+                # call of Node.__init__ (a sixth of building a tree of them).
+                node = _new_node(Node)
+                node.task = self
+                node.args = args
+                node.kwargs = _NO_KWARGS  # this call's empty dict goes back to the free list
+                node.deps = args
+                node.mode = ARGS_ARE_DEPS
+                node.key = _next_key()
+                node._mark = 0
+                return node
         return Node(self, args, kwargs)
 
     def _check_call(self, args: tuple, kwargs: dict) -> None:
@@ -209,18 +225,20 @@ def _signature_arity(signature: inspect.Signature) -> tuple[int, float] | None:
     return fewest, most
 
 
-def task(func: Callable | None = None, *, name: str | None = None, retries: int = 0,
-         nout: int | None = None, requires: Sequence[str] = (), gil: bool | None = None) -> Any:
+def task(func: Callable | None = None, /, **options: Any) -> Any:
     """Make ``func`` lazy: ``@fd.task`` or ``@fd.task(name=..., retries=..., nout=..., gil=...)``.
 
     Wrapping the same function again with the same options returns the same
     Task (see ``_cached_task``), so ``fd.task(f)(x)`` written at every call,
     the ``dask.delayed(f)(x)`` idiom, plans and ships like one wrapper.
+
+    The options are those of ``_task_with_options`` (its signature is this
+    function's ``__signature__``): taken as ``**options`` here so that the
+    common ``fd.task(f)`` at every call, one dict lookup by identity (or by
+    code, for a lambda made anew each time), does not pay for filling five
+    keyword-only defaults first (a third of its cost).
     """
-    if (func is not None and name is None and not retries and nout is None and not requires
-            and gil is None):
-        # The common fd.task(f) at every call: one dict lookup by identity,
-        # or by code for a function made anew each time (a lambda).
+    if not options and func is not None:
         ref = _plain_tasks.get(id(func))
         found = ref() if ref is not None else None
         if found is not None and found.func is func:
@@ -228,10 +246,24 @@ def task(func: Callable | None = None, *, name: str | None = None, retries: int 
         found = _same_code_task(func)
         if found is not None:
             return found
+    if func is None:  # @fd.task(...), or fd.task(func=f)
+        return _task_with_options(**options)
+    return _task_with_options(func, **options)
+
+
+def _task_with_options(func: Callable | None = None, *, name: str | None = None,
+                       retries: int = 0, nout: int | None = None, requires: Sequence[str] = (),
+                       gil: bool | None = None) -> Any:
+    """``task`` with its options spelled out (and checked by Python: an unknown one raises)."""
     options = (name, retries, nout, tuple(requires), gil)
     if func is None:
         return lambda f: _cached_task(f, options)
     return _cached_task(func, options)
+
+
+task.__signature__ = inspect.signature(_task_with_options)  # type: ignore[attr-defined]
+# Its errors (an unknown option) name ``task()``, the function the user called.
+_task_with_options.__qualname__ = "task"
 
 
 _DEFAULTS = (None, 0, None, (), None)
@@ -264,8 +296,10 @@ def _cached_task(func: Callable, options: tuple) -> Task:
             if found.func is func:
                 _plain_tasks[id(func)] = weakref.ref(found, functools.partial(_forget, id(func)))
             if key[0][0] != "id":
-                _code_tasks[id(func.__code__)] = weakref.ref(
-                    found, functools.partial(_forget_code, id(func.__code__)))
+                code = func.__code__
+                _code_tasks[id(code)] = (
+                    weakref.ref(found, functools.partial(_forget_code, id(code))), code,
+                    func.__globals__, func.__qualname__, key[0][2])
         return found
 
 
@@ -275,36 +309,39 @@ def _forget(func_id: int, ref: weakref.ref) -> None:
 
 
 def _forget_code(code_id: int, ref: weakref.ref) -> None:
-    if _code_tasks.get(code_id) is ref:
+    entry = _code_tasks.get(code_id)
+    if entry is not None and entry[0] is ref:
         del _code_tasks[code_id]
 
 
-_code_tasks: dict[int, weakref.ref] = {}  # id(code) -> the last default Task of a function with it
+# id(code) -> (weakref to the last default Task of a function with that code, the code
+# itself (held, so that its id is not reused while the entry lives), and what
+# ``_behaviour_key`` said of that function: its globals, qualname and ``_defaults_key``).
+# A plain tuple: unpacked for every lambda written at a call, where fields cost more.
+_code_tasks: dict[int, tuple] = {}
 
 
 def _same_code_task(func: Callable) -> Task | None:
     """The default-options Task of a function that behaves as ``func`` does, found by its code.
 
-    What ``_behaviour_key`` decides, checked field by field against the one
-    Task last made for this code object, without hashing a code object or
-    taking the cache's lock: a lambda written at each call costs a dict
-    lookup. The code object is alive while that Task is, so its id is not reused.
+    What ``_behaviour_key`` decides, checked field by field against what it
+    said of the function the Task was made from, without hashing a code
+    object or taking the cache's lock: a lambda written at each call costs a
+    dict lookup and a few attribute reads.
     """
     if type(func) is not _FUNCTION:
         return None
     code = func.__code__
-    ref = _code_tasks.get(id(code))
-    found = ref() if ref is not None else None
-    if found is None:
+    entry = _code_tasks.get(id(code))
+    if entry is None:
         return None
-    other = found.func
+    ref, same_code, globals_, qualname, defaults_key = entry
     defaults = func.__defaults__
-    if (other.__code__ is code and other.__globals__ is func.__globals__
-            and func.__closure__ is None and other.__qualname__ == func.__qualname__
-            and (defaults is None and other.__defaults__ is None
-                 or _defaults_key(other) == _defaults_key(func))
-            and not func.__kwdefaults__ and not func.__dict__):
-        return found
+    if (same_code is code and globals_ is func.__globals__ and func.__closure__ is None
+            and not func.__kwdefaults__ and not func.__dict__ and qualname == func.__qualname__
+            and (defaults_key is None if defaults is None
+                 else _defaults_key(func) == defaults_key)):
+        return ref()
     return None
 
 
@@ -342,30 +379,31 @@ class Node:
     ``f(a, b)`` of two Nodes: nothing to substitute); see their definitions.
     """
 
-    __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "_mark", "_index",
-                 "__weakref__")
+    # ``_mark``: scratch for graph walks, which all take ``walk_lock``: a walk's
+    # stamp (negative, see ``_topological_order``) or, while a plan is being
+    # built, the node's position in it (see ``plan.build_plan``); 0 when made.
+    __slots__ = ("task", "args", "kwargs", "deps", "mode", "key", "_mark", "__weakref__")
 
     def __init__(self, task: Task, args: tuple, kwargs: dict):
         self.task = task
         self.args = args
         self.kwargs = kwargs
         self.key = _next_key()
-        self._mark = 0   # walk stamp, see _topological_order
-        self._index = 0  # position in the plan being built, see plan.build_plan
+        self._mark = 0
         if not kwargs and len(args) == 2:
-            # The bulk of big graphs, f(a, b): settled without building a list.
+            # f(1, 2): settled without building a dict (f(a, b) of two Nodes is
+            # made by Task.__call__ itself).
             a, b = args
-            if type(a) is Node:
-                if type(b) is Node and a is not b:
-                    self.deps, self.mode = args, ARGS_ARE_DEPS
-                    return
-            elif type(a) in _SCALARS and type(b) in _SCALARS:
+            if type(a) in _SCALARS and type(b) in _SCALARS:
                 self.deps, self.mode = (), NO_NODES
                 return
-        elif not kwargs and len(args) == 1 and type(args[0]) is list and is_node_list(args[0]):
-            # f([a, b, ...]) of Nodes only (sum, concat): no nested walk.
-            self.deps, self.mode = tuple(dict.fromkeys(args[0])), NESTED
-            return
+        elif not kwargs and len(args) == 1 and type(args[0]) is list:
+            # f([a, b, ...]) of Nodes only (sum, concat), or of plain numbers
+            # (a reduction's leaves, sum([0, 1])): settled without a nested walk.
+            found = _flat_list_deps(args[0])
+            if found is not None:
+                self.deps, self.mode = found
+                return
         # A dict keeps first-appearance order and finds repeats in O(1): a
         # fan-in of 100,000 Nodes in one list must not cost a list scan per Node.
         deps: dict[Node, None] = {}
@@ -434,6 +472,28 @@ class Node:
         raise TypeError(
             f"{self.name} is a lazy fd.Node and cannot be pickled; pass it as an "
             "argument of another task, or compute() it first")
+
+
+def _flat_list_deps(items: list) -> tuple[tuple, int] | None:
+    """``(deps, mode)`` of a call ``f(items)`` when ``items`` holds only Nodes or only
+    scalars (not empty); None for anything else (the general walk decides)."""
+    nodes = scalars = 0
+    for value in items:
+        cls = type(value)
+        if cls is Node:
+            nodes += 1
+        elif cls in _SCALARS:
+            scalars += 1
+        else:
+            return None
+    if nodes and not scalars:
+        if nodes == 2:  # the pairwise reduction's sum([a, b])
+            a, b = items
+            return ((a, b) if a is not b else (a,)), NESTED
+        return tuple(dict.fromkeys(items)), NESTED
+    if scalars and not nodes:
+        return (), NO_NODES
+    return None
 
 
 def is_node_list(items: list) -> bool:
@@ -677,7 +737,7 @@ def _dot_escape(text: str) -> str:
 # set of ids: an attribute store is several times cheaper than hashing an id.
 # Stamps are shared by every graph a node belongs to, so walks take this lock.
 walk_lock = threading.Lock()
-_walk_stamps = itertools.count(1).__next__
+_walk_stamps = itertools.count(-1, -1).__next__  # negative: never a plan position
 
 
 def _topological_order(outputs: list[Node]) -> list[Node]:

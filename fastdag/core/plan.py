@@ -113,7 +113,7 @@ class Plan:
         """The function name of every task, made once: the events and the metrics both ask."""
         made = self.__dict__.get("_functions")  # not a field: never pickled to workers
         if made is None:
-            made = self.__dict__["_functions"] = [t.name for t in self.tasks]
+            made = self.__dict__["_functions"] = list(map(_NAME, self.tasks))
         return made
 
     def refcounts(self) -> list[int]:
@@ -277,26 +277,26 @@ def build_plan(dag: DAG) -> Plan:
 
 
 def _build_plan(dag: DAG) -> Plan:
-    # Runs under walk_lock: Node._index is a scratch slot shared by all graphs.
+    # Runs under walk_lock: Node._mark is a scratch slot shared by all graphs,
+    # here each node's position in the plan.
     nodes = dag.nodes
     n = len(nodes)
     args: list[tuple | None] = [None] * n
     kwargs: list[dict | None] = [None] * n
     deps: list[tuple[int, ...]] = [()] * n
-    simple = bytearray(n)
+    simple = bytearray(b"\1") * n  # cleared below where an argument is not plain data
     atomic = _ATOMIC
     for i, node in enumerate(nodes):
-        node._index = i  # numbered as met: its inputs, met before it, already are
+        node._mark = i  # numbered as met: its inputs, met before it, already are
         mode = node.mode
         if mode:
             node_deps = node.deps
             if len(node_deps) == 2:  # the commonest shape, without a comprehension
                 a, b = node_deps
-                deps[i] = (a._index, b._index)
+                deps[i] = (a._mark, b._mark)
             else:
-                deps[i] = tuple([d._index for d in node_deps])
+                deps[i] = tuple([d._mark for d in node_deps])
             if mode == ARGS_ARE_DEPS:
-                simple[i] = 1
                 continue
         kw = node.kwargs or None
         if mode == NO_NODES:
@@ -305,14 +305,15 @@ def _build_plan(dag: DAG) -> Plan:
             a, kw = _template(node, kw)
         args[i] = a
         kwargs[i] = kw
-        if kw is None:
-            for v in a:
-                if type(v) not in atomic:
-                    break
-            else:
-                simple[i] = 1
+        if kw is not None:
+            simple[i] = 0
+            continue
+        for v in a:
+            if type(v) not in atomic:
+                simple[i] = 0
+                break
 
-    outputs = [o._index for o in dag.outputs]
+    outputs = [o._mark for o in dag.outputs]
     wanted = bytearray(n)
     for o in outputs:
         wanted[o] = 1
@@ -322,24 +323,24 @@ def _build_plan(dag: DAG) -> Plan:
                 simple=simple)
 
 
-_TASK, _MODE, _KEY = (operator.attrgetter(name) for name in ("task", "mode", "key"))
+_TASK, _MODE, _KEY, _NAME = (operator.attrgetter(name) for name in ("task", "mode", "key", "name"))
 
 
 def _template(node: Node, kw: dict | None) -> tuple[tuple, dict | None]:
     """The argument template of a node with Node arguments: each Node replaced by its Ref."""
     if node.mode == TOP_LEVEL:
-        a = tuple([Ref(v._index) if type(v) is Node else v for v in node.args])
+        a = tuple([Ref(v._mark) if type(v) is Node else v for v in node.args])
         if kw:
-            kw = {k: Ref(v._index) if type(v) is Node else v for k, v in kw.items()}
+            kw = {k: Ref(v._mark) if type(v) is Node else v for k, v in kw.items()}
         return a, kw
     if kw is None and len(node.args) == 1 and type(node.args[0]) is list \
             and is_node_list(node.args[0]):
-        return ([Ref(v._index) for v in node.args[0]],), None  # f([a, b, ...]): sum, concat
+        return ([Ref(v._mark) for v in node.args[0]],), None  # f([a, b, ...]): sum, concat
     return map_nested(node.args, Node, _to_ref), map_nested(kw, Node, _to_ref) if kw else None
 
 
 def _to_ref(node: Node) -> Ref:
-    return Ref(node._index)
+    return Ref(node._mark)
 
 
 def batch_size(ready: int, workers: int, mean_task_seconds: float | None) -> int:

@@ -59,7 +59,7 @@ class GuardedRun(InProcessRun):
         super().__init__(dag, single, executor, settings, events, name)
         plan = self.plan
         # A value seen by more than one party (consumers, the caller) is guarded.
-        self.shared = bytearray(map((1).__lt__, self.uses_left))
+        self.shared = self.shared_flags()
         self.captured = (list(plan.args), list(plan.kwargs))  # as the user passed them
         # Captured arguments other than plain data are guarded when their task
         # first runs (an inline run calls most tasks without them).
@@ -73,6 +73,10 @@ class GuardedRun(InProcessRun):
         if sample:
             self.sampling.acquire()
             self.sampler.enter()
+
+    def shared_flags(self) -> bytearray:
+        """Per task, 1 if its value has more than one reader (see ``counts``)."""
+        return bytearray(map((1).__lt__, self.uses_left))
 
     def call(self, i: int) -> tuple[Any, int]:
         if self.offload is not None:
