@@ -193,7 +193,8 @@ class LocalExecutor(Executor):
     ``placement="auto"`` (what the default executor of ``fd.compute`` uses)
     runs graphs of GIL-releasing functions on threads in this process and
     the others on the workers, and runs graphs on threads while the workers
-    start (see ``placement.py``); ``"processes"`` sends every graph to them.
+    start (see ``placement.py``), which it does once a graph needs them
+    (``lazystart.py``); ``"processes"`` sends every graph to them.
     """
 
     name = "local"
@@ -235,7 +236,8 @@ class LocalExecutor(Executor):
         self._serve_dashboard(dashboard)
         if placement not in ("processes", "auto"):
             raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
-        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan)
+        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan,
+                                    self._ensure_started)
                           if placement == "auto" else None)
 
     def __reduce__(self):
@@ -269,12 +271,14 @@ class LocalExecutor(Executor):
         """The run on threads here if placement puts ``graph`` there, else None."""
         if self.placement is None:
             return None
-        self._ensure_started()  # workers boot in the background meanwhile
-        where = self.placement.where(graph)
+        where = self.placement.where(graph)  # starts the workers if the graph needs them
         if where == PROCESSES:
             return None
-        run = self.placement.run_inline if where == INLINE else self.placement.run_on_threads
-        return self._track(run(graph, single, options.get("name", "")), options)
+        name = options.get("name", "")
+        if where == INLINE:  # done when it returns: nothing runs beside the tracking
+            return self._track(self.placement.run_inline(graph, single, name), options)
+        return self.placement.run_on_threads(graph, single, name,
+                                             lambda future: self._track(future, options))
 
     def submit_plan(self, plan: Plan, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""

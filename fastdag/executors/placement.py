@@ -38,7 +38,9 @@ Until the worker processes have started (they announce themselves with an
 "up" message), graphs meant for them run on threads, so a fresh
 interpreter's first ``compute()`` does not wait for workers to boot; once
 they are up, that graph's tasks of functions measured holding the GIL are
-sent to them one by one (``offload``).
+sent to them one by one (``offload``). The workers are started only when a
+graph needs them (``lazystart.py``): one measured, or watched on the
+threads, holding the GIL; GIL-releasing work never boots them.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from ..core.runner import nbytes
 from ..engine.executor import RunFuture
 from .guarded import GuardedRun, GuardedThreads
 from .inline import InlineRun
+from .lazystart import LazyStart
 
 
 INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
@@ -155,11 +158,14 @@ class Placement:
     """Per-graph choice between worker processes and threads, learned per function."""
 
     def __init__(self, workers: int, settings: Callable[[], dict], events: EventBus | None = None,
-                 submit: Callable[[Plan, bool], RunFuture] | None = None):
+                 submit: Callable[[Plan, bool], RunFuture] | None = None,
+                 start: Callable[[], None] | None = None):
         self.workers = workers
         self._submit = submit  # the workers' own submit_plan, for tasks offloaded to them
         self.profile = GilProfile()
         self.threads = GuardedThreads(workers, self.profile, settings, events)
+        # start(): the workers', once a graph needs them (see lazystart.py)
+        self.lazy = None if start is None else LazyStart(start, self.threads.sampler, workers)
         self._up: set[int] = set()
         self.ready = threading.Event()
         self._decisions: dict[frozenset, str] = {}  # the last placement per set of functions
@@ -182,6 +188,8 @@ class Placement:
                          _threads_score(expected, self.workers),
                          self._decisions.get(expected.functions))
         if choice == PROCESSES and not self.ready.is_set():
+            if self.lazy is not None and (expected.measured or any(g for _f, g in expected.functions)):
+                self.lazy.now()  # measured GIL-bound, or declared gil=True: they are needed
             return THREADS
         if expected.known or expected.measured:
             self._decisions[expected.functions] = choice
@@ -216,11 +224,17 @@ class Placement:
             held += count * stats.mean_s * (1.0 if fraction is None else fraction)
         return Expected(work, held, alone, known, True, declared_free, functions)
 
-    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "") -> RunFuture:
-        """Start ``graph`` on the threads; started before the workers are up, its
-        GIL-holding tasks move to them once they are (``offload``)."""
+    def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "",
+                       before: Callable[[RunFuture], Any] | None = None) -> RunFuture:
+        """Start ``graph`` on the threads (``before(future)`` first, see ``threads.start``);
+        started before the workers are up, its GIL-holding tasks move to them once they
+        are (``offload``)."""
         early = self._submit is not None and not self.ready.is_set()
-        return self.threads.start(graph, single, name, offload=self.offload if early else None)
+        future = self.threads.start(graph, single, name, before,
+                                    offload=self.offload if early else None)
+        if early and self.lazy is not None:
+            self.lazy.watch(future)  # workers not started: started if this run holds the GIL
+        return future
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
         """Task ``i`` of a graph started on threads before the workers were up, sent to one
@@ -274,4 +288,6 @@ class Placement:
         tasks = plan.tasks
         self.profile.record_tasks([tasks[int(i)] for i in table[short, INDEX]], durations[short])
     def shutdown(self, wait: bool = True) -> None:
+        if self.lazy is not None:
+            self.lazy.close()
         self.threads.shutdown(wait=wait)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,16 +57,25 @@ class ThreadExecutor(Executor):
 
     def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
-        return self._track(self.start(plan, single, options.get("name", "")), options)
+        return self.start(plan, single, options.get("name", ""),
+                          before=lambda future: self._track(future, options))
 
-    def start(self, plan: Plan | DAG, single: bool, name: str = "", **run_options: Any) -> RunFuture:
-        """Start running on the pool; its Future (not yet handed to metrics).
+    def start(self, plan: Plan | DAG, single: bool, name: str = "",
+              before: Callable[[RunFuture], Any] | None = None, **run_options: Any) -> RunFuture:
+        """Start running on the pool; its Future.
+
+        ``before(future)`` (handing it to metrics) is called before any task
+        starts: its first call imports the metrics modules, work that would
+        otherwise hold the GIL against the run's first tasks (the numpy
+        ones wait for it at every return from C).
 
         Called from one of the pool's own tasks (a nested ``compute()``), the
         graph runs inline in that thread: waiting for the pool there could
         wait for the very thread that is waiting. ``run_options`` go to ``new_run``.
         """
         run = self.new_run(plan, single, name, **run_options)
+        if before is not None:
+            before(run.future)
         pool = self._get_pool()
         if getattr(_running, "pool", None) is pool:
             run_inline(run)

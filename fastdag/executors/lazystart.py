@@ -1,0 +1,78 @@
+"""When the default executor starts its worker processes: once a graph needs them.
+
+::
+
+    a graph of functions never seen, no worker yet ──> threads (placement.py)
+        └─ watched: every WINDOW_S, the GIL sampler's held time in that window;
+           more than 1/workers of it ──────────────────> start the workers (in the background)
+    a graph measured GIL-bound, or using a gil=True function ──> start the workers
+    a graph of GIL-releasing functions (numpy, pandas, Pillow) ──> no worker is started
+
+Why: on a fresh interpreter, the first ``compute()`` of numpy or Pillow code
+runs on threads, and would keep running there; two workers booting beside
+it (an interpreter and fastdag's modules each) take CPU from those threads
+on a small machine, and each return from C into Python waits for the GIL
+behind the scheduler thread that starts them. Pure-Python work, which only
+processes run in parallel, shows itself within a window or two: its
+threads hold the GIL nearly all the time, as on a worker ``placement.py``
+would send it to (held fraction x workers > 1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..core.gil import GilSampler
+
+WINDOW_S = 0.05  # a pure-Python first graph starts the workers this late at most (plus a window)
+
+
+class LazyStart:
+    """Starts the workers (``start()``, at most once) when a graph on threads needs them."""
+
+    def __init__(self, start: Callable[[], None], sampler: GilSampler, workers: int):
+        self._start = start
+        self._sampler = sampler
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self.started = False
+
+    def now(self) -> None:
+        """Start the workers, unless started already or closed."""
+        with self._lock:
+            if self.started or self._closed.is_set():
+                return
+            self.started = True
+        try:
+            self._start()
+        except Exception:  # noqa: BLE001 - shut down meanwhile, or /dev/shm unusable:
+            pass           # the next graph sent to the workers starts them, and raises
+
+    def watch(self, future: Any) -> None:
+        """Start the workers if the run of ``future`` (on threads, sampled) holds the GIL."""
+        if self.started:
+            return
+        done = threading.Event()  # the watcher keeps no reference to the future: its result
+        future.add_done_callback(lambda _f: done.set())
+        threading.Thread(target=self._watch, args=(done,), name="fastdag-lazystart",
+                         daemon=True).start()
+
+    def _watch(self, done: threading.Event) -> None:
+        sampler, clock = self._sampler, time.perf_counter
+        held, at = sampler.held, clock()
+        while not self.started and not self._closed.is_set():
+            if done.wait(WINDOW_S):
+                return
+            now_held, now = sampler.held, clock()
+            if (now_held - held) * self._workers > now - at:
+                self.now()
+                return
+            held, at = now_held, now
+
+    def close(self) -> None:
+        """Start nothing from now on (the executor is shutting down)."""
+        self._closed.set()
