@@ -114,7 +114,7 @@ def fd_auto():
     """
     ex = fd.LocalExecutor(workers=PARALLEL, placement="auto")
     ex.compute(fd.task(abs)(-1))
-    ex._ensure_started()  # a tiny graph needs no worker (see executors/lazystart.py)
+    ex.wake_workers()  # a tiny graph needs no worker (see executors/lazystart.py)
     assert ex.placement.ready.wait(120), "the workers never started"
     yield ex
     ex.shutdown()

@@ -31,9 +31,11 @@ WINDOW_S = 0.05  # a pure-Python first graph starts the workers this late at mos
 
 
 class LazyStart:
-    """Starts the workers (``start()``, at most once) when a graph on threads needs them."""
+    """Starts the workers (``start(funcs)``, at most once, with the functions of the graph
+    that needs them) when a graph on threads needs them."""
 
-    def __init__(self, start: Callable[[], None], sampler: GilSampler, workers: int):
+    def __init__(self, start: Callable[[list[Callable]], None], sampler: GilSampler,
+                 workers: int):
         self._start = start
         self._sampler = sampler
         self._workers = workers
@@ -41,27 +43,28 @@ class LazyStart:
         self._closed = threading.Event()
         self.started = False
 
-    def now(self) -> None:
-        """Start the workers, unless started already or closed."""
+    def now(self, funcs: list[Callable]) -> None:
+        """Start the workers for a graph of ``funcs``, unless started already or closed."""
         with self._lock:
             if self.started or self._closed.is_set():
                 return
             self.started = True
         try:
-            self._start()
+            self._start(funcs)
         except Exception:  # noqa: BLE001 - shut down meanwhile, or /dev/shm unusable:
             pass           # the next graph sent to the workers starts them, and raises
 
-    def watch(self, future: Any) -> None:
-        """Start the workers if the run of ``future`` (on threads, sampled) holds the GIL."""
+    def watch(self, future: Any, funcs: list[Callable]) -> None:
+        """Start the workers if the run of ``future`` (on threads, sampled; a graph of
+        ``funcs``) holds the GIL."""
         if self.started:
             return
         done = threading.Event()  # the watcher keeps no reference to the future: its result
         future.add_done_callback(lambda _f: done.set())
-        threading.Thread(target=self._watch, args=(done,), name="fastdag-lazystart",
+        threading.Thread(target=self._watch, args=(done, funcs), name="fastdag-lazystart",
                          daemon=True).start()
 
-    def _watch(self, done: threading.Event) -> None:
+    def _watch(self, done: threading.Event, funcs: list[Callable]) -> None:
         sampler, clock = self._sampler, time.perf_counter
         held, at = sampler.held, clock()
         while not self.started and not self._closed.is_set():
@@ -69,7 +72,7 @@ class LazyStart:
                 return
             now_held, now = sampler.held, clock()
             if (now_held - held) * self._workers > now - at:
-                self.now()
+                self.now(funcs)
                 return
             held, at = now_held, now
 

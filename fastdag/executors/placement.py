@@ -140,6 +140,11 @@ def _shipping_s(plan: Plan, i: int, values: list) -> float:
     return 2 * size / SHIP_BYTES_PER_S
 
 
+def _functions(tasks: list[Task]) -> list[Callable]:
+    """The distinct functions of ``tasks`` (Tasks hash by identity)."""
+    return [t.func for t in dict.fromkeys(tasks)]
+
+
 def _one_task_plan(plan: Plan, i: int, values: list) -> Plan:
     """Task ``i`` of ``plan`` alone, its inputs from ``values`` captured as arguments."""
     if plan.modes[i] == ARGS_ARE_DEPS:
@@ -164,7 +169,7 @@ class Placement:
         self._submit = submit  # the workers' own submit_plan, for tasks offloaded to them
         self.profile = GilProfile()
         self.threads = GuardedThreads(workers, self.profile, settings, events)
-        # start(): the workers', once a graph needs them (see lazystart.py)
+        # start(funcs): the workers', once a graph (of funcs) needs them (see lazystart.py)
         self.lazy = None if start is None else LazyStart(start, self.threads.sampler, workers)
         self._up: set[int] = set()
         self.ready = threading.Event()
@@ -189,7 +194,7 @@ class Placement:
                          self._decisions.get(expected.functions))
         if choice == PROCESSES and not self.ready.is_set():
             if self.lazy is not None and (expected.measured or any(g for _f, g in expected.functions)):
-                self.lazy.now()  # measured GIL-bound, or declared gil=True: they are needed
+                self.lazy.now(_functions(tasks))  # measured GIL-bound, or gil=True: needed
             return THREADS
         if expected.known or expected.measured:
             self._decisions[expected.functions] = choice
@@ -233,7 +238,8 @@ class Placement:
         future = self.threads.start(graph, single, name, before,
                                     offload=self.offload if early else None)
         if early and self.lazy is not None:
-            self.lazy.watch(future)  # workers not started: started if this run holds the GIL
+            tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+            self.lazy.watch(future, _functions(tasks))  # started if this run holds the GIL
         return future
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
