@@ -90,7 +90,7 @@ import psutil
 from fastdag.executors.local import LocalExecutor
 ex = LocalExecutor(placement="auto")
 t0 = time.perf_counter()
-getattr(ex, "wake_workers", ex._ensure_started)()  # started dormant: woken (older: started)
+ex._ensure_started()
 if not ex.placement.ready.wait(60):
     raise SystemExit("workers did not report in")
 t1 = time.perf_counter()

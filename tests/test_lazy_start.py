@@ -1,21 +1,15 @@
-"""A fresh default executor's start-up: workers booted only when a graph needs them.
+"""A fresh default executor's start-up: workers started only when a graph needs them.
 
-The workers are spawned dormant at the first graph (an interpreter waiting
-for a byte, see ``executors/boot.py``); a graph of GIL-releasing work (numpy,
-Pillow, I/O) runs on threads and never wakes them, so nothing boots beside
-it; pure-Python work wakes them within a window or two of the GIL sampler.
-No timing is asserted: the sleeps are GIL-free by construction, the loops
-GIL-bound by construction.
+A graph of GIL-releasing work (numpy, Pillow, I/O) runs on threads and starts
+no worker process, so nothing boots beside it; pure-Python work starts them
+within a window or two of the GIL sampler, and they import the modules of
+that graph's functions before they report up. No timing is asserted: the
+sleeps are GIL-free by construction, the loops GIL-bound by construction.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -25,11 +19,9 @@ import pytest
 import fastdag as fd
 from fastdag.core.gil import GilSampler
 from fastdag.core.plan import build_plan
-from fastdag.engine.wake import modules_to_preload
-from fastdag.executors.lazystart import LazyStart
+from fastdag.executors.lazystart import LazyStart, modules_to_preload
 from fastdag.executors.placement import Placement
 from fastdag.metrics.monitor import rss_of
-from test_client_death import read_line, running, wait_until
 from tasks import imported
 from test_placement import _python_loop
 
@@ -39,60 +31,20 @@ def _nap(seconds: float, i: int) -> int:
     return i
 
 
-def test_a_first_graph_of_gil_releasing_tasks_leaves_the_workers_dormant():
+def test_a_first_graph_of_gil_releasing_tasks_starts_no_worker():
     nap = fd.task(_nap)
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         assert ex.compute(*[nap(0.05, i) for i in range(8)]) == tuple(range(8))
         assert fd.last_run().run.settings["placement"] == "threads"
-        assert len(ex.worker_pids()) == 2 and all(h.dormant for h in ex._handles)
-        assert not ex.placement.ready.is_set()
-        workers = [h.process for h in ex._handles]
-    assert [w.wait(10) for w in workers] == [0, 0]  # shut down: they exit without booting
+        assert ex.worker_pids() == [] and not ex.placement.ready.is_set()
 
 
-def test_a_first_graph_of_pure_python_tasks_wakes_the_workers():
+def test_a_first_graph_of_pure_python_tasks_starts_the_workers():
     loop = fd.task(_python_loop)
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         assert len(ex.compute(*[loop(0.05) for _ in range(12)])) == 12
-        assert ex.placement.ready.wait(60), "the workers were never woken"
-        assert not any(h.dormant for h in ex._handles)
-
-
-def test_a_graph_sent_to_dormant_workers_wakes_them():
-    with fd.LocalExecutor(workers=2, placement="auto") as ex:
-        ex._ensure_started()
-        assert all(h.dormant for h in ex._handles)
-        future = ex.submit_plan(build_plan(fd.task(_nap)(0.0, 7).dag), True)  # to the processes
-        assert future.result(60) == 7 and not any(h.dormant for h in ex._handles)
-
-
-DORMANT_CLIENT = textwrap.dedent("""
-    import json, time
-    import fastdag as fd
-    ex = fd.LocalExecutor(workers=2, placement="auto")
-    ex.compute(fd.task(time.sleep)(0.01))  # GIL-free: the workers stay dormant
-    print(json.dumps({"workers": ex.worker_pids(),
-                      "dormant": all(h.dormant for h in ex._handles)}), flush=True)
-    time.sleep(120)
-""")
-
-
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
-def test_dormant_workers_die_with_their_client(tmp_path, how):
-    script = tmp_path / "client.py"
-    script.write_text(DORMANT_CLIENT)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    try:
-        info = json.loads(read_line(proc))
-        assert len(info["workers"]) == 2 and info["dormant"]
-        proc.send_signal(how)
-        proc.wait()
-        wait_until(lambda: not any(running(p) for p in info["workers"]),
-                   "dormant workers outlive their client")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        assert ex.placement.ready.wait(60), "the workers were never started"
+        assert len(ex.worker_pids()) == 2
 
 
 def test_a_graph_measured_holding_the_gil_starts_the_workers_before_it_runs():
@@ -189,7 +141,7 @@ def test_the_modules_to_preload_are_where_the_functions_live_and_what_main_code_
     assert modules_to_preload([_nap, scope["f"], len, fd.task(_nap).func]) == [__name__, "numpy"]
 
 
-def test_woken_workers_import_the_graphs_modules_before_they_report_up():
+def test_started_workers_import_the_graphs_modules_before_they_report_up():
     loop = fd.task(_python_loop)
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         ex.compute(*[loop(0.05) for _ in range(12)])  # _python_loop: from test_placement

@@ -197,7 +197,7 @@ def test_auto_executor_learns_from_workers_and_leaves_nothing_behind():
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         assert ex.compute(ident(1)) == 1  # on threads
         assert fd.last_run().run.settings["placement"] == "threads"
-        ex.wake_workers()  # a tiny graph needs no worker: woken here (see lazystart.py)
+        ex.start_workers()  # a tiny graph needs no worker: started here (see lazystart.py)
         assert ex.placement.ready.wait(60), "workers never said they were up"
         assert not ex.placement.on_threads(loop(0.05).dag)  # never seen: processes
         assert len(ex.compute(*[loop(0.05) for _ in range(4)])) == 4

@@ -29,14 +29,8 @@ INTERVAL = 0.25
 _PR_SET_PDEATHSIG = 1
 
 
-_armed: set[int] = set()  # parents watched already: a dormant worker arms it before it boots
-
-
 def exit_with_parent(parent_pid: int) -> None:
     """End this process when ``parent_pid``, its parent, ends (see the module docstring)."""
-    if parent_pid in _armed:
-        return
-    _armed.add(parent_pid)
     if sys.platform.startswith("linux"):
         _set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent_pid:  # gone before the signal was armed

@@ -16,18 +16,47 @@ behind the scheduler thread that starts them. Pure-Python work, which only
 processes run in parallel, shows itself within a window or two: its
 threads hold the GIL nearly all the time, as on a worker ``placement.py``
 would send it to (held fraction x workers > 1).
+
+The workers are told the modules of the functions of the graph that
+started them (``modules_to_preload``), which they import before they report
+"up": unpickling their first task would import them anyway (a user module
+that imports numpy: 0.1 s), and meanwhile the client's threads keep
+working, not a thread waiting for the first task it offloaded.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core.gil import GilSampler
 
 WINDOW_S = 0.05  # a pure-Python first graph starts the workers this late at most (plus a window)
+MAX_PRELOAD = 64  # module names given to the workers at most
+
+
+def modules_to_preload(funcs: Iterable[Callable]) -> list[str]:
+    """The modules a worker would import to unpickle tasks of ``funcs``: where each is
+    defined, and for one defined in ``__main__`` (which a worker never imports; its
+    code travels by value) the modules its code names (``np`` of ``import numpy as np``).
+    Only modules this process has imported, at most ``MAX_PRELOAD``."""
+    names: dict[str, None] = {}
+    for func in funcs:
+        module = getattr(func, "__module__", None)
+        if module != "__main__":
+            names[module] = None
+            continue
+        code, scope = getattr(func, "__code__", None), getattr(func, "__globals__", {})
+        for name in code.co_names if code is not None else ():
+            value = scope.get(name)
+            if isinstance(value, types.ModuleType):
+                names[value.__name__] = None
+    found = [n for n in names if isinstance(n, str) and n in sys.modules and n != "builtins"]
+    return found[:MAX_PRELOAD]
 
 
 class LazyStart:

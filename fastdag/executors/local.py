@@ -122,7 +122,7 @@ from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_b
 from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
 from ..engine.messages import Returned, ShippedPlan
-from ..engine.wake import modules_to_preload, wake_message, write_all
+from .lazystart import modules_to_preload
 from .placement import INLINE, PROCESSES, Placement
 from .schedstate import SchedulerState
 from ..engine.worker import BLAS_THREAD_VARS, SLOT
@@ -149,7 +149,6 @@ class WorkerHandle:
     batches: int = 0          # sent: a steal request names the batch it is meant for
     asked: bool = False       # a steal request for this batch is unanswered
     kill_at: float | None = None
-    dormant: bool = False     # waits for the wake byte before it boots (``boot.py``)
 
     @property
     def name(self) -> str:
@@ -239,10 +238,9 @@ class LocalExecutor(Executor):
         if placement not in ("processes", "auto"):
             raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
         self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan,
-                                    self.wake_workers)
+                                    self.start_workers)
                           if placement == "auto" else None)
-        # Workers start dormant until a graph needs them (see executors/boot.py)
-        self._dormant = self.placement is not None
+        self._preload: list[str] = []  # modules the workers import first (lazystart.py)
 
     def __reduce__(self):
         raise TypeError(
@@ -275,8 +273,7 @@ class LocalExecutor(Executor):
         """The run on threads here if placement puts ``graph`` there, else None."""
         if self.placement is None:
             return None
-        self._ensure_started()  # dormant workers: spawned now, while spawning is cheap
-        where = self.placement.where(graph)  # wakes them if the graph needs them
+        where = self.placement.where(graph)  # starts the workers if the graph needs them
         if where == PROCESSES:
             return None
         name = options.get("name", "")
@@ -325,12 +322,12 @@ class LocalExecutor(Executor):
                 raise
             raise _unpicklable_argument(plan, exc) from exc
 
-    def wake_workers(self, funcs: Iterable[Callable] = ()) -> None:
-        """Let the workers boot (started dormant with ``placement="auto"``): a graph of
-        ``funcs`` needs them; they import those functions' modules first (``boot.py``)."""
-        self._dormant = False
+    def start_workers(self, funcs: Iterable[Callable] = ()) -> None:
+        """Start the workers (if not started yet) for a graph of ``funcs``, whose
+        modules they import before they report up (see ``lazystart.py``)."""
+        if self._thread is None:
+            self._preload = modules_to_preload(funcs)
         self._ensure_started()
-        self._post(("wake", modules_to_preload(funcs)))
 
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
@@ -458,17 +455,16 @@ class LocalExecutor(Executor):
         if self.placement is not None:
             env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement
         prefix = f"{self.prefix}-{wid}.{generation}"
-        dormant = self._dormant
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOT, "\n".join(sys.path),
-             "dormant" if dormant else "awake", str(theirs.fileno()),
+            [sys.executable, "-c", _WORKER_BOOT, "\n".join(sys.path), "\n".join(self._preload),
+             str(theirs.fileno()),
              str(wid), self._status_path, prefix, str(self.blas_threads), self.store.spill_dir,
              str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         conn = Connection(ours.detach())
         handle = WorkerHandle(wid=wid, generation=generation, process=proc, conn=conn,
-                              sentinel=os.pidfd_open(proc.pid), prefix=prefix, dormant=dormant)
+                              sentinel=os.pidfd_open(proc.pid), prefix=prefix)
         ev.worker_changed(self.event_bus, handle.name, None)
         return handle
 
@@ -538,9 +534,6 @@ class LocalExecutor(Executor):
                     self._release_plan(state)
                     continue
                 self._runs[state.id] = state
-                self._wake_all()  # a graph for the processes: all of them may take part
-            elif kind == "wake":
-                self._wake_all(item[1])
             elif kind == "cancel":
                 run = self._runs.get(item[1])
                 if run is not None:
@@ -800,26 +793,9 @@ class LocalExecutor(Executor):
 
     def _send(self, h: WorkerHandle, msg: tuple) -> None:
         try:
-            if h.dormant:
-                self._wake(h)
             h.conn.send_bytes(pickle.dumps(msg, protocol=5))
         except OSError:
             pass  # the sentinel reports the death
-
-    def _wake_all(self, modules: list[str] = ()) -> None:
-        self._dormant = False  # replacements start awake too
-        for h in self._handles:
-            self._wake(h, modules)
-
-    @staticmethod
-    def _wake(h: WorkerHandle, modules: Iterable[str] = ()) -> None:
-        """Let a dormant worker boot: the wake message, before any other (``boot.py``)."""
-        if h.dormant and h.alive:
-            h.dormant = False
-            try:
-                write_all(h.conn.fileno(), wake_message(modules))  # raw, before any message
-            except OSError:
-                pass  # the sentinel reports the death
 
     # -- worker death -----------------------------------------------------------
     def _worker_died(self, h: WorkerHandle, stopping: bool) -> None:
@@ -875,9 +851,7 @@ class LocalExecutor(Executor):
 
     def _stop_workers(self) -> None:
         for h in self._handles:
-            if h.alive and h.dormant:
-                h.conn.close()  # end of file: a dormant worker exits without booting
-            elif h.alive:
+            if h.alive:
                 self._send(h, ("stop",))
         for h in self._handles:
             if not h.alive:
