@@ -19,6 +19,7 @@ import pytest
 import fastdag as fd
 from fastdag.core.gil import GilSampler
 from fastdag.core.plan import build_plan
+from fastdag.executors import lazystart
 from fastdag.executors.lazystart import LazyStart, modules_to_preload
 from fastdag.executors.placement import Placement
 from fastdag.metrics.monitor import rss_of
@@ -31,7 +32,8 @@ def _nap(seconds: float, i: int) -> int:
     return i
 
 
-def test_a_first_graph_of_gil_releasing_tasks_starts_no_worker():
+def test_a_first_graph_of_gil_releasing_tasks_starts_no_worker(monkeypatch):
+    monkeypatch.setattr(lazystart, "LONG_RUN_S", 3600.0)  # however slow the machine
     nap = fd.task(_nap)
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         assert ex.compute(*[nap(0.05, i) for i in range(8)]) == tuple(range(8))
@@ -85,7 +87,8 @@ class _Pending:
         self.callback = callback
 
 
-def test_the_watcher_starts_the_workers_for_a_run_that_holds_the_gil():
+def test_the_watcher_starts_the_workers_for_a_run_that_holds_the_gil(monkeypatch):
+    monkeypatch.setattr(lazystart, "LONG_RUN_S", 3600.0)  # the GIL alone decides
     sampler, started = GilSampler(), threading.Event()
     lazy = LazyStart(lambda funcs: started.set(), sampler, 2)
     sampler.enter()
@@ -97,7 +100,8 @@ def test_the_watcher_starts_the_workers_for_a_run_that_holds_the_gil():
         sampler.exit()
 
 
-def test_the_watcher_of_a_run_that_waits_starts_nothing():
+def test_the_watcher_of_a_run_that_waits_starts_nothing(monkeypatch):
+    monkeypatch.setattr(lazystart, "LONG_RUN_S", 3600.0)
     sampler, started = GilSampler(), threading.Event()
     lazy = LazyStart(lambda funcs: started.set(), sampler, 2)
     pending = _Pending()
@@ -108,6 +112,18 @@ def test_the_watcher_of_a_run_that_waits_starts_nothing():
         pending.callback(pending)  # the run is done: the watcher stops
         time.sleep(0.1)
         assert not started.is_set()
+    finally:
+        sampler.exit()
+
+
+def test_the_watcher_starts_the_workers_for_a_long_run_whatever_it_holds(monkeypatch):
+    monkeypatch.setattr(lazystart, "LONG_RUN_S", 0.1)
+    sampler, started = GilSampler(), threading.Event()
+    lazy = LazyStart(lambda funcs: started.set(), sampler, 2)
+    sampler.enter()
+    try:
+        lazy.watch(_Pending(), [])
+        assert started.wait(10)  # this thread sleeps: the sampler sees no GIL held
     finally:
         sampler.exit()
 

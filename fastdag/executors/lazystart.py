@@ -4,7 +4,8 @@
 
     a graph of functions never seen, no worker yet ──> threads (placement.py)
         └─ watched: every WINDOW_S, the GIL sampler's held time in that window;
-           more than 1/workers of it ──────────────────> start the workers (in the background)
+           more than 1/workers of it, or the run
+           lasting LONG_RUN_S ─────────────────────────> start the workers (in the background)
     a graph measured GIL-bound, or using a gil=True function ──> start the workers
     a graph of GIL-releasing functions (numpy, pandas, Pillow) ──> no worker is started
 
@@ -15,7 +16,10 @@ on a small machine, and each return from C into Python waits for the GIL
 behind the scheduler thread that starts them. Pure-Python work, which only
 processes run in parallel, shows itself within a window or two: its
 threads hold the GIL nearly all the time, as on a worker ``placement.py``
-would send it to (held fraction x workers > 1).
+would send it to (held fraction x workers > 1). On a loaded machine the
+sampler, which discounts the time it waited for a CPU, can miss it; a run
+still going after ``LONG_RUN_S`` (about what the workers take to boot, so
+long enough to use them) starts them anyway.
 
 The workers are told the modules of the functions of the graph that
 started them (``modules_to_preload``), which they import before they report
@@ -36,6 +40,7 @@ from typing import Any
 from ..core.gil import GilSampler
 
 WINDOW_S = 0.05  # a pure-Python first graph starts the workers this late at most (plus a window)
+LONG_RUN_S = 0.3  # a first graph still running this long starts them whatever it holds
 MAX_PRELOAD = 64  # module names given to the workers at most
 
 
@@ -96,11 +101,12 @@ class LazyStart:
     def _watch(self, done: threading.Event, funcs: list[Callable]) -> None:
         sampler, clock = self._sampler, time.perf_counter
         held, at = sampler.held, clock()
+        begin = at
         while not self.started and not self._closed.is_set():
             if done.wait(WINDOW_S):
                 return
             now_held, now = sampler.held, clock()
-            if (now_held - held) * self._workers > now - at:
+            if (now_held - held) * self._workers > now - at or now - begin >= LONG_RUN_S:
                 self.now(funcs)
                 return
             held, at = now_held, now
