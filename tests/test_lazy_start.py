@@ -116,16 +116,29 @@ def test_the_watcher_of_a_run_that_waits_starts_nothing(monkeypatch):
         sampler.exit()
 
 
-def test_the_watcher_starts_the_workers_for_a_long_run_whatever_it_holds(monkeypatch):
+class _SteadySampler:
+    """A GilSampler stand-in whose held time grows at ``fraction`` of the wall time."""
+
+    def __init__(self, fraction: float):
+        self.fraction, self.start = fraction, time.perf_counter()
+
+    @property
+    def held(self) -> float:
+        return self.fraction * (time.perf_counter() - self.start)
+
+
+@pytest.mark.parametrize("fraction, starts", [(0.4, True), (0.1, False)])
+def test_a_long_run_starts_the_workers_at_half_the_bar(monkeypatch, fraction, starts):
+    """Below 1/workers in every window, but over half of it since the run began."""
     monkeypatch.setattr(lazystart, "LONG_RUN_S", 0.1)
-    sampler, started = GilSampler(), threading.Event()
-    lazy = LazyStart(lambda funcs: started.set(), sampler, 2)
-    sampler.enter()
+    started = threading.Event()
+    lazy = LazyStart(lambda funcs: started.set(), _SteadySampler(fraction), 2)
+    pending = _Pending()
+    lazy.watch(pending, [])
     try:
-        lazy.watch(_Pending(), [])
-        assert started.wait(10)  # this thread sleeps: the sampler sees no GIL held
+        assert started.wait(1.0 if starts else 0.5) is starts
     finally:
-        sampler.exit()
+        pending.callback(pending)
 
 
 def test_an_unknown_compute_option_fails_before_any_task_runs():

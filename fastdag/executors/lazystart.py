@@ -4,8 +4,9 @@
 
     a graph of functions never seen, no worker yet ──> threads (placement.py)
         └─ watched: every WINDOW_S, the GIL sampler's held time in that window;
-           more than 1/workers of it, or the run
-           lasting LONG_RUN_S ─────────────────────────> start the workers (in the background)
+           more than 1/workers of it; or, once the run
+           has lasted LONG_RUN_S, more than half that
+           since it began ─────────────────────────────> start the workers (in the background)
     a graph measured GIL-bound, or using a gil=True function ──> start the workers
     a graph of GIL-releasing functions (numpy, pandas, Pillow) ──> no worker is started
 
@@ -17,9 +18,12 @@ behind the scheduler thread that starts them. Pure-Python work, which only
 processes run in parallel, shows itself within a window or two: its
 threads hold the GIL nearly all the time, as on a worker ``placement.py``
 would send it to (held fraction x workers > 1). On a loaded machine the
-sampler, which discounts the time it waited for a CPU, can miss it; a run
+sampler, which discounts the time it waited for a CPU, sees less of it
+(seen: no window over the bar for 0.6 s of a pure-Python graph); a run
 still going after ``LONG_RUN_S`` (about what the workers take to boot, so
-long enough to use them) starts them anyway.
+long enough to use them) starts them at half the bar, over its whole
+length. A long numpy or Pillow graph, whose threads hold the GIL a tenth
+of the time or less, stays below both.
 
 The workers are told the modules of the functions of the graph that
 started them (``modules_to_preload``), which they import before they report
@@ -40,7 +44,7 @@ from typing import Any
 from ..core.gil import GilSampler
 
 WINDOW_S = 0.05  # a pure-Python first graph starts the workers this late at most (plus a window)
-LONG_RUN_S = 0.3  # a first graph still running this long starts them whatever it holds
+LONG_RUN_S = 0.3  # from then on, the bar is half as high, over the whole run
 MAX_PRELOAD = 64  # module names given to the workers at most
 
 
@@ -99,14 +103,16 @@ class LazyStart:
                          daemon=True).start()
 
     def _watch(self, done: threading.Event, funcs: list[Callable]) -> None:
-        sampler, clock = self._sampler, time.perf_counter
+        sampler, clock, workers = self._sampler, time.perf_counter, self._workers
         held, at = sampler.held, clock()
-        begin = at
+        first_held, begin = held, at
         while not self.started and not self._closed.is_set():
             if done.wait(WINDOW_S):
                 return
             now_held, now = sampler.held, clock()
-            if (now_held - held) * self._workers > now - at or now - begin >= LONG_RUN_S:
+            if ((now_held - held) * workers > now - at
+                    or (now - begin >= LONG_RUN_S
+                        and 2 * (now_held - first_held) * workers > now - begin)):
                 self.now(funcs)
                 return
             held, at = now_held, now
