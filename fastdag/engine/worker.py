@@ -582,7 +582,7 @@ def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,
 
 
 def _preload(modules: Iterable[str]) -> None:
-    """Import what the first tasks will need (``executors/boot.py``); a module that fails
+    """Import what the first tasks will need (``executors/lazystart.py``); a module that fails
     here fails again, with the task's own error, when a task needs it."""
     import importlib
     for name in modules:

@@ -164,7 +164,7 @@ class Placement:
 
     def __init__(self, workers: int, settings: Callable[[], dict], events: EventBus | None = None,
                  submit: Callable[[Plan, bool], RunFuture] | None = None,
-                 start: Callable[[], None] | None = None):
+                 start: Callable[[list[Callable]], None] | None = None):
         self.workers = workers
         self._submit = submit  # the workers' own submit_plan, for tasks offloaded to them
         self.profile = GilProfile()
@@ -193,8 +193,9 @@ class Placement:
                          _threads_score(expected, self.workers),
                          self._decisions.get(expected.functions))
         if choice == PROCESSES and not self.ready.is_set():
-            if self.lazy is not None and (expected.measured or any(g for _f, g in expected.functions)):
-                self.lazy.now(_functions(tasks))  # measured GIL-bound, or gil=True: needed
+            declared = any(g for _f, g in expected.functions)  # gil=True
+            if self.lazy is not None and (expected.measured or declared):
+                self.lazy.now(_functions(tasks))  # measured GIL-bound, or declared: needed
             return THREADS
         if expected.known or expected.measured:
             self._decisions[expected.functions] = choice
