@@ -10,6 +10,7 @@ sleeps are GIL-free by construction, the loops GIL-bound by construction.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -178,3 +179,11 @@ def test_started_workers_import_the_graphs_modules_before_they_report_up():
         for _ in range(2):  # on the processes, where tasks.py imports no test module
             on_worker = ex.submit_plan(build_plan(imported("test_placement").dag), True)
             assert on_worker.result(60) is True
+
+
+def test_starting_the_workers_leaves_the_switch_interval_as_it_was():
+    before = sys.getswitchinterval()
+    with fd.LocalExecutor(workers=1, placement="auto") as ex:
+        ex.start_workers([_nap])
+        assert sys.getswitchinterval() == before
+        assert ex.placement.ready.wait(60)

@@ -129,6 +129,10 @@ from ..engine.worker import BLAS_THREAD_VARS, SLOT
 
 
 SMALL_SHM = 256 * 2**20
+# The GIL switch interval while workers are started from a graph's threads: each of
+# the spawn's system calls gives up the GIL, and takes one interval to get it back
+# from a pure-Python thread (5 ms by default: 100-200 ms for two workers).
+SPAWN_SWITCH_S = 0.0002
 # The worker imports everything, fastdag first, from the caller's sys.path (argv[1]): a
 # bare ``python -c`` would look in the current folder first, and could load another fastdag.
 _WORKER_BOOT = ("import sys; sys.path[:] = sys.argv[1].split('\\n'); "
@@ -327,7 +331,12 @@ class LocalExecutor(Executor):
         modules they import before they report up (see ``lazystart.py``)."""
         if self._thread is None:
             self._preload = modules_to_preload(funcs)
-        self._ensure_started()
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SPAWN_SWITCH_S))
+        try:
+            self._ensure_started()
+        finally:
+            sys.setswitchinterval(interval)
 
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
