@@ -18,10 +18,22 @@ take a task: the CPU seconds (user + system) of each worker of a
 ``LocalExecutor`` from its start to its ``("up",)`` message, read with
 psutil while the workers sit idle, median over ``--samples`` executors.
 
+Bytecode: a user's fastdag, numpy and own modules load from ``.pyc`` files
+(pip compiles a package when it installs it; Python writes the cache of an
+editable checkout at its first import). An environment that sets
+``PYTHONDONTWRITEBYTECODE`` (this one, many Docker images) would instead
+compile every module of the client and of each worker from source in every
+sample: some 0.1 s of the client's first compute and 30 ms of each worker's
+boot that no user pays. So the children write and read their bytecode under
+a cache folder of their own (``PYTHONPYCACHEPREFIX``), filled by one untimed
+child per checkout and workload before the samples; ``--no-bytecode`` keeps
+the environment's setting.
+
     python benchmarks/first_compute.py --samples 7 json numpy
     python benchmarks/first_compute.py --boot --samples 5
     git archive <commit> | tar -x -C /tmp/before   # against an older commit, in turn
     python benchmarks/first_compute.py --compare /tmp/before --serial json numpy
+    python benchmarks/first_compute.py --no-bytecode json    # modules compiled in every sample
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,9 +100,18 @@ print(json.dumps({"up_wall": t1 - t0, "cpu": cpu}))
 """
 
 
+# Where the children keep their bytecode (see the module docstring); None: as the
+# environment says. One folder serves every checkout: the cache mirrors source paths.
+PYCACHE: str | None = None
+
+
 def _env(root: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (root, HERE, os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, PYTHONPATH=path)
+    env = dict(os.environ, PYTHONPATH=path)
+    if PYCACHE is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    return env
 
 
 def _child(root: str, code: str, *args: str) -> dict:
@@ -106,10 +128,13 @@ def first_compute(name: str, samples: int, warm: int, roots: list[str],
     their difference; the checkouts take turns, sample by sample, so load swings hit all.
     ``serial``: the last entry of ``roots`` runs the workload's plain calls instead."""
     runs: list[list[dict]] = [[] for _ in roots]
+    engines = ["serial" if k == len(roots) - 1 and serial else "fastdag" for k in range(len(roots))]
+    if PYCACHE is not None:  # untimed: writes the bytecode every sample then reads
+        for root, engine in zip(roots, engines):
+            _child(root, CHILD, name, "1", engine)
     for _ in range(samples):
         for k, root in enumerate(roots):
-            engine = "serial" if k == len(roots) - 1 and serial else "fastdag"
-            runs[k].append(_child(root, CHILD, name, str(warm), engine))
+            runs[k].append(_child(root, CHILD, name, str(warm), engines[k]))
     return [_summary(r) for r in runs]
 
 
@@ -127,6 +152,9 @@ def boot(samples: int, roots: list[str]) -> list[dict[str, float]]:
     """Per checkout, median CPU seconds per worker to boot, and the wall time until all
     reported in; the checkouts take turns."""
     runs: list[list[dict]] = [[] for _ in roots]
+    if PYCACHE is not None:  # untimed, as in first_compute
+        for root in roots:
+            _child(root, BOOT)
     for _ in range(samples):
         for k, root in enumerate(roots):
             runs[k].append(_child(root, BOOT))
@@ -153,7 +181,16 @@ def main() -> None:
                         help="another fastdag checkout (e.g. an older commit), sampled in turn")
     parser.add_argument("--serial", action="store_true",
                         help="also sample the workload's plain calls: its own first-run cost")
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="no bytecode cache of the children's own: as the environment says")
     args = parser.parse_args()
+    global PYCACHE
+    with tempfile.TemporaryDirectory(prefix="first-compute-pyc-") as cache:
+        PYCACHE = None if args.no_bytecode else cache
+        _measure(args)
+
+
+def _measure(args: argparse.Namespace) -> None:
     roots = [os.path.dirname(HERE), *map(os.path.abspath, args.compare)]
     print(f"load at start {os.getloadavg()[0]:.1f}", flush=True)
     if args.boot:

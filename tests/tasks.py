@@ -18,3 +18,10 @@ def inc(x):
 @fd.task
 def total(xs):
     return sum(xs)
+
+
+@fd.task
+def imported(module: str) -> bool:
+    """Whether the process running it has imported ``module``."""
+    import sys
+    return module in sys.modules

@@ -48,6 +48,7 @@ import os
 import pickle
 import signal
 from array import array
+from collections.abc import Iterable
 import struct
 import sys
 import time
@@ -592,17 +593,29 @@ def limit_blas_threads(n: int) -> None:
 
 
 def main(conn, wid: int, status_path: str, prefix: str, blas_threads: int,
-         spill_dir: str | None = None) -> None:
-    """Entry point of a worker process."""
+         spill_dir: str | None = None, preload: Iterable[str] = ()) -> None:
+    """Entry point of a worker process; ``preload``: modules to import before it reports up."""
     # Ctrl-C goes to the whole process group; the client decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_blas_threads(blas_threads)
     from ..store import arena
     arena.install(prefix + "-r")  # fd.result_array outputs; swept with the worker's prefix
+    _preload(preload)
     Worker(conn, wid, status_path, prefix, spill_dir).serve()
 
 
-def main_from_argv(argv: list[str]) -> None:
+def _preload(modules: Iterable[str]) -> None:
+    """Import what the first tasks will need (``executors/lazystart.py``); a module that fails
+    here fails again, with the task's own error, when a task needs it."""
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 - SystemExit too: the task reports it
+            pass
+
+
+def main_from_argv(argv: list[str], preload: Iterable[str] = ()) -> None:
     """Worker entry point: argv is FD WID STATUS PREFIX BLAS SPILL PARENT, as LocalExecutor
     passes them (PARENT: the client's pid; the worker dies with it). The process
     already has the caller's sys.path (``local._WORKER_BOOT``), so it imports user
@@ -610,5 +623,5 @@ def main_from_argv(argv: list[str]) -> None:
     from multiprocessing.connection import Connection
     fd, wid, status_path, prefix, blas, spill_dir, parent = argv
     exit_with_parent(int(parent))
-    main(Connection(int(fd)), int(wid), status_path, prefix, int(blas), spill_dir)
+    main(Connection(int(fd)), int(wid), status_path, prefix, int(blas), spill_dir, preload)
 

@@ -34,7 +34,8 @@ def _sync_executor() -> Any:
 
 
 def boot(argv: list[str]) -> None:
-    """Entry point of a LocalExecutor worker: argv as ``worker.main_from_argv`` takes it."""
+    """Entry point of a LocalExecutor worker: the modules to import before it reports up
+    (newline-separated, see ``lazystart.py``), then argv as ``worker.main_from_argv`` takes it."""
     inline_nested_compute()
     from ..engine.worker import main_from_argv
-    main_from_argv(argv)
+    main_from_argv(argv[1:], argv[0].split("\n") if argv[0] else [])

@@ -97,7 +97,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -122,12 +122,17 @@ from ..store.shm import INLINE_THRESHOLD, SHM_DIR, SharedMemoryStore, shm_free_b
 from ..engine import sigterm
 from ..engine.executor import Executor, RunFuture, as_dag
 from ..engine.messages import Returned, ShippedPlan
+from .lazystart import modules_to_preload
 from .placement import INLINE, PROCESSES, Placement
 from .schedstate import SchedulerState
 from ..engine.worker import BLAS_THREAD_VARS, SLOT
 
 
 SMALL_SHM = 256 * 2**20
+# The GIL switch interval while workers are started from a graph's threads: each of
+# the spawn's system calls gives up the GIL, and takes one interval to get it back
+# from a pure-Python thread (5 ms by default: 100-200 ms for two workers).
+SPAWN_SWITCH_S = 0.0002
 # The worker imports everything, fastdag first, from the caller's sys.path (argv[1]): a
 # bare ``python -c`` would look in the current folder first, and could load another fastdag.
 _WORKER_BOOT = ("import sys; sys.path[:] = sys.argv[1].split('\\n'); "
@@ -193,7 +198,8 @@ class LocalExecutor(Executor):
     ``placement="auto"`` (what the default executor of ``fd.compute`` uses)
     runs graphs of GIL-releasing functions on threads in this process and
     the others on the workers, and runs graphs on threads while the workers
-    start (see ``placement.py``); ``"processes"`` sends every graph to them.
+    start (see ``placement.py``), which it does once a graph needs them
+    (``lazystart.py``); ``"processes"`` sends every graph to them.
     """
 
     name = "local"
@@ -236,8 +242,10 @@ class LocalExecutor(Executor):
         self._serve_dashboard(dashboard)
         if placement not in ("processes", "auto"):
             raise ValueError(f"placement must be 'processes' or 'auto', got {placement!r}")
-        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan)
+        self.placement = (Placement(self.workers, self.settings, self.event_bus, self.submit_plan,
+                                    self.start_workers)
                           if placement == "auto" else None)
+        self._preload: list[str] = []  # modules the workers import first (lazystart.py)
 
     def __reduce__(self):
         raise TypeError(
@@ -270,12 +278,11 @@ class LocalExecutor(Executor):
         """The run on threads here if placement puts ``graph`` there, else None."""
         if self.placement is None:
             return None
-        self._ensure_started()  # workers boot in the background meanwhile
-        where = self.placement.where(graph)
+        where = self.placement.where(graph)  # starts the workers if the graph needs them
         if where == PROCESSES:
             return None
         name = options.get("name", "")
-        if where == INLINE:  # done on return: tracked then, as a run that ended at once
+        if where == INLINE:  # done when it returns: nothing runs beside the tracking
             return self._track(self.placement.run_inline(graph, single, name), options)
         return self.placement.run_on_threads(graph, single, name,
                                              lambda future: self._track(future, options))
@@ -319,6 +326,18 @@ class LocalExecutor(Executor):
             if isinstance(exc, OSError):
                 raise
             raise _unpicklable_argument(plan, exc) from exc
+
+    def start_workers(self, funcs: Iterable[Callable] = ()) -> None:
+        """Start the workers (if not started yet) for a graph of ``funcs``, whose
+        modules they import before they report up (see ``lazystart.py``)."""
+        if self._thread is None:
+            self._preload = modules_to_preload(funcs)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SPAWN_SWITCH_S))
+        try:
+            self._ensure_started()
+        finally:
+            sys.setswitchinterval(interval)
 
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
@@ -447,7 +466,8 @@ class LocalExecutor(Executor):
             env["FASTDAG_GIL_SAMPLE"] = "1"  # workers measure GIL holding for placement
         prefix = f"{self.prefix}-{wid}.{generation}"
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_BOOT, "\n".join(sys.path), str(theirs.fileno()),
+            [sys.executable, "-c", _WORKER_BOOT, "\n".join(sys.path), "\n".join(self._preload),
+             str(theirs.fileno()),
              str(wid), self._status_path, prefix, str(self.blas_threads), self.store.spill_dir,
              str(os.getpid())],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)

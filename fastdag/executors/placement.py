@@ -47,7 +47,9 @@ Until the worker processes have started (they announce themselves with an
 "up" message), graphs meant for them run on threads, so a fresh
 interpreter's first ``compute()`` does not wait for workers to boot; once
 they are up, that graph's tasks of functions measured holding the GIL are
-sent to them one by one (``offload``).
+sent to them one by one (``offload``). The workers are started only when a
+graph needs them (``lazystart.py``): one measured, or watched on the
+threads, holding the GIL; GIL-releasing work never boots them.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from ..core.runner import nbytes
 from ..engine.executor import RunFuture
 from .guarded import GuardedRun, GuardedThreads
 from .inline import InlineRun
+from .lazystart import LazyStart
 
 
 INLINE, THREADS, PROCESSES = "inline", "threads", "processes"
@@ -174,6 +177,11 @@ def _shipping_s(plan: Plan, i: int, values: list) -> float:
     return 2 * size / SHIP_BYTES_PER_S
 
 
+def _functions(tasks: list[Task]) -> list[Callable]:
+    """The distinct functions of ``tasks`` (Tasks hash by identity)."""
+    return [t.func for t in dict.fromkeys(tasks)]
+
+
 def _one_task_plan(plan: Plan, i: int, values: list) -> Plan:
     """Task ``i`` of ``plan`` alone, its inputs from ``values`` captured as arguments."""
     if plan.modes[i] == ARGS_ARE_DEPS:
@@ -192,11 +200,14 @@ class Placement:
     """Per-graph choice between worker processes and threads, learned per function."""
 
     def __init__(self, workers: int, settings: Callable[[], dict], events: EventBus | None = None,
-                 submit: Callable[[Plan, bool], RunFuture] | None = None):
+                 submit: Callable[[Plan, bool], RunFuture] | None = None,
+                 start: Callable[[list[Callable]], None] | None = None):
         self.workers = workers
         self._submit = submit  # the workers' own submit_plan, for tasks offloaded to them
         self.profile = GilProfile()
         self.threads = GuardedThreads(workers, self.profile, settings, events)
+        # start(funcs): the workers', once a graph (of funcs) needs them (see lazystart.py)
+        self.lazy = None if start is None else LazyStart(start, self.threads.sampler, workers)
         self._up: set[int] = set()
         self.ready = threading.Event()
         self._decisions: dict[frozenset, str] = {}  # the last placement per set of functions
@@ -219,6 +230,9 @@ class Placement:
                          lambda: _threads_score(expected, self.workers, graph),
                          self._decisions.get(expected.functions))
         if choice == PROCESSES and not self.ready.is_set():
+            declared = any(g for _f, g in expected.functions)  # gil=True
+            if self.lazy is not None and (expected.measured or declared):
+                self.lazy.now(_functions(tasks))  # measured GIL-bound, or declared: needed
             return THREADS
         if expected.known or expected.measured:
             self._decisions[expected.functions] = choice
@@ -254,13 +268,17 @@ class Placement:
         return Expected(work, held, alone, known, True, declared_free, functions)
 
     def run_on_threads(self, graph: DAG | Plan, single: bool, name: str = "",
-                       track: Callable[[RunFuture], Any] | None = None) -> RunFuture:
-        """Start ``graph`` on the threads (``track``: as ``ThreadExecutor.start``); started
-        before the workers are up, its GIL-holding tasks move to them once they are
-        (``offload``)."""
+                       before: Callable[[RunFuture], Any] | None = None) -> RunFuture:
+        """Start ``graph`` on the threads (``before(future)`` first, see ``threads.start``);
+        started before the workers are up, its GIL-holding tasks move to them once they
+        are (``offload``)."""
         early = self._submit is not None and not self.ready.is_set()
-        return self.threads.start(graph, single, name, track,
-                                  offload=self.offload if early else None)
+        future = self.threads.start(graph, single, name, before,
+                                    offload=self.offload if early else None)
+        if early and self.lazy is not None:
+            tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+            self.lazy.watch(future, _functions(tasks))  # started if this run holds the GIL
+        return future
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
         """Task ``i`` of a graph started on threads before the workers were up, sent to one
@@ -319,4 +337,6 @@ class Placement:
         tasks = plan.tasks
         self.profile.record_tasks([tasks[int(i)] for i in table[short, INDEX]], durations[short])
     def shutdown(self, wait: bool = True) -> None:
+        if self.lazy is not None:
+            self.lazy.close()
         self.threads.shutdown(wait=wait)

@@ -60,25 +60,24 @@ class ThreadExecutor(Executor):
     def submit_plan(self, plan: Plan | DAG, single: bool = False, **options: Any) -> RunFuture:
         """Run a Plan built by something other than a DAG (a Dask graph, see bridges)."""
         return self.start(plan, single, options.get("name", ""),
-                          track=lambda future: self._track(future, options))
+                          before=lambda future: self._track(future, options))
 
     def start(self, plan: Plan | DAG, single: bool, name: str = "",
-              track: Callable[[RunFuture], Any] | None = None, **run_options: Any) -> RunFuture:
+              before: Callable[[RunFuture], Any] | None = None, **run_options: Any) -> RunFuture:
         """Start running on the pool; its Future.
 
-        ``track`` (the executor's ``_track``: metrics, memory watch) is
-        called before the first task starts: after, the caller's
-        bookkeeping waits for the GIL behind the tasks (pandas code holds
-        it half the time; the memory sample's reads of /proc each give it
-        up), ~6 ms of a 30 ms Dask groupby here.
+        ``before(future)`` (handing it to metrics) is called before any task
+        starts: its first call imports the metrics modules, work that would
+        otherwise hold the GIL against the run's first tasks (the numpy
+        ones wait for it at every return from C).
 
         Called from one of the pool's own tasks (a nested ``compute()``), the
         graph runs inline in that thread: waiting for the pool there could
         wait for the very thread that is waiting. ``run_options`` go to ``new_run``.
         """
         run = self.new_run(plan, single, name, **run_options)
-        if track is not None:
-            track(run.future)
+        if before is not None:
+            before(run.future)
         pool = self._get_pool()
         if getattr(_running, "pool", None) is pool:
             run_inline(run)
