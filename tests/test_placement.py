@@ -560,6 +560,7 @@ def test_the_sampler_tells_short_python_runs_from_short_waits():
 def test_workers_send_the_sums_of_their_short_runs():
     with fd.LocalExecutor(workers=2, placement="auto") as ex:
         assert ex.compute(ident(1)) == 1
+        ex.start_workers()  # a tiny first graph does not start them (lazystart.py)
         assert ex.placement.ready.wait(60), "workers never said they were up"
         ex.compute(*[fd.task(_python_loop)(0.001) for _ in range(60)])  # never seen: processes
         assert fd.last_run().run.settings.get("placement", "processes") == "processes"
