@@ -204,6 +204,28 @@ def test_keyboard_interrupt_cancels_the_run(pool, tmp_path):
     assert inc(1).compute(executor=pool) == 2
 
 
+def test_ctrl_c_during_a_sync_run_is_the_callers_keyboard_interrupt():
+    """A SIGINT while a task runs in the main thread stops the run as KeyboardInterrupt
+    (a task raising KeyboardInterrupt itself stays its TaskError: test_reliability)."""
+    ran = []
+
+    @fd.task
+    def long_step(i):
+        ran.append(i)
+        time.sleep(0.05)
+        return i
+
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        fd.task(sum)([long_step(i) for i in range(200)]).compute(executor=fd.SyncExecutor())
+    timer.join()
+    assert 0 < len(ran) < 200
+    assert fd.last_run().run.state == "cancelled"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert inc(1).compute(executor=fd.SyncExecutor()) == 2
+
+
 def test_nothing_left_behind_after_failures_and_shutdown():
     ex = fd.LocalExecutor(workers=2, cancel_grace=0.2)
     with pytest.raises(fd.TaskError):

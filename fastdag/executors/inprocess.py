@@ -20,12 +20,13 @@ import time
 from typing import Any
 
 from .. import events as ev
-from ..core.errors import TaskError, task_failure
+from ..core.errors import CancelledError, TaskError, task_failure
 from ..core.graph import DAG
 from ..metrics.runs import HOST
 from ..core.plan import Plan, build_plan
 from ..core.runner import INTERNAL_FILES, TASK_EXCEPTIONS, describe_failure, execute, nbytes
 from ..engine.executor import RunFuture, new_run_id
+from . import interrupts
 
 INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's function, as in a worker
 
@@ -77,6 +78,8 @@ class InProcessRun:
         try:
             value, attempts = self.call(i)
         except TASK_EXCEPTIONS as exc:  # noqa: BLE001
+            if interrupts.from_user(exc):
+                raise  # Ctrl-C: the caller's, not the task's (run_inline)
             failure = describe_failure(i, exc, plan.tasks[i].retries + 1)
             error = task_failure(plan.name(i), exc, failure.traceback)
             self.flush()
@@ -165,11 +168,15 @@ def run_inline(run: InProcessRun) -> None:
     computed from inside one of its own tasks: waiting for the pool there
     could wait for the very thread that is waiting.
     """
-    for i in range(len(run.plan)):
-        try:
-            value = run.run_one(i, time.time())
-        except TaskError as exc:
-            run.fail(exc)
-            return
-        run.complete(i, value)
+    with interrupts.watched():  # Ctrl-C in the main thread stops the run, see interrupts.py
+        for i in range(len(run.plan)):
+            try:
+                value = run.run_one(i, time.time())
+            except TaskError as exc:
+                run.fail(exc)
+                return
+            except KeyboardInterrupt:
+                run.fail(CancelledError("interrupted (Ctrl-C)"))
+                raise
+            run.complete(i, value)
     run.finish()
