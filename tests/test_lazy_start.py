@@ -187,3 +187,22 @@ def test_starting_the_workers_leaves_the_switch_interval_as_it_was():
         ex.start_workers([_nap])
         assert sys.getswitchinterval() == before
         assert ex.placement.ready.wait(60)
+
+
+def test_starting_workers_from_two_threads_puts_the_switch_interval_back(monkeypatch):
+    """The short GIL switch interval of a spawn is the process's: two overlapping
+    starts must not leave it set (the second one saved the first one's short value)."""
+    from fastdag.executors import local as local_module
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(local_module.LocalExecutor, "_ensure_started",
+                        lambda self: time.sleep(0.2))  # a slow spawn, no processes
+    executors = [fd.LocalExecutor(workers=1) for _ in range(2)]
+    threads = [threading.Thread(target=ex.start_workers) for ex in executors]
+    threads[0].start()
+    time.sleep(0.05)
+    threads[1].start()
+    for t in threads:
+        t.join()
+    assert sys.getswitchinterval() == before
+    for ex in executors:
+        ex.shutdown()

@@ -133,6 +133,7 @@ SMALL_SHM = 256 * 2**20
 # the spawn's system calls gives up the GIL, and takes one interval to get it back
 # from a pure-Python thread (5 ms by default: 100-200 ms for two workers).
 SPAWN_SWITCH_S = 0.0002
+_SPAWNING = threading.Lock()  # the switch interval is the process's: set and put back by one
 # The worker imports everything, fastdag first, from the caller's sys.path (argv[1]): a
 # bare ``python -c`` would look in the current folder first, and could load another fastdag.
 _WORKER_BOOT = ("import sys; sys.path[:] = sys.argv[1].split('\\n'); "
@@ -332,12 +333,13 @@ class LocalExecutor(Executor):
         modules they import before they report up (see ``lazystart.py``)."""
         if self._thread is None:
             self._preload = modules_to_preload(funcs)
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(interval, SPAWN_SWITCH_S))
-        try:
-            self._ensure_started()
-        finally:
-            sys.setswitchinterval(interval)
+        with _SPAWNING:  # one at a time: a second caller would save the short interval as "old"
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, SPAWN_SWITCH_S))
+            try:
+                self._ensure_started()
+            finally:
+                sys.setswitchinterval(interval)
 
     def _post(self, item: tuple) -> None:
         self._inbox.put(item)
