@@ -177,6 +177,11 @@ def _shipping_s(plan: Plan, i: int, values: list) -> float:
     return 2 * size / SHIP_BYTES_PER_S
 
 
+def _tasks_of(graph: DAG | Plan) -> list[Task]:
+    """The Task of every node of ``graph``, in order (repeats included)."""
+    return graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+
+
 def _functions(tasks: list[Task]) -> list[Callable]:
     """The distinct functions of ``tasks`` (Tasks hash by identity)."""
     return [t.func for t in dict.fromkeys(tasks)]
@@ -224,7 +229,7 @@ class Placement:
         remembered per set of functions (see ``MARGIN``); until the workers
         are up, a graph meant for them runs on threads, and nothing is remembered.
         """
-        tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
+        tasks = _tasks_of(graph)
         expected = self.expected(tasks)
         choice = _decide(_inline_score(expected, len(tasks), self.workers),
                          lambda: _threads_score(expected, self.workers, graph),
@@ -240,8 +245,7 @@ class Placement:
 
     def prefers_threads(self, graph: DAG | Plan) -> bool:
         """The threads-or-processes rule alone (no memory), from the functions' profiles."""
-        tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
-        return _threads_score(self.expected(tasks), self.workers, graph) <= 1.0
+        return _threads_score(self.expected(_tasks_of(graph)), self.workers, graph) <= 1.0
 
     def expected(self, tasks: list[Task]) -> Expected:
         """What the profile predicts for these tasks (one entry per task, repeats included)."""
@@ -276,8 +280,7 @@ class Placement:
         future = self.threads.start(graph, single, name, before,
                                     offload=self.offload if early else None)
         if early and self.lazy is not None:
-            tasks = graph.tasks if isinstance(graph, Plan) else [n.task for n in graph.nodes]
-            self.lazy.watch(future, _functions(tasks))  # started if this run holds the GIL
+            self.lazy.watch(future, _functions(_tasks_of(graph)))  # started if it holds the GIL
         return future
 
     def offload(self, run: GuardedRun, i: int) -> RunFuture | None:
