@@ -337,8 +337,7 @@ class EngineExecutor(Executor):
         except BaseException as exc:
             self._release(run)
             ev.run_finished(bus, run_id, run.start, exc)
-            run.future.never_started = True
-            run.future.fail(exc)  # so the metrics layer stops watching this run
+            run.future.fail_unstarted(exc)
             raise
         if run.future.cancelled():  # cancelled while launching
             self._cancel(run)

@@ -168,8 +168,7 @@ class RedisExecutor(Executor):
             self._start(run, plan, future)
         except BaseException as exc:
             fd_events.run_finished(self.event_bus, run, time.time(), exc)
-            future.never_started = True
-            future.fail(exc)  # so the metrics layer stops watching this run
+            future.fail_unstarted(exc)
             raise
         self._ensure_listener()
         return future

@@ -85,6 +85,12 @@ class RunFuture(concurrent.futures.Future):
             except concurrent.futures.InvalidStateError:
                 pass
 
+    def fail_unstarted(self, exc: BaseException) -> None:
+        """Fail a run whose ``submit()`` raised ``exc``: the caller has the error, so
+        no report is kept (``never_started``); the metrics layer stops watching it."""
+        self.never_started = True
+        self.fail(exc)
+
     def fail(self, exc: BaseException) -> None:
         if not self.done():
             try:
