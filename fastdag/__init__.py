@@ -114,14 +114,14 @@ def _compute(*nodes: Any, **options: Any) -> Any:
     return compute(*nodes, **options)
 
 
-def _default_executor() -> Any:
-    from .api import get_default_executor
-    return get_default_executor()
+def _resolve_executor(executor: Any) -> Any:
+    from .api import resolve_executor
+    return resolve_executor(executor)
 
 
 _hooks.install(draw_dag=_draw_dag, serve_dashboard=_serve_dashboard,
                run_dask_graph=_run_dask_graph, tasks_table=_tasks_table,
-               compute=_compute, default_executor=_default_executor)
+               compute=_compute, resolve_executor=_resolve_executor)
 
 __all__ = [
     "task", "Task", "Node", "DAG", "DAGTask", "DAGTaskNode",

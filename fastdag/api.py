@@ -4,7 +4,7 @@
         first use) .submit(nodes) ──> RunFuture ──wait_for──> values
 
 ``Node.compute()`` and ``compute_async()`` in ``core/graph.py`` reach this
-module through ``core.hooks`` (``compute``, ``default_executor``), plugged in
+module through ``core.hooks`` (``compute``, ``resolve_executor``), plugged in
 by ``fastdag/__init__.py``: core never imports it.
 """
 
@@ -87,7 +87,7 @@ def _forget_in_forked_child() -> None:
 os.register_at_fork(after_in_child=_forget_in_forked_child)
 
 
-def _executor(executor: Any) -> Executor:
+def resolve_executor(executor: Any) -> Executor:
     """``executor``, or the default one for None; a clear error for anything else
     (``executor="threads"``, as Dask's ``scheduler=`` is written)."""
     if executor is None:
@@ -121,7 +121,7 @@ def compute_async(*args: Any, executor: Executor | None = None, **options: Any) 
         raise TypeError("compute_async() takes fd.Node arguments only")
     if not nodes:
         raise TypeError("compute_async() needs at least one Node")
-    return _executor(executor).submit(nodes, **options)
+    return resolve_executor(executor).submit(nodes, **options)
 
 
 def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tuple:
@@ -138,7 +138,7 @@ def compute(*args: Any, executor: Executor | None = None, **options: Any) -> tup
     if not nodes and not inner:
         return tuple(args)
     from .engine.executor import wait_for
-    values = wait_for(_executor(executor).submit(nodes + list(inner), **options))
+    values = wait_for(resolve_executor(executor).submit(nodes + list(inner), **options))
     if inner:
         found = {id(n): v for n, v in zip(nodes + list(inner), values)}
         return tuple(map_nested(a, Node, lambda n: found[id(n)]) for a in args)

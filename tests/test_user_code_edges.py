@@ -342,7 +342,8 @@ def test_async_functions_as_tasks(executors):
 def test_executor_must_be_an_executor():
     node = fd.task(abs)(-1)
     for call in (lambda: fd.compute(node, executor="threads"), lambda: node.compute("sync"),
-                 lambda: fd.compute_async(node, executor="processes")):
+                 lambda: fd.compute_async(node, executor="processes"),
+                 lambda: node.compute_async(executor="threads")):
         with pytest.raises(TypeError, match="takes an fd executor"):
             call()
     assert node.compute(executor=None) == 1

@@ -16,7 +16,7 @@ This module holds no execution code; ``plan.py`` turns a DAG into work.
 
 Running is not core's business either: ``Node.compute()`` and
 ``compute_async()`` hand the graph to ``fastdag.api`` (the default executor
-and the run) through ``hooks.compute`` / ``hooks.default_executor``, and
+and the run) through ``hooks.compute`` / ``hooks.resolve_executor``, and
 drawing without Graphviz goes through ``hooks.draw_dag`` to ``fastdag.viz``;
 nothing in core imports upward.
 """
@@ -466,7 +466,7 @@ class Node:
 
     def compute_async(self, executor: Any = None, **options: Any):
         """Start the graph ending here; return a ``concurrent.futures.Future``."""
-        return (executor or hooks.default_executor()).submit(self, **options)
+        return hooks.resolve_executor(executor).submit(self, **options)
 
     def __reduce__(self):
         raise TypeError(

@@ -6,7 +6,7 @@
     Executor.dask_get(dsk, keys)   engine.executor ──> run_dask_graph(ex, wait_for, dsk, keys)
                                                                                     bridges.dask_scheduler
     Node.compute(), compute_async  core.graph      ──> compute(*nodes, **options),  api
-                                                       default_executor()
+                                                       resolve_executor(executor)
 
 Each of these methods belongs to a low layer's class but its work to a
 package above it. Instead of importing that package (an import pointing up,
@@ -32,10 +32,10 @@ tasks_table: Callable[[Any], Any] = _not_installed
 serve_dashboard: Callable[[Any, Any], Any] = _not_installed
 run_dask_graph: Callable[..., Any] = _not_installed
 compute: Callable[..., Any] = _not_installed
-default_executor: Callable[[], Any] = _not_installed
+resolve_executor: Callable[[Any], Any] = _not_installed
 
 _NAMES = ("draw_dag", "tasks_table", "serve_dashboard", "run_dask_graph", "compute",
-          "default_executor")
+          "resolve_executor")
 
 
 def install(**services: Callable[..., Any]) -> None:
