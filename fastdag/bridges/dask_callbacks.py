@@ -32,13 +32,16 @@ from .. import events as ev
 
 
 @contextmanager
-def dask_callbacks(executor: Any, dsk: Any, callbacks: Any) -> Iterator[Callable[[Any], None]]:
-    """Run Dask's active callbacks around a run; yields ``bind(future)`` to call once
-    the run is submitted. Without callbacks it costs nothing (no subscriber)."""
+def dask_callbacks(executor: Any, dsk: Any, callbacks: Any
+                   ) -> Iterator[tuple[Callable[[Any], None], Any]]:
+    """Run Dask's active callbacks around a run; yields ``(bind, graph)``: ``bind(future)``
+    to call once the run is submitted, and ``dsk`` as the graph to convert (made a
+    Mapping once here when the callbacks need it). Without callbacks it costs
+    nothing (no subscriber)."""
     from dask.callbacks import local_callbacks
     with local_callbacks(callbacks) as active:
         if not active:
-            yield _nothing
+            yield _nothing, dsk
             return
         from dask.core import get_dependencies
         from .dask_expr import task_graph
@@ -55,7 +58,7 @@ def dask_callbacks(executor: Any, dsk: Any, callbacks: Any) -> Iterator[Callable
                 if cb[1]:
                     cb[1](graph, driver.state)
             with executor.subscribe(driver):
-                yield driver.bind
+                yield driver.bind, graph
             errored = False
         finally:
             for cb in started:

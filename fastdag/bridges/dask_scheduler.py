@@ -39,8 +39,8 @@ def run_dask_graph(executor: Any, wait: Callable[[Any], Any], dsk: Any, keys: An
         raise TypeError(f"{type(executor).__name__} cannot run Dask graphs; use a "
                         "LocalExecutor, ThreadExecutor or SyncExecutor")
     options = {k: kwargs[k] for k in RUN_OPTIONS if k in kwargs}
-    with dask_callbacks(executor, dsk, kwargs.get("callbacks")) as bind:
-        converted = to_plan(dsk, keys)
+    with dask_callbacks(executor, dsk, kwargs.get("callbacks")) as (bind, graph):
+        converted = to_plan(graph, keys)
         try:
             future = submit_plan(converted.plan, False, **options)
             bind(future)
