@@ -279,7 +279,8 @@ class RedisExecutor(Executor):
                           f"{redacted(self.url)} (prefix {self.keys.prefix!r}); start some with "
                           "`fastdag worker --redis URL` (same prefix and FASTDAG_SECRET)",
                           RuntimeWarning, stacklevel=1)
-        self._told_no_workers = self._told_no_workers and not live
+        if live:  # a later spell without workers is told again
+            self._told_no_workers = False
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         run = ev.get("run", "")
